@@ -1,0 +1,3 @@
+from iobench.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""How a measurement is taken: counters, the repetition protocol, statistics, progress."""

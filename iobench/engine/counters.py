@@ -1,0 +1,170 @@
+"""Kernel counters read around a timed section: rusage and per-task IO accounting.
+
+Syscall counts come from the kernel's task IO accounting (``syscr``/``syscw``, the fields
+``psutil.Process().io_counters()`` calls ``read_count``/``write_count``). For experiments that
+time one thread we read ``/proc/thread-self/io`` and ``RUSAGE_THREAD`` so that the progress
+thread's own terminal writes and CPU never land in a row. Multi-threaded or multi-process
+experiments use the process-wide counters (plus ``RUSAGE_CHILDREN``) instead.
+
+Reading the counters costs syscalls itself (one ``pread`` per snapshot, which the kernel
+counts as one read of ~109 bytes). That overhead is measured once per probe by taking two
+snapshots back to back, and subtracted, so a row's ``syscalls_read`` is exactly the reads the
+experiment made.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import psutil
+
+Scope = Literal["thread", "process"]
+
+_THREAD_IO = "/proc/thread-self/io"
+_IO_FIELDS = ("rchar", "wchar", "syscr", "syscw", "read_bytes", "write_bytes")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Counter values at one instant; subtract two to get what happened in between."""
+
+    time_ns: int
+    user_ns: int
+    sys_ns: int
+    minflt: int
+    majflt: int
+    ctx_vol: int
+    ctx_invol: int
+    syscalls_read: int
+    syscalls_write: int
+    chars_read: int
+    chars_written: int
+    disk_read_bytes: int
+    disk_write_bytes: int
+
+    def __sub__(self, earlier: Snapshot) -> Snapshot:
+        return Snapshot(
+            **{name: getattr(self, name) - getattr(earlier, name) for name in _SNAPSHOT_FIELDS}
+        )
+
+
+_SNAPSHOT_FIELDS = tuple(Snapshot.__dataclass_fields__)
+
+
+def _rusage_ns(value_s: float) -> int:
+    return round(value_s * 1e9)
+
+
+class CounterProbe:
+    """Takes snapshots for one scope; open it before the timed section, close it after the case."""
+
+    def __init__(self, scope: Scope = "thread") -> None:
+        self.scope = scope
+        self._fd: int | None = None
+        self._process: psutil.Process | None = None
+        self.source = ""
+        if scope == "thread" and os.path.exists(_THREAD_IO):
+            # A fixed fd read with one pread: exactly one counted read per snapshot.
+            self._fd = os.open(_THREAD_IO, os.O_RDONLY | os.O_CLOEXEC)
+            self.source = _THREAD_IO
+        else:
+            self._process = psutil.Process()
+            self.source = "psutil.Process().io_counters()"
+        self._overhead = self._zero()
+        self._overhead = self._calibrate()
+
+    def _zero(self) -> Snapshot:
+        return Snapshot(*(0 for _ in _SNAPSHOT_FIELDS))
+
+    def _calibrate(self) -> Snapshot:
+        """Counter cost of one snapshot, from back-to-back snapshots (smallest of a few)."""
+        deltas = []
+        for _ in range(5):
+            first = self._raw()
+            second = self._raw()
+            deltas.append(second - first)
+        return Snapshot(
+            **{
+                name: min(getattr(d, name) for d in deltas)
+                if name in ("syscalls_read", "syscalls_write", "chars_read", "chars_written")
+                else 0
+                for name in _SNAPSHOT_FIELDS
+            }
+        )
+
+    def _io(self) -> tuple[int, int, int, int, int, int]:
+        if self._fd is not None:
+            text = os.pread(self._fd, 512, 0).decode()
+            fields = dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
+            return tuple(int(fields[name]) for name in _IO_FIELDS)  # type: ignore[return-value]
+        assert self._process is not None
+        io = self._process.io_counters()
+        return (
+            getattr(io, "read_chars", 0),
+            getattr(io, "write_chars", 0),
+            io.read_count,
+            io.write_count,
+            io.read_bytes,
+            io.write_bytes,
+        )
+
+    def _raw(self) -> Snapshot:
+        # IO counters first and last-touched nearest the clock so the timed window is tight.
+        if self.scope == "thread":
+            usage = resource.getrusage(resource.RUSAGE_THREAD)
+            user, system = usage.ru_utime, usage.ru_stime
+            minflt, majflt = usage.ru_minflt, usage.ru_majflt
+            nvcsw, nivcsw = usage.ru_nvcsw, usage.ru_nivcsw
+        else:
+            own = resource.getrusage(resource.RUSAGE_SELF)
+            children = resource.getrusage(resource.RUSAGE_CHILDREN)
+            user = own.ru_utime + children.ru_utime
+            system = own.ru_stime + children.ru_stime
+            minflt = own.ru_minflt + children.ru_minflt
+            majflt = own.ru_majflt + children.ru_majflt
+            nvcsw = own.ru_nvcsw + children.ru_nvcsw
+            nivcsw = own.ru_nivcsw + children.ru_nivcsw
+        rchar, wchar, syscr, syscw, read_bytes, write_bytes = self._io()
+        return Snapshot(
+            time_ns=time.perf_counter_ns(),
+            user_ns=_rusage_ns(user),
+            sys_ns=_rusage_ns(system),
+            minflt=minflt,
+            majflt=majflt,
+            ctx_vol=nvcsw,
+            ctx_invol=nivcsw,
+            syscalls_read=syscr,
+            syscalls_write=syscw,
+            chars_read=rchar,
+            chars_written=wchar,
+            disk_read_bytes=read_bytes,
+            disk_write_bytes=write_bytes,
+        )
+
+    def before(self) -> Snapshot:
+        """Snapshot taken just before the timed section (clock read last)."""
+        snap = self._raw()
+        # Re-read the clock so the counter reads above are outside the timed window.
+        return Snapshot(**{**snap.__dict__, "time_ns": time.perf_counter_ns()})
+
+    def after(self, before: Snapshot) -> Snapshot:
+        """Delta since ``before`` with this probe's own reading cost removed."""
+        end_ns = time.perf_counter_ns()
+        snap = self._raw()
+        delta = snap - before - self._overhead
+        return Snapshot(**{**delta.__dict__, "time_ns": end_ns - before.time_ns})
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> CounterProbe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

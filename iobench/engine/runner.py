@@ -1,0 +1,208 @@
+"""The engine: runs cases under the repetition protocol and turns counters into rows.
+
+An experiment owns only its loop. This module owns the order of calls, warmup, the
+stopping rule, GC, the counters around the timed section, and what goes into each row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import gc
+import shutil
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from iobench.engine.counters import CounterProbe
+from iobench.engine.progress import Progress
+from iobench.engine.protocol import Protocol
+from iobench.engine.stats import ci_halfwidth_pct
+from iobench.errors import InsufficientSpaceError, UnsupportedCase
+from iobench.experiments.base import Experiment
+from iobench.params import case_id, expand_cases
+from iobench.units import format_size
+
+ENGINE_NAME = "python"
+
+#: Errors that mean the disk is full: the case is recorded as failed and the run stops.
+_SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    """One experiment with its resolved parameter values (sweeps as tuples) and protocol."""
+
+    experiment: type[Experiment]
+    values: dict[str, Any]
+    protocol: Protocol
+
+    def cases(self) -> list[dict[str, Any]]:
+        return expand_cases(self.experiment.params, self.values)
+
+
+@dataclass
+class CaseResult:
+    """Rows of one case plus its summary for meta.json."""
+
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+
+
+def case_label(experiment: type[Experiment], case: dict[str, Any]) -> str:
+    """Human label: ``rw-buffer mode=copy file_size=1MiB bs=4KiB cache=cold``."""
+    parts = " ".join(f"{p.name}={p.format(case[p.name])}" for p in experiment.params)
+    return f"{experiment.name} {parts}"
+
+
+def check_space(directory: Path, needed: int) -> None:
+    """Stop before a case that cannot fit, with what it needs and what there is."""
+    free = shutil.disk_usage(directory).free
+    if needed > free:
+        raise InsufficientSpaceError(
+            f"needs {format_size(needed)}, has {format_size(free)} free on {directory}"
+        )
+
+
+def _base_row(experiment: type[Experiment], case: dict[str, Any], target_fs: str) -> dict[str, Any]:
+    return {
+        "experiment": experiment.name,
+        "case": case_id(experiment.params, case),
+        "engine": ENGINE_NAME,
+        "target_fs": target_fs,
+        **case,
+    }
+
+
+def run_case(
+    experiment: type[Experiment],
+    case: dict[str, Any],
+    protocol: Protocol,
+    scratch: Path,
+    progress: Progress,
+    target_fs: str = "",
+) -> CaseResult:
+    """Measure one case: prepare, warm up, repeat until the protocol says stop, tear down.
+
+    ``scratch`` must be an existing private folder; the case works in a sub-folder of it
+    that is removed afterwards whatever happens.
+    """
+    experiment.check_case(case)
+    base = _base_row(experiment, case, target_fs)
+    summary: dict[str, Any] = {"experiment": experiment.name, "case": base["case"], **case}
+    case_dir = Path(scratch) / f"case-{time.monotonic_ns()}"
+    case_dir.mkdir(mode=0o700)
+    instance = experiment(case, case_dir)
+    rows: list[dict[str, Any]] = []
+    probe = CounterProbe(experiment.counter_scope)
+    try:
+        check_space(case_dir, instance.space_needed())
+        instance.prepare()
+        started = time.perf_counter_ns()
+        for _ in range(protocol.warmup):
+            instance.before_rep()
+            instance.run_once()
+            instance.after_rep()
+        times: list[int] = []
+        # Only whole-process counters see the progress thread's writes; pause it for those.
+        quiet = progress.quiet if experiment.counter_scope == "process" else contextlib.nullcontext
+        while True:
+            pre = instance.before_rep()
+            gc_was_enabled = gc.isenabled()
+            gc.disable()
+            try:
+                with quiet():
+                    before = probe.before()
+                    work = instance.run_once()
+                    delta = probe.after(before)
+            finally:
+                if gc_was_enabled:
+                    gc.enable()
+            post = instance.after_rep()
+            times.append(delta.time_ns)
+            rows.append(_row(base, len(times), delta, work, pre, post))
+            ci = ci_halfwidth_pct(times)
+            progress.rep_done(len(times), protocol.max_reps, ci)
+            stop_reason = _stop_reason(protocol, len(times), time.perf_counter_ns() - started, ci)
+            if stop_reason:
+                break
+        summary.update(
+            status="ok",
+            reps=len(times),
+            stop_reason=stop_reason,
+            ci_halfwidth_pct=None if ci == float("inf") else round(ci, 3),
+            median_elapsed_ns=int(statistics.median(times)),
+        )
+    except UnsupportedCase as exc:
+        rows = [{**base, "rep": 0, "status": "unsupported", "status_reason": str(exc)}]
+        summary.update(status="unsupported", reason=str(exc))
+    except OSError as exc:
+        reason = f"{exc.strerror or exc} ({errno.errorcode.get(exc.errno or 0, '?')})"
+        rows = [{**base, "rep": 0, "status": "failed", "status_reason": reason}]
+        summary.update(status="failed", reason=reason)
+        if exc.errno in _SPACE_ERRNOS:
+            raise CaseSpaceError(CaseResult(rows, summary), reason) from exc
+    finally:
+        try:
+            instance.teardown()
+        finally:
+            probe.close()
+            shutil.rmtree(case_dir, ignore_errors=True)
+    return CaseResult(rows, summary)
+
+
+class CaseSpaceError(InsufficientSpaceError):
+    """The disk filled during a case; carries the failed case's record."""
+
+    def __init__(self, result: CaseResult, reason: str) -> None:
+        super().__init__(f"disk full during {result.summary['case']}: {reason}")
+        self.result = result
+
+
+def _stop_reason(protocol: Protocol, reps: int, elapsed_ns: int, ci_pct: float) -> str:
+    if reps >= protocol.max_reps:
+        return "max_reps"
+    if elapsed_ns >= protocol.max_time:
+        return "max_time"
+    if reps >= protocol.min_reps and ci_pct <= protocol.target_ci:
+        return "ci_target"
+    return ""
+
+
+def _row(
+    base: dict[str, Any],
+    rep: int,
+    delta: Any,
+    work: dict[str, Any],
+    pre: dict[str, Any],
+    post: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        **base,
+        "rep": rep,
+        "status": "ok",
+        "status_reason": "",
+        "elapsed_ns": delta.time_ns,
+        "user_ns": delta.user_ns,
+        "sys_ns": delta.sys_ns,
+        "bytes": work.get("bytes", 0),
+        "ops": work.get("ops", 0),
+        "syscalls_read": delta.syscalls_read,
+        "syscalls_write": delta.syscalls_write,
+        "disk_read_bytes": delta.disk_read_bytes,
+        "disk_write_bytes": delta.disk_write_bytes,
+        "ctx_vol": delta.ctx_vol,
+        "ctx_invol": delta.ctx_invol,
+        "minflt": delta.minflt,
+        "majflt": delta.majflt,
+        **pre,
+        **{k: v for k, v in work.items() if k not in ("bytes", "ops")},
+        **post,
+    }
+
+
+def count_cases(entries: Sequence[PlanEntry]) -> int:
+    return sum(len(entry.cases()) for entry in entries)

@@ -1,0 +1,232 @@
+"""Facts about the host and the target folder, and the warnings they imply.
+
+Everything here is read, never assumed: /proc/self/mountinfo for the filesystem, /sys for the
+block device's scheduler and rotational flag, getrlimit for limits. Facts that cannot be read
+are None, not guessed.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import resource
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from iobench.units import format_size
+
+#: Filesystems whose data lives in RAM: the page cache is the storage.
+MEMORY_FILESYSTEMS = {"tmpfs", "ramfs", "devtmpfs", "hugetlbfs"}
+#: Filesystems stacked on another one (what reaches a disk depends on the lower layer).
+STACKED_FILESYSTEMS = {
+    "overlay",
+    "fuse",
+    "fuse.fuse-overlayfs",
+    "aufs",
+    "9p",
+    "virtiofs",
+    "nfs",
+    "nfs4",
+    "cifs",
+}
+
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def _read(path: str | Path) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as octal (``\\040``)."""
+    return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field)
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One line of /proc/self/mountinfo."""
+
+    device: str  # "major:minor"
+    mount_point: str
+    mount_options: str
+    fs_type: str
+    source: str
+    super_options: str
+
+
+def parse_mountinfo(text: str) -> list[Mount]:
+    """Parse /proc/self/mountinfo (see proc(5)); optional fields end at the "-" separator."""
+    mounts = []
+    for line in text.splitlines():
+        fields = line.split()
+        if "-" not in fields or len(fields) < 7:
+            continue
+        sep = fields.index("-")
+        after = fields[sep + 1 :]
+        mounts.append(
+            Mount(
+                device=fields[2],
+                mount_point=_unescape(fields[4]),
+                mount_options=fields[5],
+                fs_type=after[0] if after else "",
+                source=_unescape(after[1]) if len(after) > 1 else "",
+                super_options=after[2] if len(after) > 2 else "",
+            )
+        )
+    return mounts
+
+
+def find_mount(path: Path, mounts: list[Mount]) -> Mount | None:
+    """The mount holding ``path``: same device number, deepest mount point containing it."""
+    real = os.path.realpath(path)
+    st_dev = os.stat(real).st_dev
+    device = f"{os.major(st_dev)}:{os.minor(st_dev)}"
+
+    def contains(mount: Mount) -> bool:
+        point = mount.mount_point.rstrip("/") + "/"
+        return real == mount.mount_point or (real + "/").startswith(point)
+
+    containing = [m for m in mounts if contains(m)]
+    same_device = [m for m in containing if m.device == device]
+    candidates = same_device or containing
+    return max(candidates, key=lambda m: len(m.mount_point), default=None)
+
+
+def block_device_facts(device: str) -> dict[str, Any]:
+    """Name, IO scheduler and rotational flag of the whole disk behind ``major:minor``."""
+    sys_path = Path("/sys/dev/block") / device
+    if not sys_path.exists():
+        return {"block_device": None, "scheduler": None, "rotational": None}
+    node = sys_path.resolve()
+    if (node / "partition").exists():
+        node = node.parent
+    scheduler_text = _read(node / "queue" / "scheduler")
+    active = None
+    if scheduler_text:
+        match = re.search(r"\[([^\]]+)\]", scheduler_text)
+        active = match.group(1) if match else scheduler_text
+    rotational = _read(node / "queue" / "rotational")
+    return {
+        "block_device": node.name,
+        "scheduler": active,
+        "rotational": None if rotational is None else rotational == "1",
+    }
+
+
+def target_facts(directory: Path) -> dict[str, Any]:
+    """Filesystem, mount, device and free space of the folder where scratch files go."""
+    directory = Path(directory)
+    mountinfo = _read("/proc/self/mountinfo") or ""
+    mount = find_mount(directory, parse_mountinfo(mountinfo))
+    usage = shutil.disk_usage(directory)
+    facts: dict[str, Any] = {
+        "path": os.path.realpath(directory),
+        "fs_type": mount.fs_type if mount else None,
+        "mount_point": mount.mount_point if mount else None,
+        "mount_source": mount.source if mount else None,
+        "mount_options": mount.mount_options if mount else None,
+        "super_options": mount.super_options if mount else None,
+        "free_bytes": usage.free,
+        "total_bytes": usage.total,
+    }
+    if mount:
+        facts.update(block_device_facts(mount.device))
+    else:
+        facts.update(block_device=None, scheduler=None, rotational=None)
+    return facts
+
+
+def _cpu_model() -> str | None:
+    text = _read("/proc/cpuinfo") or ""
+    for key in ("model name", "Hardware", "cpu model", "Processor"):
+        match = re.search(rf"^{key}\s*:\s*(.+)$", text, re.MULTILINE)
+        if match:
+            return match.group(1).strip()
+    return platform.processor() or None
+
+
+def _limit(which: int) -> dict[str, int | None]:
+    soft, hard = resource.getrlimit(which)
+
+    def norm(value: int) -> int | None:
+        return None if value == resource.RLIM_INFINITY else value
+
+    return {"soft": norm(soft), "hard": norm(hard)}
+
+
+def host_facts() -> dict[str, Any]:
+    """Kernel, CPU, memory, Python, privileges, limits and noise facts of this machine."""
+    memory = psutil.virtual_memory()
+    cpuinfo = _read("/proc/cpuinfo") or ""
+    return {
+        "hostname": platform.node(),
+        "kernel": platform.release(),
+        "kernel_version": platform.version(),
+        "machine": platform.machine(),
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "hypervisor": bool(re.search(r"^flags\s*:.*\bhypervisor\b", cpuinfo, re.MULTILINE)),
+        "memory_total_bytes": memory.total,
+        "memory_available_bytes": memory.available,
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "python_executable": sys.executable,
+        "euid": os.geteuid(),
+        "is_root": os.geteuid() == 0,
+        "rlimit_memlock": _limit(resource.RLIMIT_MEMLOCK),
+        "rlimit_nofile": _limit(resource.RLIMIT_NOFILE),
+        "load_average": list(os.getloadavg()),
+        "cpu_governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+        "page_size": os.sysconf("SC_PAGE_SIZE"),
+    }
+
+
+def warnings_for(host: dict[str, Any], target: dict[str, Any] | None) -> list[str]:
+    """Plain sentences about what could make results misleading on this host."""
+    found: list[str] = []
+    if target:
+        fs = target.get("fs_type")
+        if fs in MEMORY_FILESYSTEMS:
+            found.append(
+                f"target is {fs}: page cache and fsync results do not describe a disk, "
+                "and a cold cache cannot be made there"
+            )
+        elif fs in STACKED_FILESYSTEMS:
+            found.append(f"target is {fs}: what reaches a disk depends on the layer below it")
+        if target.get("rotational"):
+            found.append(
+                f"the kernel reports target disk {target.get('block_device')} as rotational "
+                "(virtual disks often claim so): if it is, seeks dominate small random IO"
+            )
+        if fs not in MEMORY_FILESYSTEMS and target.get("block_device") is None:
+            found.append("no block device found for the target: disk bytes may not be attributable")
+    if host.get("hypervisor"):
+        found.append(
+            "running under a hypervisor: the disk is virtual and the host's own cache may serve "
+            "'cold' reads faster than a real disk would"
+        )
+    cpus = host.get("cpus_usable") or 1
+    load1 = (host.get("load_average") or [0])[0]
+    if load1 > 0.5 * cpus:
+        found.append(f"load average {load1:.2f} on {cpus} CPUs: other work may disturb the timings")
+    governor = host.get("cpu_governor")
+    if governor and governor != "performance":
+        found.append(
+            f"CPU frequency governor is {governor!r}, not 'performance': clock speed may vary"
+        )
+    available = host.get("memory_available_bytes")
+    if available is not None and available < 1 << 30:
+        found.append(
+            f"only {format_size(available)} of memory available: the page cache will be small"
+        )
+    return found

@@ -1,0 +1,175 @@
+"""One declaration per parameter. It feeds CLI options, config validation and ``iobench list``.
+
+A ``Param`` knows how to parse a value from the command line (a string, with commas for a
+sweep) and from TOML (int, str or array), how to check it, and how to show it to a person.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from iobench import units
+from iobench.errors import ParamError
+
+
+class Kind(Enum):
+    """What kind of value a parameter holds; decides parsing and formatting."""
+
+    SIZE = "size"
+    INT = "int"
+    CHOICE = "choice"
+    DURATION = "duration"
+    PERCENT = "percent"
+
+
+@dataclass(frozen=True)
+class Param:
+    """A declared parameter of an experiment or of the measuring protocol."""
+
+    name: str
+    kind: Kind
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+    sweep: bool = False
+    minimum: int | float | None = None
+    maximum: int | float | None = None
+
+    @property
+    def option(self) -> str:
+        """The command-line spelling: ``file_size`` -> ``--file-size``."""
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def metavar(self) -> str:
+        base = {
+            Kind.SIZE: "SIZE",
+            Kind.INT: "N",
+            Kind.CHOICE: "|".join(self.choices),
+            Kind.DURATION: "TIME",
+            Kind.PERCENT: "PCT",
+        }[self.kind]
+        return f"{base}[,...]" if self.sweep else base
+
+    def parse(self, raw: Any, where: str | None = None) -> Any:
+        """Parse a raw CLI/TOML value; a sweep parameter always yields a tuple of values.
+
+        ``where`` names the source in error messages (defaults to the option spelling).
+        """
+        label = where or self.option
+        if self.sweep:
+            items = _split(raw)
+            if not items:
+                raise ParamError(f"{label}: give at least one value")
+            values = tuple(self._parse_one(item, label) for item in items)
+            duplicates = sorted({str(v) for v in values if values.count(v) > 1})
+            if duplicates:
+                raise ParamError(f"{label}: value listed twice: {', '.join(duplicates)}")
+            return values
+        if isinstance(raw, list | tuple):
+            raise ParamError(f"{label}: takes one value, not a list")
+        return self._parse_one(raw, label)
+
+    def _parse_one(self, raw: Any, label: str) -> Any:
+        try:
+            value = self._convert(raw)
+        except units.UnitError as exc:
+            raise ParamError(f"{label}: {exc}") from None
+        if self.kind is Kind.CHOICE:
+            return value
+        if self.minimum is not None and value < self.minimum:
+            raise ParamError(
+                f"{label}: {self.format(value)} is below the minimum {self.format(self.minimum)}"
+            )
+        if self.maximum is not None and value > self.maximum:
+            raise ParamError(
+                f"{label}: {self.format(value)} is above the maximum {self.format(self.maximum)}"
+            )
+        return value
+
+    def _convert(self, raw: Any) -> Any:
+        if self.kind is Kind.SIZE:
+            return units.parse_size(raw)
+        if self.kind is Kind.DURATION:
+            return units.parse_duration(raw)
+        if self.kind is Kind.PERCENT:
+            return units.parse_percent(raw)
+        if self.kind is Kind.INT:
+            if isinstance(raw, bool):
+                raise units.UnitError(f"{raw!r} is not a whole number")
+            if isinstance(raw, int):
+                return raw
+            try:
+                return int(str(raw).strip())
+            except ValueError:
+                raise units.UnitError(f"{raw!r} is not a whole number") from None
+        # CHOICE
+        text = str(raw).strip()
+        if text not in self.choices:
+            raise units.UnitError(f"{text!r} is not one of {', '.join(self.choices)}")
+        return text
+
+    def format(self, value: Any) -> str:
+        """Human form of one value (``4096`` -> ``4 KiB`` for sizes)."""
+        if isinstance(value, tuple):
+            return ",".join(self.format(v) for v in value)
+        if self.kind is Kind.SIZE:
+            return units.format_size(value).replace(" ", "")
+        if self.kind is Kind.DURATION:
+            return units.format_duration(value).replace(" ", "")
+        if self.kind is Kind.PERCENT:
+            return f"{value:g}%"
+        return str(value)
+
+    def describe_default(self) -> str:
+        return self.format(self.default)
+
+
+def _split(raw: Any) -> list[Any]:
+    if isinstance(raw, list | tuple):
+        return list(raw)
+    if isinstance(raw, str):
+        return [part for part in (p.strip() for p in raw.split(",")) if part]
+    return [raw]
+
+
+def resolve(params: Sequence[Param], given: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+    """Parse ``given`` raw values against ``params``; missing ones take their defaults.
+
+    Unknown keys raise ParamError naming the allowed ones. ``where`` prefixes messages, e.g.
+    ``"quick.toml [rw-buffer] "``.
+    """
+    by_name = {p.name: p for p in params}
+    unknown = [key for key in given if key not in by_name]
+    if unknown:
+        allowed = ", ".join(sorted(by_name)) or "none"
+        raise ParamError(f"{where}unknown parameter {unknown[0]!r} (allowed: {allowed})")
+    resolved: dict[str, Any] = {}
+    for param in params:
+        if param.name in given and given[param.name] is not None:
+            resolved[param.name] = param.parse(given[param.name], f"{where}{param.name}".strip())
+        else:
+            resolved[param.name] = param.default
+    return resolved
+
+
+def expand_cases(params: Sequence[Param], values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The cartesian product of sweep parameters, in declaration order."""
+    axes: list[Iterable[Any]] = []
+    for param in params:
+        value = values[param.name]
+        axes.append(value if param.sweep else (value,))
+    names = [p.name for p in params]
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*axes)]
+
+
+def case_id(params: Sequence[Param], case: Mapping[str, Any]) -> str:
+    """A stable identifier of one case in base units: ``mode=copy,file_size=16777216,bs=4096``.
+
+    Base units, not human ones, so two sizes that print alike never share an id.
+    """
+    return ",".join(f"{p.name}={case[p.name]}" for p in params)
