@@ -100,9 +100,7 @@ def _pop_protocol(kwargs: dict[str, Any]) -> dict[str, Any]:
 class IobenchGroup(click.Group):
     """A group whose errors are one line: ``Error: ...`` and the right exit status."""
 
-    def main(
-        self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any
-    ) -> Any:
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any) -> Any:
         extra["standalone_mode"] = False
         try:
             rv = super().main(args, prog_name or "iobench", **extra)
@@ -157,16 +155,12 @@ def list_command() -> None:
         for param in experiment.params:
             choices = f" (one of {', '.join(param.choices)})" if param.choices else ""
             many = ", sweepable" if param.sweep else ""
-            click.echo(
-                f"  {param.option} {param.metavar}  default {param.describe_default()}{choices}{many}"
-            )
+            click.echo(f"  {param.option} {param.metavar}  default {param.describe_default()}{choices}{many}")
             click.echo(f"      {param.help}")
         click.echo("")
     click.echo("Repetition protocol (every run command; config [protocol]; IOBENCH_<NAME>):")
     for param in PROTOCOL_PARAMS:
-        click.echo(
-            f"  {param.option} {param.metavar}  default {param.describe_default()}  {param.help}"
-        )
+        click.echo(f"  {param.option} {param.metavar}  default {param.describe_default()}  {param.help}")
 
 
 @cli.command("sysinfo")

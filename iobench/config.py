@@ -82,9 +82,7 @@ def load_config(path: Path, protocol_overrides: Mapping[str, Any] | None = None)
         raise ConfigError(f"{label}: cannot be read: {exc}") from None
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
-        raise ConfigError(
-            f"{label}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(_TOP_KEYS))})"
-        )
+        raise ConfigError(f"{label}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(_TOP_KEYS))})")
     overrides = {k: v for k, v in (protocol_overrides or {}).items() if v is not None}
     top_protocol = _table(raw.get("protocol", {}), f"{label}: [protocol]")
     experiments = raw.get("experiment")
@@ -109,9 +107,7 @@ def load_config(path: Path, protocol_overrides: Mapping[str, Any] | None = None)
         except ConfigError:
             raise
         except IobenchError as exc:
-            raise ConfigError(
-                str(exc) if str(exc).startswith(label) else f"{label}: {exc}"
-            ) from None
+            raise ConfigError(str(exc) if str(exc).startswith(label) else f"{label}: {exc}") from None
         entries.append(PlanEntry(experiment, resolved, protocol))
     description = raw.get("description", "")
     return SweepPlan(source=path, description=str(description), entries=entries, raw=raw)

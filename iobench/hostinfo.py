@@ -221,12 +221,8 @@ def warnings_for(host: dict[str, Any], target: dict[str, Any] | None) -> list[st
         found.append(f"load average {load1:.2f} on {cpus} CPUs: other work may disturb the timings")
     governor = host.get("cpu_governor")
     if governor and governor != "performance":
-        found.append(
-            f"CPU frequency governor is {governor!r}, not 'performance': clock speed may vary"
-        )
+        found.append(f"CPU frequency governor is {governor!r}, not 'performance': clock speed may vary")
     available = host.get("memory_available_bytes")
     if available is not None and available < 1 << 30:
-        found.append(
-            f"only {format_size(available)} of memory available: the page cache will be small"
-        )
+        found.append(f"only {format_size(available)} of memory available: the page cache will be small")
     return found

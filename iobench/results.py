@@ -51,15 +51,15 @@ COMMON_COLUMNS = (
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so a reader sees the old file or the new one, never half."""
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
+    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with handle:
+        with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(handle.name, path)
+        os.replace(temp_name, path)
     except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
+        Path(temp_name).unlink(missing_ok=True)
         raise
 
 
@@ -110,9 +110,7 @@ class RunWriter:
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise TargetDirError(
-                f"cannot create results folder {self.out_dir}: {exc.strerror}"
-            ) from None
+            raise TargetDirError(f"cannot create results folder {self.out_dir}: {exc.strerror}") from None
         for _ in range(10):
             self.run_id = self.run_id or new_run_id()
             self.path = self.out_dir / self.run_id
@@ -122,9 +120,7 @@ class RunWriter:
             except FileExistsError:
                 self.run_id = ""
             except OSError as exc:
-                raise TargetDirError(
-                    f"cannot write results in {self.out_dir}: {exc.strerror}"
-                ) from None
+                raise TargetDirError(f"cannot write results in {self.out_dir}: {exc.strerror}") from None
         else:
             raise TargetDirError(f"could not pick a free run id in {self.out_dir}")
         self.meta.update(
@@ -196,9 +192,7 @@ def load_run(path: Path) -> ResultSet:
             frame = pd.read_csv(csv_path)
         except (OSError, ValueError) as exc:
             raise ResultsError(f"{csv_path} cannot be read: {exc}") from None
-        missing = [
-            c for c in ("experiment", "case", "rep", "status", "elapsed_ns") if c not in frame
-        ]
+        missing = [c for c in ("experiment", "case", "rep", "status", "elapsed_ns") if c not in frame]
         if missing:
             raise ResultsError(f"{csv_path} lacks column {missing[0]!r}; it is not iobench output")
     return ResultSet(frame=frame, meta=meta, path=path)

@@ -47,9 +47,7 @@ class Snapshot:
     disk_write_bytes: int
 
     def __sub__(self, earlier: Snapshot) -> Snapshot:
-        return Snapshot(
-            **{name: getattr(self, name) - getattr(earlier, name) for name in _SNAPSHOT_FIELDS}
-        )
+        return Snapshot(**{name: getattr(self, name) - getattr(earlier, name) for name in _SNAPSHOT_FIELDS})
 
 
 _SNAPSHOT_FIELDS = tuple(Snapshot.__dataclass_fields__)

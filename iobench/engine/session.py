@@ -48,9 +48,7 @@ def private_scratch(directory: Path) -> Iterator[Path]:
     try:
         scratch = Path(tempfile.mkdtemp(prefix="iobench-", dir=directory))
     except OSError as exc:
-        raise TargetDirError(
-            f"cannot create a scratch folder in {directory}: {exc.strerror}"
-        ) from None
+        raise TargetDirError(f"cannot create a scratch folder in {directory}: {exc.strerror}") from None
     try:
         yield scratch
     finally:
@@ -127,9 +125,7 @@ def run_plan(
                         _note_case_warnings(writer, result.summary, result.rows)
                         progress.case_done(label, result.summary)
         except (KeyboardInterrupt, _Terminated):
-            writer.finish(
-                "interrupted", f"interrupted after {len(writer.meta['cases'])} of {total} cases"
-            )
+            writer.finish("interrupted", f"interrupted after {len(writer.meta['cases'])} of {total} cases")
             raise RunInterrupted(
                 f"interrupted; {len(writer.meta['cases'])} of {total} finished cases kept in {writer.path}"
             ) from None
@@ -143,9 +139,7 @@ def run_plan(
     return writer
 
 
-def _note_case_warnings(
-    writer: RunWriter, summary: dict[str, Any], rows: list[dict[str, Any]]
-) -> None:
+def _note_case_warnings(writer: RunWriter, summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     if summary.get("status") in ("unsupported", "failed"):
         writer.warn(
             f"{summary['case']} ({summary['experiment']}) {summary['status']}: {summary.get('reason')}"

@@ -38,7 +38,7 @@ def _run_header(run: ResultSet) -> list[str]:
     warnings = meta.get("warnings") or []
     if warnings:
         lines += ["", "**Warnings**", ""] + [f"- {w}" for w in warnings]
-    return lines + [""]
+    return [*lines, ""]
 
 
 def render_markdown(runs: list[ResultSet], summary: pd.DataFrame, figures: dict[str, str]) -> str:

@@ -61,9 +61,7 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def book_table(
-    summary: pd.DataFrame, experiment_name: str
-) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+def book_table(summary: pd.DataFrame, experiment_name: str) -> list[tuple[dict[str, Any], pd.DataFrame]]:
     """TLPI-shaped tables: one per combination of the non-axis parameters, one row per axis value.
 
     Columns: the axis (e.g. bs), Elapsed, Total CPU, User CPU, System CPU (medians), then the
@@ -84,9 +82,7 @@ def book_table(
             group = group.sort_values(axis)
         table = pd.DataFrame(
             {
-                (axis or "case"): [
-                    _format_param(experiment_name, axis, v) for v in group[axis or "case"]
-                ],
+                (axis or "case"): [_format_param(experiment_name, axis, v) for v in group[axis or "case"]],
                 "Elapsed": group["elapsed_ns"].map(format_duration),
                 "Total CPU": group["cpu_ns"].map(format_duration),
                 "User CPU": group["user_ns"].map(format_duration),
@@ -95,9 +91,9 @@ def book_table(
                 "write()s": group["syscalls_write"].map(_count),
                 "Throughput": group["bytes_per_s"].map(format_rate),
                 "Disk read": group["disk_read_bytes"].map(format_size),
-                "Resident before": group.get(
-                    "resident_before", pd.Series(math.nan, index=group.index)
-                ).map(_percent),
+                "Resident before": group.get("resident_before", pd.Series(math.nan, index=group.index)).map(
+                    _percent
+                ),
                 "Reps": group["reps"].astype(int).astype(str),
             }
         )
@@ -107,9 +103,7 @@ def book_table(
 
 def describe_group(experiment_name: str, key: dict[str, Any]) -> str:
     """``mode=copy, file_size=100 MiB, cache=cold`` for a table heading."""
-    return ", ".join(
-        f"{name}={_format_param(experiment_name, name, value)}" for name, value in key.items()
-    )
+    return ", ".join(f"{name}={_format_param(experiment_name, name, value)}" for name, value in key.items())
 
 
 def _format_param(experiment_name: str, name: str | None, value: Any) -> str:
@@ -117,14 +111,12 @@ def _format_param(experiment_name: str, name: str | None, value: Any) -> str:
         return str(value)
     for param in get_experiment(experiment_name).params:
         if param.name == name:
-            return param.format(
-                int(value) if isinstance(value, float) and value.is_integer() else value
-            )
+            return param.format(int(value) if isinstance(value, float) and value.is_integer() else value)
     return str(value)
 
 
 def _count(value: float) -> str:
-    return "-" if value is None or math.isnan(value) else f"{int(round(value)):,}"
+    return "-" if value is None or math.isnan(value) else f"{round(value):,}"
 
 
 def _percent(value: float) -> str:
