@@ -57,7 +57,7 @@ def parse_size(text: str | int) -> int:
     multiplier = _BINARY.get(suffix) or _IEC.get(suffix) or _SI.get(suffix)
     if multiplier is None:
         raise UnitError(
-            f"{text!r} has an unknown unit {match.group(2)!r} (use B, KiB, MiB, GiB, K, M, G, kB, MB)"
+            f"{text!r} is not a size: unknown unit {match.group(2)!r} (use B, KiB, MiB, GiB, K, M, G, kB, MB)"
         )
     value = float(number) * multiplier if "." in number else int(number) * multiplier
     if value != int(value):

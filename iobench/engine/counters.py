@@ -65,13 +65,26 @@ class CounterProbe:
         self._fd: int | None = None
         self._process: psutil.Process | None = None
         self.source = ""
-        if scope == "thread" and os.path.exists(_THREAD_IO):
-            # A fixed fd read with one pread: exactly one counted read per snapshot.
-            self._fd = os.open(_THREAD_IO, os.O_RDONLY | os.O_CLOEXEC)
-            self.source = _THREAD_IO
-        else:
-            self._process = psutil.Process()
-            self.source = "psutil.Process().io_counters()"
+        #: Why IO counters cannot be read here (None when they can); rows then carry NaN.
+        self.unavailable: str | None = None
+        if scope == "thread":
+            try:
+                # A fixed fd read with one pread: exactly one counted read per snapshot.
+                self._fd = os.open(_THREAD_IO, os.O_RDONLY | os.O_CLOEXEC)
+                self.source = _THREAD_IO
+            except OSError as exc:
+                # e.g. a process that changed its user id is not dumpable: /proc/self is root's
+                self.unavailable = f"{_THREAD_IO}: {exc.strerror}"
+        if self._fd is None:
+            try:
+                self._process = psutil.Process()
+                self._process.io_counters()
+                self.source = "psutil.Process().io_counters()"
+                self.unavailable = None
+            except (psutil.Error, OSError) as exc:
+                self._process = None
+                self.source = "none"
+                self.unavailable = f"{self.unavailable + '; ' if self.unavailable else ''}psutil: {exc}"
         self._overhead = self._zero()
         self._overhead = self._calibrate()
 
@@ -95,6 +108,8 @@ class CounterProbe:
         )
 
     def _io(self) -> tuple[int, int, int, int, int, int]:
+        if self._fd is None and self._process is None:
+            return (0, 0, 0, 0, 0, 0)  # unavailable: the runner records NaN, never these zeros
         if self._fd is not None:
             text = os.pread(self._fd, 512, 0).decode()
             fields = dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)

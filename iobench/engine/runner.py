@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import gc
+import math
 import shutil
 import statistics
 import time
@@ -123,7 +124,7 @@ def run_case(
                     gc.enable()
             post = instance.after_rep()
             times.append(delta.time_ns)
-            rows.append(_row(base, len(times), delta, work, pre, post))
+            rows.append(_row(base, len(times), delta, work, pre, post, io_known=probe.unavailable is None))
             ci = ci_halfwidth_pct(times)
             progress.rep_done(len(times), protocol.max_reps, ci)
             stop_reason = _stop_reason(protocol, len(times), time.perf_counter_ns() - started, ci)
@@ -179,7 +180,9 @@ def _row(
     work: dict[str, Any],
     pre: dict[str, Any],
     post: dict[str, Any],
+    io_known: bool = True,
 ) -> dict[str, Any]:
+    unknown = math.nan
     return {
         **base,
         "rep": rep,
@@ -190,10 +193,10 @@ def _row(
         "sys_ns": delta.sys_ns,
         "bytes": work.get("bytes", 0),
         "ops": work.get("ops", 0),
-        "syscalls_read": delta.syscalls_read,
-        "syscalls_write": delta.syscalls_write,
-        "disk_read_bytes": delta.disk_read_bytes,
-        "disk_write_bytes": delta.disk_write_bytes,
+        "syscalls_read": delta.syscalls_read if io_known else unknown,
+        "syscalls_write": delta.syscalls_write if io_known else unknown,
+        "disk_read_bytes": delta.disk_read_bytes if io_known else unknown,
+        "disk_write_bytes": delta.disk_write_bytes if io_known else unknown,
         "ctx_vol": delta.ctx_vol,
         "ctx_invol": delta.ctx_invol,
         "minflt": delta.minflt,

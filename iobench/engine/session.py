@@ -88,6 +88,7 @@ def run_plan(
     target = hostinfo.target_facts(target_dir)
     with CounterProbe("thread") as probe:
         counter_source = probe.source
+        counters_unavailable = probe.unavailable
     meta = {
         **meta,
         "engine": ENGINE_NAME,
@@ -96,6 +97,10 @@ def run_plan(
         "target": target,
         "warnings": hostinfo.warnings_for(host, target),
     }
+    if counters_unavailable:
+        meta["warnings"].append(
+            f"IO counters cannot be read ({counters_unavailable}): syscall and disk-byte columns are empty"
+        )
     with private_scratch(target_dir) as scratch:
         writer = RunWriter(Path(out_dir), meta)
         total = count_cases(entries)

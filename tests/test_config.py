@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from iobench.config import find_config, load_config
+from iobench.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sweep.toml"
+    path.write_text(text)
+    return path
+
+
+GOOD = """
+description = "test"
+[protocol]
+min_reps = 2
+max_time = "3s"
+
+[[experiment]]
+name = "rw-buffer"
+mode = ["read", "copy"]
+file_size = "64KiB"
+bs = [512, "4KiB"]
+cache = "warm"
+[experiment.protocol]
+max_reps = 4
+"""
+
+
+def test_good_config(tmp_path: Path) -> None:
+    plan = load_config(write(tmp_path, GOOD))
+    (entry,) = plan.entries
+    assert entry.experiment.name == "rw-buffer"
+    assert entry.values == {
+        "mode": ("read", "copy"),
+        "file_size": (65536,),
+        "bs": (512, 4096),
+        "cache": ("warm",),
+    }
+    assert entry.protocol.min_reps == 2
+    assert entry.protocol.max_reps == 4
+    assert entry.protocol.max_time == 3 * 10**9
+    assert len(entry.cases()) == 4
+
+
+def test_command_line_overrides_beat_config(tmp_path: Path) -> None:
+    plan = load_config(write(tmp_path, GOOD), {"max_reps": "7", "max_time": "250ms", "warmup": None})
+    protocol = plan.entries[0].protocol
+    assert (protocol.max_reps, protocol.max_time, protocol.min_reps) == (7, 250 * 10**6, 2)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[[experiment]\nname=", "invalid TOML"),
+        ("", "no \\[\\[experiment\\]\\] entries"),
+        ("colour = 1\n[[experiment]]\nname='rw-buffer'", "unknown key 'colour'"),
+        ("[[experiment]]\nname='nope'", "unknown experiment 'nope'"),
+        ("[[experiment]]\nbs = 1", "has no name"),
+        ("[[experiment]]\nname='rw-buffer'\nbs = '4Q'", r"\[rw-buffer #1\] bs: '4Q' is not a size"),
+        ("[[experiment]]\nname='rw-buffer'\nbs = 0", "below the minimum"),
+        ("[[experiment]]\nname='rw-buffer'\nmode = 'append'", "not one of read, write, copy"),
+        ("[[experiment]]\nname='rw-buffer'\nbsize = 1", "unknown parameter 'bsize'"),
+        ("[protocol]\nmin_reps = 5\nmax_reps = 2\n[[experiment]]\nname='rw-buffer'", "larger than max_reps"),
+        ("[protocol]\nmax_time = 'soon'\n[[experiment]]\nname='rw-buffer'", "not a duration"),
+        ("protocol = 3\n[[experiment]]\nname='rw-buffer'", "must be a table"),
+        ("experiment = 'rw-buffer'", "array of tables"),
+    ],
+)
+def test_bad_configs_name_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(write(tmp_path, text))
+    assert "sweep.toml" in str(info.value)
+    assert "\n" not in str(info.value).strip() or "invalid TOML" in str(info.value)
+
+
+def test_missing_config(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_find_config_by_bare_name() -> None:
+    assert find_config("quick") == REPO / "bench_configs" / "quick.toml"
+    assert find_config(None).name == "quick.toml"
+    assert find_config("tlpi.toml").is_file()
+
+
+@pytest.mark.parametrize("name", ["quick.toml", "tlpi.toml"])
+def test_shipped_configs_validate(name: str) -> None:
+    plan = load_config(REPO / "bench_configs" / name)
+    assert plan.entries and plan.description
+
+
+def test_tlpi_config_is_book_scale() -> None:
+    (entry,) = load_config(REPO / "bench_configs" / "tlpi.toml").entries
+    assert entry.values["mode"] == ("copy",)
+    assert entry.values["file_size"] == (100_000_000,)
+    assert entry.values["bs"] == tuple(2**k for k in range(17))
+    assert entry.values["cache"] == ("cold",)

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from iobench import hostinfo
+
+MOUNTINFO = """\
+22 27 0:21 / /proc rw,relatime - proc proc rw
+27 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw,discard
+25 24 0:23 / /dev/shm rw,relatime - tmpfs tmpfs rw,size=24684084k
+40 27 254:0 /data /mnt/my\\040disk rw,noatime master:3 - ext4 /dev/vda rw
+"""
+
+
+def test_parse_mountinfo_handles_optional_fields_and_escapes() -> None:
+    mounts = hostinfo.parse_mountinfo(MOUNTINFO)
+    assert [m.mount_point for m in mounts] == ["/proc", "/", "/dev/shm", "/mnt/my disk"]
+    root = mounts[1]
+    assert (root.device, root.fs_type, root.source, root.super_options) == (
+        "254:0",
+        "ext4",
+        "/dev/vda",
+        "rw,discard",
+    )
+    assert mounts[3].mount_options == "rw,noatime"
+
+
+def test_target_facts_agree_with_findmnt(tmp_path: Path) -> None:
+    facts = hostinfo.target_facts(tmp_path)
+    if shutil.which("findmnt"):
+        expected = subprocess.run(
+            ["findmnt", "-n", "-o", "FSTYPE,TARGET", "--target", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        assert [facts["fs_type"], facts["mount_point"]] == expected
+    assert facts["free_bytes"] > 0 and facts["total_bytes"] >= facts["free_bytes"]
+    if facts["block_device"]:
+        assert facts["scheduler"] and facts["rotational"] in (True, False)
+
+
+def test_tmpfs_target_warns(shm_dir: Path) -> None:
+    facts = hostinfo.target_facts(shm_dir)
+    assert facts["fs_type"] == "tmpfs"
+    assert facts["block_device"] is None
+    warnings = hostinfo.warnings_for(hostinfo.host_facts(), facts)
+    assert any("target is tmpfs: page cache and fsync results do not describe a disk" in w for w in warnings)
+
+
+def test_host_facts_are_read_not_guessed() -> None:
+    host = hostinfo.host_facts()
+    assert host["kernel"] == os.uname().release
+    assert host["cpu_count"] == os.cpu_count()
+    assert host["memory_total_bytes"] > 0
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    assert host["rlimit_memlock"]["soft"] == (None if soft == resource.RLIM_INFINITY else soft)
+
+
+@pytest.mark.parametrize(
+    ("host", "fragment"),
+    [
+        ({"load_average": [5.0, 1, 1], "cpus_usable": 2}, "load average 5.00 on 2 CPUs"),
+        ({"cpu_governor": "powersave"}, "governor is 'powersave'"),
+        ({"hypervisor": True}, "hypervisor"),
+    ],
+)
+def test_noise_warnings(host: dict, fragment: str) -> None:
+    assert any(fragment in w for w in hostinfo.warnings_for(host, None))
