@@ -34,6 +34,7 @@ COMMON_COLUMNS = (
     "engine",
     "target_fs",
     "elapsed_ns",
+    "cpu_ns",
     "user_ns",
     "sys_ns",
     "bytes",

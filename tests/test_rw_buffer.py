@@ -45,6 +45,7 @@ def test_exact_syscall_counts(
         assert row["bytes"] == size
         assert row["integrity_ok"] is True
         assert row["user_ns"] >= 0 and row["sys_ns"] >= 0 and row["elapsed_ns"] > 0
+        assert 0 < row["cpu_ns"] <= row["elapsed_ns"]  # one thread cannot use more CPU than wall time
 
 
 def test_cold_read_comes_from_disk(disk_dir: Path, tiny_protocol: Protocol) -> None:

@@ -189,6 +189,7 @@ def _row(
         "status": "ok",
         "status_reason": "",
         "elapsed_ns": delta.time_ns,
+        "cpu_ns": delta.cpu_ns,
         "user_ns": delta.user_ns,
         "sys_ns": delta.sys_ns,
         "bytes": work.get("bytes", 0),

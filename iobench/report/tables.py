@@ -16,6 +16,7 @@ from iobench.units import format_duration, format_rate, format_size
 #: Metrics summarised by their median over a case's repetitions.
 MEDIAN_METRICS = (
     "elapsed_ns",
+    "cpu_ns",
     "user_ns",
     "sys_ns",
     "bytes",
@@ -53,7 +54,6 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
         record["bytes_per_s"] = rates.median()
         record["bytes_per_s_low"] = rates.min()
         record["bytes_per_s_high"] = rates.max()
-        record["cpu_ns"] = (group["user_ns"] + group["sys_ns"]).median()
         for check in ("cache_verified", "integrity_ok"):
             if check in group and group[check].notna().any():
                 record[check] = bool(group[check].dropna().astype(bool).all())
