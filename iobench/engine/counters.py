@@ -14,6 +14,7 @@ experiment made.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import resource
 import time
@@ -128,10 +129,15 @@ class CounterProbe:
             io.write_bytes,
         )
 
-    def _raw(self) -> Snapshot:
-        # IO counters first and last-touched nearest the clock so the timed window is tight.
+    def _cpu_ns(self) -> int:
         if self.scope == "thread":
-            cpu_ns = time.thread_time_ns()
+            return time.thread_time_ns()
+        # Children's CPU has no precise clock once reaped; their rusage is added in _raw.
+        return time.process_time_ns()
+
+    def _raw(self, time_ns: int = 0, cpu_ns: int = 0) -> Snapshot:
+        """Counters now, stamped with clocks the caller read (so windows can nest)."""
+        if self.scope == "thread":
             usage = resource.getrusage(resource.RUSAGE_THREAD)
             user, system = usage.ru_utime, usage.ru_stime
             minflt, majflt = usage.ru_minflt, usage.ru_majflt
@@ -139,17 +145,16 @@ class CounterProbe:
         else:
             own = resource.getrusage(resource.RUSAGE_SELF)
             children = resource.getrusage(resource.RUSAGE_CHILDREN)
-            # Children's CPU has no precise clock once reaped; rusage is all there is.
-            cpu_ns = time.process_time_ns() + _rusage_ns(children.ru_utime + children.ru_stime)
             user = own.ru_utime + children.ru_utime
             system = own.ru_stime + children.ru_stime
             minflt = own.ru_minflt + children.ru_minflt
             majflt = own.ru_majflt + children.ru_majflt
             nvcsw = own.ru_nvcsw + children.ru_nvcsw
             nivcsw = own.ru_nivcsw + children.ru_nivcsw
+            cpu_ns += _rusage_ns(children.ru_utime + children.ru_stime)
         rchar, wchar, syscr, syscw, read_bytes, write_bytes = self._io()
         return Snapshot(
-            time_ns=time.perf_counter_ns(),
+            time_ns=time_ns,
             cpu_ns=cpu_ns,
             user_ns=_rusage_ns(user),
             sys_ns=_rusage_ns(system),
@@ -166,17 +171,22 @@ class CounterProbe:
         )
 
     def before(self) -> Snapshot:
-        """Snapshot taken just before the timed section (clock read last)."""
+        """Snapshot just before the timed section.
+
+        Order: counters, wall clock, CPU clock; ``after`` reverses it. The CPU window thus
+        sits inside the wall window, and the counter reads outside both.
+        """
         snap = self._raw()
-        # Re-read the clock so the counter reads above are outside the timed window.
-        return Snapshot(**{**snap.__dict__, "time_ns": time.perf_counter_ns()})
+        wall = time.perf_counter_ns()
+        cpu = self._cpu_ns()
+        return dataclasses.replace(snap, time_ns=wall, cpu_ns=snap.cpu_ns + cpu)
 
     def after(self, before: Snapshot) -> Snapshot:
         """Delta since ``before`` with this probe's own reading cost removed."""
-        end_ns = time.perf_counter_ns()
-        snap = self._raw()
-        delta = snap - before - self._overhead
-        return Snapshot(**{**delta.__dict__, "time_ns": end_ns - before.time_ns})
+        cpu = self._cpu_ns()
+        wall = time.perf_counter_ns()
+        snap = self._raw(time_ns=wall, cpu_ns=cpu)
+        return snap - before - self._overhead
 
     def close(self) -> None:
         if self._fd is not None:
