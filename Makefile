@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint tlpi clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,8 @@ lint: install
 	$(BIN)/ruff check iobench tests
 	$(BIN)/ruff format --check iobench tests
 
-## bench: book scale (TLPI Table 13-1); takes about 20 minutes
-bench: install
+## tlpi: book scale (TLPI Table 13-1); takes about 20 minutes
+tlpi: install
 	$(BIN)/iobench run sweep bench_configs/tlpi.toml
 	$(BIN)/iobench report
 
