@@ -49,6 +49,20 @@ def test_good_config(tmp_path: Path) -> None:
     assert len(entry.cases()) == 4
 
 
+def test_cases_that_measure_the_same_are_run_once(tmp_path: Path) -> None:
+    text = GOOD.replace('mode = ["read", "copy"]', 'mode = ["read", "write"]').replace(
+        'cache = "warm"', 'cache = ["warm", "cold"]'
+    )
+    (entry,) = load_config(write(tmp_path, text)).entries
+    cases = entry.cases()
+    # read: 2 bs x 2 caches; write: the cache does not apply, so 2 bs once each
+    assert len(cases) == 6
+    assert sorted((c["bs"], c["cache"]) for c in cases if c["mode"] == "write") == [
+        (512, "warm"),
+        (4096, "warm"),
+    ]
+
+
 def test_command_line_overrides_beat_config(tmp_path: Path) -> None:
     plan = load_config(write(tmp_path, GOOD), {"max_reps": "7", "max_time": "250ms", "warmup": None})
     protocol = plan.entries[0].protocol

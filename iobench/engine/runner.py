@@ -42,7 +42,13 @@ class PlanEntry:
     protocol: Protocol
 
     def cases(self) -> list[dict[str, Any]]:
-        return expand_cases(self.experiment.params, self.values)
+        """Every combination of the sweep values, without cases that would measure the same."""
+        unique: dict[tuple, dict[str, Any]] = {}
+        for case in expand_cases(self.experiment.params, self.values):
+            ignored = self.experiment.irrelevant_params(case)
+            key = tuple((name, value) for name, value in case.items() if name not in ignored)
+            unique.setdefault(key, case)
+        return list(unique.values())
 
 
 @dataclass

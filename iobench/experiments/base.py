@@ -38,6 +38,14 @@ class Experiment:
     def check_case(cls, case: dict[str, Any]) -> None:
         """Reject parameter combinations that make no sense (raise ParamError)."""
 
+    @classmethod
+    def irrelevant_params(cls, case: dict[str, Any]) -> frozenset[str]:
+        """Parameters that do not change what this case measures (rw-buffer: cache in write mode).
+
+        A sweep keeps only the first of several cases that differ only in these.
+        """
+        return frozenset()
+
     def space_needed(self) -> int:
         """Bytes this case writes under its scratch folder at its peak."""
         return 0

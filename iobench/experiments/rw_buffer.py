@@ -95,6 +95,11 @@ class RwBuffer(Experiment):
         self._dest: io.FileIO | None = None
         self._last: dict[str, Any] = {}
 
+    @classmethod
+    def irrelevant_params(cls, case: dict[str, Any]) -> frozenset[str]:
+        # write mode makes a new file each repetition: there is no page-cache state to set.
+        return frozenset({"cache"}) if case["mode"] == "write" else frozenset()
+
     @property
     def reads_source(self) -> bool:
         return self.mode in ("read", "copy")
