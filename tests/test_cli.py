@@ -200,7 +200,10 @@ def _bad(tmp_path: Path) -> list[tuple[list[str], str]]:
         ([*base, "--cache", "lukewarm"], "--cache: 'lukewarm' is not one of warm, cold"),
         ([*base, "--max-time", "soon"], "--max-time: 'soon' is not a duration"),
         ([*base, "--min-reps", "5", "--max-reps", "2"], "min_reps (5) is larger than max_reps (2)"),
-        (["run", "nosuch"], "unknown experiment 'nosuch' (known: rw-buffer"),
+        (
+            ["run", "nosuch"],
+            "unknown experiment 'nosuch' (known: context-switch, page-fault, page-lock, rw-buffer, syscall)",
+        ),
         (["run", "rw-buffer", "--dir", str(tmp_path / "missing")], "does not exist"),
         (["run", "rw-buffer", "--dir", str(a_file)], "is not a folder"),
         (["run", "sweep", str(bad_toml), "--dir", str(tmp_path)], "bad.toml: invalid TOML"),

@@ -105,7 +105,7 @@ def test_find_config_by_bare_name() -> None:
     assert find_config("tlpi.toml").is_file()
 
 
-@pytest.mark.parametrize("name", ["quick.toml", "tlpi.toml"])
+@pytest.mark.parametrize("name", ["quick.toml", "tlpi.toml", "full.toml"])
 def test_shipped_configs_validate(name: str) -> None:
     plan = load_config(REPO / "bench_configs" / name)
     assert plan.entries and plan.description

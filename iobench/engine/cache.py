@@ -8,27 +8,13 @@ verification shows that instead of assuming.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import mmap
 import os
 from pathlib import Path
 
-PAGE_SIZE = mmap.PAGESIZE
+from iobench.loops import libc
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [
-    ctypes.c_void_p,
-    ctypes.c_size_t,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_long,
-]
-_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-_libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
-_MAP_FAILED = ctypes.c_void_p(-1).value
+PAGE_SIZE = mmap.PAGESIZE
 
 
 def resident_fraction(path: Path | str) -> float:
@@ -38,20 +24,11 @@ def resident_fraction(path: Path | str) -> float:
         size = os.fstat(fd).st_size
         if size == 0:
             return 1.0
-        address = _libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-        if address in (None, _MAP_FAILED):
-            err = ctypes.get_errno()
-            raise OSError(err, f"mmap for mincore failed: {os.strerror(err)}", str(path))
+        address = libc.map_memory(size, fd=fd, prot=mmap.PROT_READ)
         try:
-            pages = (size + PAGE_SIZE - 1) // PAGE_SIZE
-            vector = ctypes.create_string_buffer(pages)
-            if _libc.mincore(address, size, vector) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, f"mincore failed: {os.strerror(err)}", str(path))
-            resident = sum(byte & 1 for byte in vector.raw)
-            return resident / pages
+            return libc.resident_pages(address, size) / ((size + PAGE_SIZE - 1) // PAGE_SIZE)
         finally:
-            _libc.munmap(address, size)
+            libc.unmap(address, size)
     finally:
         os.close(fd)
 

@@ -2,11 +2,41 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from iobench.engine.counters import Scope
 from iobench.params import Param
+
+Unit = Literal["duration", "size", "rate", "count", "ratio", "percent", "text"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of an experiment's summary table: a per-case median, optionally per unit.
+
+    ``per`` divides by another summary metric (``ns per call`` = elapsed_ns per ops).
+    """
+
+    title: str
+    metric: str
+    unit: Unit = "count"
+    per: str | None = None
+
+
+#: TLPI Table 13-1's columns plus the counters that prove what happened.
+BOOK_COLUMNS = (
+    Column("Elapsed", "elapsed_ns", "duration"),
+    Column("Total CPU", "cpu_ns", "duration"),
+    Column("User CPU", "user_ns", "duration"),
+    Column("System CPU", "sys_ns", "duration"),
+    Column("read()s", "syscalls_read"),
+    Column("write()s", "syscalls_write"),
+    Column("Throughput", "bytes_per_s", "rate"),
+    Column("Disk read", "disk_read_bytes", "size"),
+    Column("Resident before", "resident_before", "percent"),
+)
 
 
 class Experiment:
@@ -29,6 +59,10 @@ class Experiment:
     x_param: ClassVar[str | None] = None
     #: The parameters that give one line per value in a report figure.
     series_params: ClassVar[tuple[str, ...]] = ()
+    #: Draw throughput (bytes/s) against x_param in reports (only where bytes/s means something).
+    throughput_figure: ClassVar[bool] = False
+    #: Columns of the summary table printed after a run and in reports.
+    columns: ClassVar[tuple[Column, ...]] = BOOK_COLUMNS
 
     def __init__(self, case: dict[str, Any], scratch: Path) -> None:
         self.case = case

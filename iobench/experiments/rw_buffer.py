@@ -80,6 +80,7 @@ class RwBuffer(Experiment):
     )
     x_param = "bs"
     series_params = ("mode", "cache")
+    throughput_figure = True
 
     def __init__(self, case: dict[str, Any], scratch: Path) -> None:
         super().__init__(case, scratch)

@@ -21,12 +21,12 @@ def throughput_figure(summary: pd.DataFrame, experiment_name: str, out_dir: Path
     """Throughput against the experiment's axis (log2, human labels), one line per series.
 
     Error bars span the slowest to the fastest repetition. Returns None when the experiment
-    has no axis to plot against.
+    has no axis or did not ask for this figure.
     """
     experiment = get_experiment(experiment_name)
     axis = experiment.x_param
     rows = summary[summary["experiment"] == experiment_name]
-    if axis is None or rows.empty:
+    if axis is None or rows.empty or not experiment.throughput_figure:
         return None
     series_keys = list(experiment.series_params)
     if rows["run_id"].nunique() > 1:

@@ -1,4 +1,4 @@
-"""Per-case summaries of the tidy rows, and the book-shaped tables built from them.
+"""Per-case summaries of the tidy rows, and the tables built from them.
 
 Derived rates are computed here from stored base units; nothing here is written back.
 """
@@ -11,30 +11,28 @@ from typing import Any
 import pandas as pd
 
 from iobench.experiments import get_experiment
+from iobench.experiments.base import Column
 from iobench.units import format_duration, format_rate, format_size
 
-#: Metrics summarised by their median over a case's repetitions.
-MEDIAN_METRICS = (
-    "elapsed_ns",
-    "cpu_ns",
-    "user_ns",
-    "sys_ns",
-    "bytes",
-    "ops",
-    "syscalls_read",
-    "syscalls_write",
-    "disk_read_bytes",
-    "disk_write_bytes",
-    "minflt",
-    "majflt",
-    "ctx_vol",
-    "ctx_invol",
-    "resident_before",
-)
+#: Row columns that identify a case rather than measure it.
+_IDENTITY = {"run_id", "experiment", "case", "rep", "status", "status_reason", "engine", "target_fs"}
+
+
+def _combine(series: pd.Series) -> Any:
+    """Median of numbers; all() of booleans; the value itself when all agree, else 'mixed'."""
+    values = series.dropna()
+    if values.empty:
+        return math.nan
+    if values.map(lambda v: isinstance(v, bool)).all():
+        return bool(values.all())
+    if pd.api.types.is_numeric_dtype(values):
+        return values.median()
+    unique = values.astype(str).unique()
+    return unique[0] if len(unique) == 1 else "mixed"
 
 
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per (run, experiment, case): medians, spread and checks over its repetitions."""
+    """One row per (run, experiment, case): medians and checks over its repetitions."""
     ok = frame[frame["status"] == "ok"]
     if ok.empty:
         return pd.DataFrame()
@@ -44,80 +42,84 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
         key = key if isinstance(key, tuple) else (key,)
         record: dict[str, Any] = dict(zip(keys, key, strict=True))
         experiment = get_experiment(record["experiment"])
-        for param in experiment.params:
-            record[param.name] = group[param.name].iloc[0]
+        params = {p.name for p in experiment.params}
+        for name in params:
+            record[name] = group[name].iloc[0]
         record["reps"] = len(group)
-        for metric in MEDIAN_METRICS:
-            if metric in group:
-                record[metric] = group[metric].median()
+        for column in group.columns:
+            if column not in _IDENTITY and column not in params:
+                record[column] = _combine(group[column])
         rates = group["bytes"] / (group["elapsed_ns"] / 1e9)
         record["bytes_per_s"] = rates.median()
         record["bytes_per_s_low"] = rates.min()
         record["bytes_per_s_high"] = rates.max()
-        for check in ("cache_verified", "integrity_ok"):
-            if check in group and group[check].notna().any():
-                record[check] = bool(group[check].dropna().astype(bool).all())
         records.append(record)
     return pd.DataFrame.from_records(records)
 
 
-def book_table(summary: pd.DataFrame, experiment_name: str) -> list[tuple[dict[str, Any], pd.DataFrame]]:
-    """TLPI-shaped tables: one per combination of the non-axis parameters, one row per axis value.
+def format_value(value: Any, unit: str) -> str:
+    """Human form of one summary value in the column's unit."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if unit == "text" or isinstance(value, str | bool):
+        return str(value)
+    if unit == "duration":
+        return format_duration(value)
+    if unit == "size":
+        return format_size(value)
+    if unit == "rate":
+        return format_rate(value)
+    if unit == "percent":
+        return f"{value:.0%}"
+    if unit == "ratio":
+        return f"{value:.3g}"
+    return f"{round(value):,}"
 
-    Columns: the axis (e.g. bs), Elapsed, Total CPU, User CPU, System CPU (medians), then the
-    syscalls actually made, throughput, block-layer reads, resident fraction and repetitions.
+
+def _cell(record: pd.Series, column: Column) -> str:
+    value = record.get(column.metric, math.nan)
+    if column.per is not None:
+        divisor = record.get(column.per, math.nan)
+        if isinstance(value, str | bool) or not divisor or divisor != divisor:
+            return "-"
+        value = value / divisor
+    return format_value(value, column.unit)
+
+
+def book_table(summary: pd.DataFrame, experiment_name: str) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+    """Tables in the experiment's declared columns: one per combination of the parameters
+    that are not its axis, one row per axis value (TLPI's shape for rw-buffer).
     """
     experiment = get_experiment(experiment_name)
     rows = summary[summary["experiment"] == experiment_name]
     if rows.empty:
         return []
-    axis = experiment.x_param
+    axis = experiment.x_param or experiment.params[0].name
     group_keys = [p.name for p in experiment.params if p.name != axis]
     if "run_id" in rows and rows["run_id"].nunique() > 1:
         group_keys = ["run_id", *group_keys]
     tables = []
-    for key, group in rows.groupby(group_keys, sort=False):
+    grouped = rows.groupby(group_keys, sort=False) if group_keys else [((), rows)]
+    for key, group in grouped:
         key = key if isinstance(key, tuple) else (key,)
-        if axis:
+        if experiment.x_param:
             group = group.sort_values(axis)
         table = pd.DataFrame(
-            {
-                (axis or "case"): [_format_param(experiment_name, axis, v) for v in group[axis or "case"]],
-                "Elapsed": group["elapsed_ns"].map(format_duration),
-                "Total CPU": group["cpu_ns"].map(format_duration),
-                "User CPU": group["user_ns"].map(format_duration),
-                "System CPU": group["sys_ns"].map(format_duration),
-                "read()s": group["syscalls_read"].map(_count),
-                "write()s": group["syscalls_write"].map(_count),
-                "Throughput": group["bytes_per_s"].map(format_rate),
-                "Disk read": group["disk_read_bytes"].map(format_size),
-                "Resident before": group.get("resident_before", pd.Series(math.nan, index=group.index)).map(
-                    _percent
-                ),
-                "Reps": group["reps"].astype(int).astype(str),
-            }
+            {axis: [_format_param(experiment_name, axis, v) for v in group[axis]]}
+            | {c.title: [_cell(r, c) for _, r in group.iterrows()] for c in experiment.columns}
+            | {"Reps": group["reps"].astype(int).astype(str).tolist()}
         )
         tables.append((dict(zip(group_keys, key, strict=True)), table))
     return tables
 
 
 def describe_group(experiment_name: str, key: dict[str, Any]) -> str:
-    """``mode=copy, file_size=100 MiB, cache=cold`` for a table heading."""
+    """``mode=copy, file_size=100MiB, cache=cold`` for a table heading."""
     return ", ".join(f"{name}={_format_param(experiment_name, name, value)}" for name, value in key.items())
 
 
-def _format_param(experiment_name: str, name: str | None, value: Any) -> str:
-    if name is None:
-        return str(value)
+def _format_param(experiment_name: str, name: str, value: Any) -> str:
     for param in get_experiment(experiment_name).params:
         if param.name == name:
             return param.format(int(value) if isinstance(value, float) and value.is_integer() else value)
     return str(value)
-
-
-def _count(value: float) -> str:
-    return "-" if value is None or math.isnan(value) else f"{round(value):,}"
-
-
-def _percent(value: float) -> str:
-    return "-" if value is None or math.isnan(value) else f"{value:.0%}"

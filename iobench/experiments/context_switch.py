@@ -1,0 +1,191 @@
+"""context-switch: two processes or two threads ping-pong one byte (seeds 000, 003)."""
+
+from __future__ import annotations
+
+import os
+import queue
+import resource
+import threading
+import time
+from array import array
+from typing import Any
+
+from iobench.errors import UnsupportedCase
+from iobench.experiments import register
+from iobench.experiments.base import Column, Experiment
+from iobench.loops.children import Child, fork_child
+from iobench.params import Kind, Param
+
+_WAIT_S = 60.0
+
+
+def percentiles(samples: array, *quantiles: float) -> list[int]:
+    """Nearest-rank percentiles of integer samples (0 < q <= 1)."""
+    ordered = sorted(samples)
+    if not ordered:
+        return [0 for _ in quantiles]
+    return [ordered[min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.5) - 1))] for q in quantiles]
+
+
+def _echo_over_pipes(inbound: int, outbound: int, round_trips: int) -> tuple[int, int]:
+    """The partner's loop: read a byte, write it back; returns its (voluntary, involuntary) switches."""
+    read, write = os.read, os.write
+    before = resource.getrusage(resource.RUSAGE_THREAD)
+    for _ in range(round_trips):
+        byte = read(inbound, 1)
+        if not byte:
+            break
+        write(outbound, byte)
+    after = resource.getrusage(resource.RUSAGE_THREAD)
+    return after.ru_nvcsw - before.ru_nvcsw, after.ru_nivcsw - before.ru_nivcsw
+
+
+@register
+class ContextSwitch(Experiment):
+    """Round trips of one byte between two processes or two threads."""
+
+    name = "context-switch"
+    summary = "round-trip latency and context switches of a one-byte ping-pong"
+    seed_idea = (
+        "000/003: every blocking hand-off between two tasks costs the kernel a context switch; "
+        "threads and processes pay it alike, and Python threads add the GIL hand-off."
+    )
+    params = (
+        Param(
+            "mode",
+            Kind.CHOICE,
+            ("process-pipe", "thread-pipe", "thread-queue"),
+            "process-pipe: a forked child echoes over two pipes; thread-pipe: a thread does the "
+            "same; thread-queue: two threads hand a token over queue.SimpleQueue (a lock, i.e. "
+            "a futex, no pipe).",
+            choices=("process-pipe", "thread-pipe", "thread-queue"),
+            sweep=True,
+        ),
+        Param(
+            "round_trips",
+            Kind.INT,
+            (5000,),
+            "Round trips per repetition.",
+            sweep=True,
+            minimum=1,
+            maximum=10**8,
+        ),
+    )
+
+    columns = (
+        Column("Mean RTT", "elapsed_ns", "duration", per="ops"),
+        Column("p50 RTT", "lat_p50_ns", "duration"),
+        Column("p99 RTT", "lat_p99_ns", "duration"),
+        Column("Max RTT", "lat_max_ns", "duration"),
+        Column("Switches/RT here", "ctx_vol", "ratio", per="ops"),
+        Column("Switches/RT peer", "peer_ctx_vol", "ratio", per="ops"),
+        Column("Involuntary here", "ctx_invol"),
+        Column("read()s", "syscalls_read"),
+    )
+    # Defaults so teardown works even when prepare never ran.
+    _child: Child | None = None
+    _fds: list[int] = []  # noqa: RUF012 - replaced per instance, never mutated in place
+
+    def prepare(self) -> None:
+        self.round_trips: int = self.case["round_trips"]
+        self.mode: str = self.case["mode"]
+        # One slot per round trip, allocated and touched before timing.
+        self.latencies = array("q", bytes(8 * self.round_trips))
+        self._thread: threading.Thread | None = None
+        self._peer: dict[str, Any] = {}
+
+    def before_rep(self) -> dict[str, Any]:
+        self._peer = {}
+        if self.mode == "thread-queue":
+            self._to_peer: Any = queue.SimpleQueue()
+            self._from_peer: Any = queue.SimpleQueue()
+            self._thread = threading.Thread(target=self._queue_peer, daemon=True)
+            self._thread.start()
+            return {}
+        to_peer_r, to_peer_w = os.pipe()
+        from_peer_r, from_peer_w = os.pipe()
+        self._fds = [to_peer_r, to_peer_w, from_peer_r, from_peer_w]
+        self._out, self._in = to_peer_w, from_peer_r
+        round_trips = self.round_trips
+        if self.mode == "process-pipe":
+
+            def child() -> tuple[int, int]:
+                # Hold only our own ends: a parent that dies then reads as EOF here, not a hang.
+                os.close(to_peer_w)
+                os.close(from_peer_r)
+                return _echo_over_pipes(to_peer_r, from_peer_w, round_trips)
+
+            self._child = fork_child(child)
+            # Likewise: if the child dies, our read() returns EOF instead of blocking forever.
+            os.close(to_peer_r)
+            os.close(from_peer_w)
+            self._fds = [to_peer_w, from_peer_r]
+        else:
+
+            def peer() -> None:
+                self._peer["switches"] = _echo_over_pipes(to_peer_r, from_peer_w, round_trips)
+
+            self._thread = threading.Thread(target=peer, daemon=True)
+            self._thread.start()
+        return {}
+
+    def _queue_peer(self) -> None:
+        get, put = self._to_peer.get, self._from_peer.put
+        before = resource.getrusage(resource.RUSAGE_THREAD)
+        for _ in range(self.round_trips):
+            put(get(timeout=_WAIT_S))
+        after = resource.getrusage(resource.RUSAGE_THREAD)
+        self._peer["switches"] = (after.ru_nvcsw - before.ru_nvcsw, after.ru_nivcsw - before.ru_nivcsw)
+
+    def run_once(self) -> dict[str, Any]:
+        clock = time.perf_counter_ns
+        latencies = self.latencies
+        if self.mode == "thread-queue":
+            put, get = self._to_peer.put, self._from_peer.get
+            for index in range(self.round_trips):
+                start = clock()
+                put(1)
+                get(timeout=_WAIT_S)
+                latencies[index] = clock() - start
+        else:
+            read, write, out_fd, in_fd = os.read, os.write, self._out, self._in
+            for index in range(self.round_trips):
+                start = clock()
+                write(out_fd, b"x")
+                if not read(in_fd, 1):
+                    raise UnsupportedCase("the echo partner went away mid-run")
+                latencies[index] = clock() - start
+        return {"bytes": self.round_trips, "ops": self.round_trips}
+
+    def after_rep(self) -> dict[str, Any]:
+        if self._child is not None:
+            (peer_vol, peer_invol), usage = self._child.wait(_WAIT_S)
+            self._child = None
+            peer_cpu_ns = round((usage.ru_utime + usage.ru_stime) * 1e9)
+        else:
+            assert self._thread is not None
+            self._thread.join(_WAIT_S)
+            if self._thread.is_alive():
+                raise RuntimeError("echo thread did not finish")
+            peer_vol, peer_invol = self._peer["switches"]
+            peer_cpu_ns = None
+        self._close_fds()
+        p50, p99, worst = percentiles(self.latencies, 0.50, 0.99, 1.0)
+        return {
+            "lat_p50_ns": p50,
+            "lat_p99_ns": p99,
+            "lat_max_ns": worst,
+            "peer_ctx_vol": peer_vol,
+            "peer_ctx_invol": peer_invol,
+            "peer_cpu_ns": peer_cpu_ns,
+        }
+
+    def _close_fds(self) -> None:
+        for fd in self._fds:
+            os.close(fd)
+        self._fds = []
+
+    def teardown(self) -> None:
+        if self._child is not None:
+            self._child.kill()
+        self._close_fds()  # a thread blocked in read() sees EOF and ends

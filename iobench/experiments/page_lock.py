@@ -1,0 +1,136 @@
+"""page-lock: mlock/munlock cost, and what happens past RLIMIT_MEMLOCK (seeds 000, 001, 004)."""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import resource
+import time
+from typing import Any
+
+from iobench.errors import UnsupportedCase
+from iobench.experiments import register
+from iobench.experiments.base import Column, Experiment
+from iobench.loops import libc
+from iobench.loops.children import run_in_child
+from iobench.params import Kind, Param
+
+PAGE = mmap.PAGESIZE
+
+
+def memlock_limit() -> int | None:
+    """The soft RLIMIT_MEMLOCK in bytes; None when unlimited."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def lock_fresh_memory(length: int) -> dict[str, Any]:
+    """Map ``length`` fresh bytes, mlock them (which faults them in), munlock, unmap.
+
+    Never raises for a refused mlock: the refusal (ENOMEM, EPERM) is the result.
+    """
+    address = libc.map_memory(length)
+    try:
+        start = time.perf_counter_ns()
+        try:
+            libc.mlock(address, length)
+        except OSError as exc:
+            return {
+                "locked": False,
+                "mlock_errno": errno.errorcode.get(exc.errno or 0, str(exc.errno)),
+                "mlock_ns": time.perf_counter_ns() - start,
+                "munlock_ns": None,
+                "ran_as_uid": os.geteuid(),
+            }
+        locked_at = time.perf_counter_ns()
+        libc.munlock(address, length)
+        return {
+            "locked": True,
+            "mlock_errno": None,
+            "mlock_ns": locked_at - start,
+            "munlock_ns": time.perf_counter_ns() - locked_at,
+            "ran_as_uid": os.geteuid(),
+        }
+    finally:
+        libc.unmap(address, length)
+
+
+@register
+class PageLock(Experiment):
+    """Lock fresh pages into RAM; then try to lock more than the limit allows."""
+
+    name = "page-lock"
+    summary = "mlock/munlock time vs size, and the refusal past RLIMIT_MEMLOCK"
+    seed_idea = (
+        "000/001/004: overlapped IO pins (locks) user pages; pinned memory is limited system-"
+        "wide, and past the limit Windows fails with WSAENOBUFS. Linux's face of it is "
+        "RLIMIT_MEMLOCK: mlock fails with ENOMEM (EPERM when the limit is 0)."
+    )
+    params = (
+        Param(
+            "mode",
+            Kind.CHOICE,
+            ("lock", "over-limit", "over-limit-privileged"),
+            "lock: mlock+munlock SIZE bytes of fresh memory; over-limit: lock one page more "
+            "than RLIMIT_MEMLOCK as an unprivileged user (as root, in a child that drops to "
+            "nobody, since CAP_IPC_LOCK ignores the limit); over-limit-privileged: the same "
+            "as root, to show the exemption.",
+            choices=("lock", "over-limit", "over-limit-privileged"),
+            sweep=True,
+        ),
+        Param(
+            "size",
+            Kind.SIZE,
+            (64 << 10, 1 << 20, 4 << 20),
+            "Bytes locked in lock mode.",
+            sweep=True,
+            minimum=PAGE,
+            maximum=1 << 40,
+        ),
+    )
+    x_param = "size"
+    series_params = ("mode",)
+    columns = (
+        Column("Requested", "requested_bytes", "size"),
+        Column("Locked", "locked", "text"),
+        Column("Error", "mlock_errno", "text"),
+        Column("RLIMIT_MEMLOCK", "limit_bytes", "size"),
+        Column("mlock", "mlock_ns", "duration"),
+        Column("munlock", "munlock_ns", "duration"),
+        Column("mlock/page", "mlock_ns", "duration", per="pages"),
+        Column("Minor faults", "minflt"),
+        Column("As uid", "ran_as_uid"),
+    )
+
+    @classmethod
+    def irrelevant_params(cls, case: dict[str, Any]) -> frozenset[str]:
+        return frozenset() if case["mode"] == "lock" else frozenset({"size"})
+
+    def prepare(self) -> None:
+        self.mode: str = self.case["mode"]
+        self.limit = memlock_limit()
+        if self.mode == "lock":
+            self.length = -(-self.case["size"] // PAGE) * PAGE
+            return
+        if self.limit is None:
+            raise UnsupportedCase("RLIMIT_MEMLOCK is unlimited here: there is no limit to pass")
+        if self.mode == "over-limit-privileged" and os.geteuid() != 0:
+            raise UnsupportedCase("needs root (CAP_IPC_LOCK) to show the exemption from the limit")
+        self.length = self.limit + PAGE
+
+    def run_once(self) -> dict[str, Any]:
+        if self.mode == "over-limit":
+            # Root is exempt, so the limit can only be seen from an unprivileged process.
+            self._result, _ = run_in_child(lambda: lock_fresh_memory(self.length), drop_root=True)
+        else:
+            self._result = lock_fresh_memory(self.length)
+        return {"bytes": self.length, "ops": 2 if self._result["locked"] else 1}
+
+    def after_rep(self) -> dict[str, Any]:
+        return {
+            **self._result,
+            "pages": self.length // PAGE,
+            "limit_bytes": self.limit,
+            "requested_bytes": self.length,
+        }

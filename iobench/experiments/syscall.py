@@ -1,0 +1,81 @@
+"""syscall: the price of entering the kernel, beside the interpreter's own price (seeds 000, 003)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+from iobench.experiments import register
+from iobench.experiments.base import Column, Experiment
+from iobench.params import Kind, Param
+
+
+def _loop(function: Any, calls: int) -> None:
+    for _ in range(calls):
+        function()
+
+
+def _loop_read0(fd: int, calls: int) -> None:
+    # os.read called directly (no lambda): a wrapper would add a Python frame per call.
+    read = os.read
+    for _ in range(calls):
+        read(fd, 0)
+
+
+@register
+class Syscall(Experiment):
+    """Call one zero-argument function many times; only the function differs between cases."""
+
+    name = "syscall"
+    summary = "ns per null syscall next to ns per pure-Python call of the same shape"
+    seed_idea = (
+        "000/003: a syscall is a mode switch into the kernel and back; how much of what Python "
+        "reports for it is the kernel, and how much the interpreter's own call overhead?"
+    )
+    params = (
+        Param(
+            "call",
+            Kind.CHOICE,
+            ("getppid", "read0", "vdso-clock", "python"),
+            "getppid: a null syscall; read0: read(fd, 0) on /dev/zero, a syscall the kernel "
+            "counts in syscalls_read; vdso-clock: clock_gettime served in user space by the "
+            "vDSO (no mode switch); python: sys.getrecursionlimit, a C builtin of the same "
+            "shape that never enters the kernel.",
+            choices=("getppid", "read0", "vdso-clock", "python"),
+            sweep=True,
+        ),
+        Param("calls", Kind.INT, (200_000,), "Calls per repetition.", sweep=True, minimum=1, maximum=10**10),
+    )
+
+    columns = (
+        Column("Time per call", "elapsed_ns", "duration", per="ops"),
+        Column("CPU per call", "cpu_ns", "duration", per="ops"),
+        Column("System share", "sys_ns", "percent", per="cpu_ns"),
+        Column("read()s per call", "syscalls_read", "ratio", per="ops"),
+        Column("Calls", "ops"),
+    )
+
+    def prepare(self) -> None:
+        self._fd: int | None = None
+        call = self.case["call"]
+        if call == "read0":
+            self._fd = os.open("/dev/zero", os.O_RDONLY | os.O_CLOEXEC)
+        else:
+            self._function = {
+                "getppid": os.getppid,
+                "vdso-clock": time.monotonic_ns,
+                "python": sys.getrecursionlimit,
+            }[call]
+
+    def run_once(self) -> dict[str, Any]:
+        if self._fd is not None:
+            _loop_read0(self._fd, self.case["calls"])
+        else:
+            _loop(self._function, self.case["calls"])
+        return {"bytes": 0, "ops": self.case["calls"]}
+
+    def teardown(self) -> None:
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)  # type: ignore[arg-type]

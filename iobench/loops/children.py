@@ -1,0 +1,140 @@
+"""Forked helper processes: run a function in a child, get its result and its rusage back.
+
+The child does only what the function does and leaves with ``os._exit`` (no atexit, no
+flushing of the parent's buffers). Its return value comes back pickled over a pipe; the
+kernel's accounting of the child (faults, context switches, CPU) comes from ``wait4``.
+Every wait has a deadline: a child that does not finish in time is killed and reported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import pickle
+import pwd
+import resource
+import select
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+_PR_SET_DUMPABLE = 4
+
+
+class ChildError(RuntimeError):
+    """The child raised, died, or ran past its deadline."""
+
+
+def unprivileged_ids() -> tuple[int, int]:
+    """(uid, gid) of the ``nobody`` account, the usual target for dropping root."""
+    try:
+        entry = pwd.getpwnam("nobody")
+        return entry.pw_uid, entry.pw_gid
+    except KeyError:
+        return 65534, 65534
+
+
+def drop_privileges() -> None:
+    """Become ``nobody`` (no supplementary groups), keeping /proc/self readable."""
+    uid, gid = unprivileged_ids()
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+    # Changing uid makes the process non-dumpable, which hides its own /proc/self/io.
+    ctypes.CDLL(None).prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)
+
+
+@dataclass
+class Child:
+    """A forked child whose result is waiting on ``result_fd``."""
+
+    pid: int
+    result_fd: int
+    _reaped: bool = False
+
+    def wait(self, timeout_s: float = 60.0) -> tuple[Any, resource.struct_rusage]:
+        """The child's return value and rusage; ChildError if it failed or timed out."""
+        deadline = time.monotonic() + timeout_s
+        chunks = []
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self.kill()
+                    raise ChildError(f"child {self.pid} did not finish within {timeout_s:g} s")
+                ready, _, _ = select.select([self.result_fd], [], [], remaining)
+                if not ready:
+                    continue
+                chunk = os.read(self.result_fd, 1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        finally:
+            os.close(self.result_fd)
+        _, status, usage = os.wait4(self.pid, 0)
+        self._reaped = True
+        data = b"".join(chunks)
+        if not data:
+            raise ChildError(f"child {self.pid} exited without a result ({_describe(status)})")
+        ok, value = pickle.loads(data)
+        if not ok:
+            raise ChildError(f"child {self.pid} failed: {value}")
+        return value, usage
+
+    def kill(self) -> None:
+        """Stop the child now and reap it (idempotent)."""
+        if self._reaped:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        os.waitpid(self.pid, 0)
+        self._reaped = True
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit status {os.WEXITSTATUS(status)}"
+
+
+def fork_child(work: Callable[[], Any], drop_root: bool = False) -> Child:
+    """Run ``work()`` in a forked child; ``drop_root`` first makes it ``nobody`` if we are root.
+
+    The child inherits every open descriptor, so pipes made before the call connect the two.
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns
+        code = 0
+        try:
+            os.close(read_end)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and kills us
+            if drop_root and os.geteuid() == 0:
+                drop_privileges()
+            try:
+                payload = (True, work())
+            except BaseException as exc:
+                payload = (False, f"{type(exc).__name__}: {exc}")
+            data = memoryview(pickle.dumps(payload))
+            while data:
+                data = data[os.write(write_end, data) :]
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    return Child(pid, read_end)
+
+
+def run_in_child(
+    work: Callable[[], Any], drop_root: bool = False, timeout_s: float = 60.0
+) -> tuple[Any, resource.struct_rusage]:
+    """Fork, run ``work()``, wait: its result and the child's rusage."""
+    child = fork_child(work, drop_root=drop_root)
+    try:
+        return child.wait(timeout_s)
+    finally:
+        child.kill()

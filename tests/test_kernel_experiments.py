@@ -1,0 +1,196 @@
+"""syscall, context-switch, page-fault, page-lock on small sizes: the rows' counters are checked."""
+
+from __future__ import annotations
+
+import os
+import resource
+from pathlib import Path
+
+import pytest
+
+from iobench.engine.progress import Progress
+from iobench.engine.protocol import Protocol
+from iobench.engine.runner import CaseResult, PlanEntry, run_case
+from iobench.experiments import get_experiment
+from iobench.experiments.context_switch import percentiles
+from iobench.loops.children import ChildError, run_in_child
+
+PAGE = resource.getpagesize()
+
+
+def run(name: str, folder: Path, protocol: Protocol, **case: object) -> CaseResult:
+    experiment = get_experiment(name)
+    full = {p.name: (p.default[0] if p.sweep else p.default) for p in experiment.params} | case
+    return run_case(experiment, full, protocol, folder, Progress())
+
+
+# --- syscall -----------------------------------------------------------------------------
+
+
+def test_read0_makes_exactly_one_counted_syscall_per_call(tmp_path: Path, tiny_protocol: Protocol) -> None:
+    result = run("syscall", tmp_path, tiny_protocol, call="read0", calls=5000)
+    for row in result.rows:
+        assert row["syscalls_read"] == 5000  # CPython's os.read(fd, 0) does call read(2)
+        assert row["ops"] == 5000 and row["bytes"] == 0
+
+
+@pytest.mark.parametrize("call", ["getppid", "vdso-clock", "python"])
+def test_other_calls_make_no_read_or_write(tmp_path: Path, tiny_protocol: Protocol, call: str) -> None:
+    for row in run("syscall", tmp_path, tiny_protocol, call=call, calls=5000).rows:
+        assert (row["syscalls_read"], row["syscalls_write"]) == (0, 0)
+        assert row["elapsed_ns"] > 0 and row["ops"] == 5000
+
+
+# --- context-switch ----------------------------------------------------------------------
+
+
+def test_percentiles_nearest_rank() -> None:
+    from array import array
+
+    samples = array("q", range(1, 101))
+    assert percentiles(samples, 0.5, 0.99, 1.0) == [50, 99, 100]
+
+
+@pytest.mark.parametrize("mode", ["process-pipe", "thread-pipe", "thread-queue"])
+def test_ping_pong_counts_switches_and_latency(tmp_path: Path, tiny_protocol: Protocol, mode: str) -> None:
+    round_trips = 2000
+    for row in run("context-switch", tmp_path, tiny_protocol, mode=mode, round_trips=round_trips).rows:
+        # Every round trip blocks at least one side until the other answers.
+        assert row["ctx_vol"] + row["peer_ctx_vol"] >= round_trips
+        assert 0 < row["lat_p50_ns"] <= row["lat_p99_ns"] <= row["lat_max_ns"]
+        if mode == "thread-queue":
+            assert (row["syscalls_read"], row["syscalls_write"]) == (0, 0)
+        else:
+            # One write and one read per round trip, counted by the kernel for this thread.
+            assert (row["syscalls_read"], row["syscalls_write"]) == (round_trips, round_trips)
+        if mode == "process-pipe":
+            assert row["peer_cpu_ns"] > 0  # from wait4's rusage of the child
+
+
+def test_process_ping_pong_leaves_no_child(tmp_path: Path, tiny_protocol: Protocol) -> None:
+    run("context-switch", tmp_path, tiny_protocol, mode="process-pipe", round_trips=100)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+
+
+# --- page-fault --------------------------------------------------------------------------
+
+
+def test_fresh_anonymous_pages_fault_once_each(tmp_path: Path, tiny_protocol: Protocol) -> None:
+    size = 8 << 20
+    for row in run("page-fault", tmp_path, tiny_protocol, mode="anon", size=size).rows:
+        assert row["pages"] == size // PAGE
+        assert 0.9 <= row["minflt"] / row["pages"] <= 1.1
+        assert row["majflt"] == 0
+
+
+def test_child_writes_fault_copy_on_write(tmp_path: Path, tiny_protocol: Protocol) -> None:
+    size = 8 << 20
+    for row in run("page-fault", tmp_path, tiny_protocol, mode="cow", size=size).rows:
+        assert 0.9 <= row["child_minflt"] / row["pages"] <= 1.2
+        assert row["child_elapsed_ns"] > 0
+
+
+def test_cold_mapped_file_takes_major_faults(disk_dir: Path, tiny_protocol: Protocol) -> None:
+    size = 2 << 20
+    for row in run("page-fault", disk_dir, tiny_protocol, mode="file-cold", size=size, readahead="off").rows:
+        assert row["cache_verified"] is True
+        assert row["majflt"] >= 0.9 * row["pages"]  # MADV_RANDOM: one disk read per page
+        assert row["disk_read_bytes"] >= 0.9 * size
+
+
+def test_read_ahead_turns_major_faults_minor(disk_dir: Path, tiny_protocol: Protocol) -> None:
+    size = 2 << 20
+    for row in run("page-fault", disk_dir, tiny_protocol, mode="file-cold", size=size, readahead="on").rows:
+        assert row["majflt"] < 0.5 * row["pages"]
+
+
+def test_warm_mapped_file_takes_no_major_faults(tmp_path: Path, tiny_protocol: Protocol) -> None:
+    for row in run(
+        "page-fault", tmp_path, tiny_protocol, mode="file-warm", size=1 << 20, readahead="off"
+    ).rows:
+        assert row["majflt"] == 0 and row["resident_before"] == 1.0
+
+
+# --- page-lock ---------------------------------------------------------------------------
+
+
+def _limit() -> int | None:
+    soft, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def test_lock_within_the_limit_faults_pages_in(tmp_path: Path, tiny_protocol: Protocol) -> None:
+    size = 256 << 10
+    limit = _limit()
+    if limit is not None and limit < size and os.geteuid() != 0:
+        pytest.skip(f"RLIMIT_MEMLOCK is only {limit} bytes")
+    for row in run("page-lock", tmp_path, tiny_protocol, mode="lock", size=size).rows:
+        assert row["locked"] is True and row["mlock_errno"] is None
+        assert row["minflt"] >= size // PAGE  # mlock populates every page
+        assert row["mlock_ns"] > 0 and row["munlock_ns"] > 0
+
+
+def test_past_the_limit_is_recorded_not_raised(tmp_path: Path, tiny_protocol: Protocol) -> None:
+    if _limit() is None:
+        pytest.skip("RLIMIT_MEMLOCK is unlimited here")
+    result = run("page-lock", tmp_path, tiny_protocol, mode="over-limit")
+    for row in result.rows:
+        assert row["status"] == "ok"
+        assert row["locked"] is False
+        assert row["mlock_errno"] == ("EPERM" if _limit() == 0 else "ENOMEM")
+        assert row["limit_bytes"] == _limit()
+        assert row["requested_bytes"] == _limit() + PAGE
+        assert row["ran_as_uid"] != 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the exemption needs root")
+def test_root_is_exempt_from_the_limit(tmp_path: Path, tiny_protocol: Protocol) -> None:
+    if _limit() is None:
+        pytest.skip("RLIMIT_MEMLOCK is unlimited here")
+    for row in run("page-lock", tmp_path, tiny_protocol, mode="over-limit-privileged").rows:
+        assert row["locked"] is True and row["ran_as_uid"] == 0
+
+
+def _unprivileged_page_lock() -> dict:
+    """In a child that is not root: over-limit runs in-process, the privileged case is refused."""
+    import tempfile
+
+    protocol = Protocol(warmup=0, min_reps=1, max_reps=1, max_time=10**10, target_ci=100.0)
+    with tempfile.TemporaryDirectory() as folder:
+        over = run("page-lock", Path(folder), protocol, mode="over-limit")
+        privileged = run("page-lock", Path(folder), protocol, mode="over-limit-privileged")
+    return {"over": over.rows[0], "privileged": privileged.rows[0], "uid": os.geteuid()}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another user needs root")
+def test_page_lock_as_an_unprivileged_user() -> None:
+    if _limit() is None:
+        pytest.skip("RLIMIT_MEMLOCK is unlimited here")
+    get_experiment("page-lock")  # load modules before giving up root (see test_subprocess)
+    result, _ = run_in_child(_unprivileged_page_lock, drop_root=True, timeout_s=60)
+    assert result["uid"] != 0
+    assert result["over"]["mlock_errno"] in ("ENOMEM", "EPERM") and result["over"]["locked"] is False
+    assert result["privileged"]["status"] == "unsupported"
+    assert "needs root" in result["privileged"]["status_reason"]
+
+
+def test_child_failure_and_timeout_are_reported() -> None:
+    def boom() -> None:
+        raise ValueError("bad")
+
+    with pytest.raises(ChildError, match="ValueError: bad"):
+        run_in_child(boom)
+    import time
+
+    with pytest.raises(ChildError, match="did not finish within"):
+        run_in_child(lambda: time.sleep(30), timeout_s=0.5)
+
+
+def test_quick_config_has_every_experiment() -> None:
+    from iobench.config import find_config, load_config
+    from iobench.experiments import all_experiments
+
+    plan = load_config(find_config("quick"))
+    assert {e.experiment.name for e in plan.entries} == {e.name for e in all_experiments()}
+    assert all(isinstance(e, PlanEntry) for e in plan.entries)
