@@ -25,7 +25,6 @@ _libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 _libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
 _libc.mlock.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 _libc.munlock.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-_libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 _MAP_FAILED = ctypes.c_void_p(-1).value
 
 
@@ -57,16 +56,11 @@ def resident_pages(address: int, length: int) -> int:
     return sum(byte & 1 for byte in vector.raw)
 
 
-def mlock(address: int, length: int) -> None:
-    if _libc.mlock(address, length) != 0:
-        _raise("mlock")
+def try_mlock(address: int, length: int) -> int:
+    """mlock(2) that returns 0 or the errno instead of raising (nothing allocated on failure)."""
+    return 0 if _libc.mlock(address, length) == 0 else ctypes.get_errno()
 
 
 def munlock(address: int, length: int) -> None:
     if _libc.munlock(address, length) != 0:
         _raise("munlock")
-
-
-def madvise(address: int, length: int, advice: int) -> None:
-    if _libc.madvise(address, length, advice) != 0:
-        _raise("madvise")

@@ -94,22 +94,30 @@ def book_table(summary: pd.DataFrame, experiment_name: str) -> list[tuple[dict[s
     rows = summary[summary["experiment"] == experiment_name]
     if rows.empty:
         return []
-    axis = experiment.x_param or experiment.params[0].name
-    group_keys = [p.name for p in experiment.params if p.name != axis]
+    names = [p.name for p in experiment.params]
+    varying = [name for name in names if rows[name].nunique() > 1]
+    # The declared axis when it varies, else the first parameter that does: one table with
+    # several rows reads better than several tables of one row.
+    if experiment.x_param in varying or not varying:
+        axis = experiment.x_param or names[0]
+    else:
+        axis = varying[0]
+    group_keys = [name for name in varying if name != axis]
+    constant = {name: rows[name].iloc[0] for name in names if name not in varying and name != axis}
     if "run_id" in rows and rows["run_id"].nunique() > 1:
         group_keys = ["run_id", *group_keys]
     tables = []
     grouped = rows.groupby(group_keys, sort=False) if group_keys else [((), rows)]
     for key, group in grouped:
         key = key if isinstance(key, tuple) else (key,)
-        if experiment.x_param:
+        if axis == experiment.x_param:
             group = group.sort_values(axis)
         table = pd.DataFrame(
             {axis: [_format_param(experiment_name, axis, v) for v in group[axis]]}
             | {c.title: [_cell(r, c) for _, r in group.iterrows()] for c in experiment.columns}
             | {"Reps": group["reps"].astype(int).astype(str).tolist()}
         )
-        tables.append((dict(zip(group_keys, key, strict=True)), table))
+        tables.append((constant | dict(zip(group_keys, key, strict=True)), table))
     return tables
 
 
