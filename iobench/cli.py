@@ -324,8 +324,11 @@ def _experiment_command(experiment: type[Experiment]) -> click.Command:
     )
 
 
-def _sweep(config: str | None, target_dir: Path, out_dir: Path, quiet: bool, **kwargs: Any) -> None:
-    plan = load_config(find_config(config), _pop_protocol(kwargs))
+def _sweep(
+    config: str | None, only: str | None, target_dir: Path, out_dir: Path, quiet: bool, **kwargs: Any
+) -> None:
+    names = [name.strip() for name in only.split(",") if name.strip()] if only else None
+    plan = load_config(find_config(config), _pop_protocol(kwargs), only=names)
     summary = {
         "file": str(plan.source),
         "description": plan.description,
@@ -344,12 +347,16 @@ def _sweep(config: str | None, target_dir: Path, out_dir: Path, quiet: bool, **k
 sweep_command = click.Command(
     "sweep",
     callback=_sweep,
-    params=[click.Argument(["config"], required=False), *_run_options()],
+    params=[
+        click.Argument(["config"], required=False),
+        click.Option(["--only"], metavar="NAME[,...]", help="Run only these experiments' entries."),
+        *_run_options(),
+    ],
     help=(
         f"Run every experiment entry of a TOML config (default {DEFAULT_CONFIG}).\n\n"
         "CONFIG is a path, or a name looked up in ./bench_configs (quick, tlpi). Protocol "
         "flags given here override the config's [protocol] tables.\n\n"
-        "Example: iobench run sweep tlpi --dir /mnt/disk --max-time 2m"
+        "Example: iobench run sweep full --only syscall,page-fault --dir /mnt/disk"
     ),
     short_help="Run a sweep from bench_configs/*.toml.",
 )

@@ -22,7 +22,7 @@ config protocol > declared default. Every error names the file and the key.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,8 +66,15 @@ def find_config(name: str | None) -> Path:
     return given
 
 
-def load_config(path: Path, protocol_overrides: Mapping[str, Any] | None = None) -> SweepPlan:
-    """Read and validate a sweep config; ConfigError names the file and the offending key."""
+def load_config(
+    path: Path,
+    protocol_overrides: Mapping[str, Any] | None = None,
+    only: Collection[str] | None = None,
+) -> SweepPlan:
+    """Read and validate a sweep config; ConfigError names the file and the offending key.
+
+    ``only`` keeps the entries of those experiments (each must be in the config).
+    """
     path = Path(path)
     label = path.name
     if not path.exists():
@@ -109,6 +116,14 @@ def load_config(path: Path, protocol_overrides: Mapping[str, Any] | None = None)
         except IobenchError as exc:
             raise ConfigError(str(exc) if str(exc).startswith(label) else f"{label}: {exc}") from None
         entries.append(PlanEntry(experiment, resolved, protocol))
+    if only:
+        present = {entry.experiment.name for entry in entries}
+        missing = sorted(set(only) - present)
+        if missing:
+            raise ConfigError(
+                f"{label} has no entry for {missing[0]!r} (it has: {', '.join(sorted(present))})"
+            )
+        entries = [entry for entry in entries if entry.experiment.name in only]
     description = raw.get("description", "")
     return SweepPlan(source=path, description=str(description), entries=entries, raw=raw)
 

@@ -94,6 +94,13 @@ def test_bad_configs_name_file_and_key(tmp_path: Path, text: str, message: str) 
     assert "\n" not in str(info.value).strip() or "invalid TOML" in str(info.value)
 
 
+def test_only_keeps_named_entries() -> None:
+    plan = load_config(REPO / "bench_configs" / "quick.toml", only=["syscall", "page-lock"])
+    assert [e.experiment.name for e in plan.entries] == ["syscall", "page-lock"]
+    with pytest.raises(ConfigError, match="tlpi.toml has no entry for 'syscall'"):
+        load_config(REPO / "bench_configs" / "tlpi.toml", only=["syscall"])
+
+
 def test_missing_config(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "absent.toml")
