@@ -11,8 +11,8 @@ import pytest
 from iobench.engine.progress import Progress
 from iobench.engine.protocol import Protocol
 from iobench.engine.runner import CaseResult, PlanEntry, run_case
+from iobench.engine.stats import percentiles
 from iobench.experiments import get_experiment
-from iobench.experiments.context_switch import percentiles
 from iobench.loops.children import ChildError, run_in_child
 
 PAGE = resource.getpagesize()
@@ -144,7 +144,9 @@ def test_past_the_limit_is_recorded_not_raised(tmp_path: Path, tiny_protocol: Pr
         assert row["limit_bytes"] == _limit()
         assert row["requested_bytes"] == _limit() + PAGE
         assert row["ran_as_uid"] != 0
-        assert row["mlock_minflt"] <= 8  # refused before populating (at most interpreter noise)
+        # Refused before populating: far fewer faults than pages asked for (a forked child
+        # still takes a few copy-on-write faults of its own between the two getrusage calls).
+        assert row["mlock_minflt"] < row["pages"] / 10
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the exemption needs root")

@@ -27,3 +27,11 @@ def ci_halfwidth_pct(samples: Sequence[float]) -> float:
         return math.inf
     variance = sum((x - mean) ** 2 for x in samples) / (n - 1)
     return 100.0 * _t_quantile(n - 1) * math.sqrt(variance / n) / abs(mean)
+
+
+def percentiles(samples: Sequence[int], *quantiles: float) -> list[int]:
+    """Nearest-rank percentiles (0 < q <= 1) of integer samples; 0s when there are none."""
+    ordered = sorted(samples)
+    if not ordered:
+        return [0 for _ in quantiles]
+    return [ordered[min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.5) - 1))] for q in quantiles]

@@ -16,13 +16,18 @@ Unit = Literal["duration", "size", "rate", "count", "ratio", "percent", "text"]
 class Column:
     """One column of an experiment's summary table: a per-case median, optionally per unit.
 
-    ``per`` divides by another summary metric (``ns per call`` = elapsed_ns per ops).
+    ``per`` divides by another summary metric (``ns per call`` = elapsed_ns per ops), then
+    ``scale`` multiplies (faults per MiB: per="bytes", scale=2**20). ``relative_to`` =
+    (param, value) divides by the same column of the table row where param == value
+    (sync-write's slowdown against ``mode=buffered``).
     """
 
     title: str
     metric: str
     unit: Unit = "count"
     per: str | None = None
+    scale: float = 1.0
+    relative_to: tuple[str, str] | None = None
 
 
 #: TLPI Table 13-1's columns plus the counters that prove what happened.
@@ -57,6 +62,8 @@ class Experiment:
     counter_scope: ClassVar[Scope] = "thread"
     #: The parameter a report puts on its x axis (None: no natural axis).
     x_param: ClassVar[str | None] = None
+    #: The parameter a summary table puts in its rows (default: x_param, if it varies).
+    table_axis: ClassVar[str | None] = None
     #: The parameters that give one line per value in a report figure.
     series_params: ClassVar[tuple[str, ...]] = ()
     #: Draw throughput (bytes/s) against x_param in reports (only where bytes/s means something).

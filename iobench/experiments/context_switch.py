@@ -10,6 +10,7 @@ import time
 from array import array
 from typing import Any
 
+from iobench.engine.stats import percentiles
 from iobench.errors import UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment
@@ -17,14 +18,6 @@ from iobench.loops.children import Child, fork_child
 from iobench.params import Kind, Param
 
 _WAIT_S = 60.0
-
-
-def percentiles(samples: array, *quantiles: float) -> list[int]:
-    """Nearest-rank percentiles of integer samples (0 < q <= 1)."""
-    ordered = sorted(samples)
-    if not ordered:
-        return [0 for _ in quantiles]
-    return [ordered[min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.5) - 1))] for q in quantiles]
 
 
 def _echo_over_pipes(inbound: int, outbound: int, round_trips: int) -> tuple[int, int]:

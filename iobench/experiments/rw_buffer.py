@@ -13,6 +13,7 @@ from iobench.engine import cache
 from iobench.experiments import register
 from iobench.experiments.base import Experiment
 from iobench.loops import pyloops
+from iobench.loops.verify import file_digest, file_matches_pattern
 from iobench.params import Kind, Param
 
 _CHUNK = 1 << 20
@@ -22,11 +23,6 @@ def _create_exclusive(path: Path) -> io.FileIO:
     """A new file we made ourselves: O_EXCL and O_NOFOLLOW, so nothing existing is touched."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     return io.FileIO(fd, "wb", closefd=True)
-
-
-def _digest(path: Path) -> bytes:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "blake2b").digest()
 
 
 @register
@@ -173,20 +169,9 @@ class RwBuffer(Experiment):
         if self._last.get("bytes") != self.size:
             return False
         if self.mode == "copy":
-            return _digest(self.dest_path) == self.source_digest
+            return file_digest(self.dest_path) == self.source_digest
         if self.mode == "write":
-            return self._dest_matches_pattern()
-        return True
-
-    def _dest_matches_pattern(self) -> bool:
-        if self.dest_path.stat().st_size != self.size:
-            return False
-        repeats = max(1, _CHUNK // self.block)
-        expected = bytes(self.buffer) * repeats
-        with open(self.dest_path, "rb") as handle:
-            while chunk := handle.read(len(expected)):
-                if chunk != expected[: len(chunk)]:
-                    return False
+            return file_matches_pattern(self.dest_path, self.buffer, self.size)
         return True
 
     def teardown(self) -> None:

@@ -1,0 +1,178 @@
+"""mmap-read: reading a file through a mapping vs read()/readinto() (seeds 003 and 000)."""
+
+from __future__ import annotations
+
+import io
+import mmap
+import os
+from typing import Any
+
+from iobench.engine import cache
+from iobench.experiments import register
+from iobench.experiments.base import Column, Experiment
+from iobench.experiments.page_fault import touch_pages
+from iobench.loops import pyloops
+from iobench.params import Kind, Param
+
+MIB = 1 << 20
+_MADVICE = {
+    "sequential": getattr(mmap, "MADV_SEQUENTIAL", None),
+    "random": getattr(mmap, "MADV_RANDOM", None),
+    "willneed": getattr(mmap, "MADV_WILLNEED", None),
+}
+
+
+@register
+class MmapRead(Experiment):
+    """Read a whole file by mapping it or by read() calls; the kernel counts the faults."""
+
+    name = "mmap-read"
+    summary = "mmap (touch a byte per page, or copy everything out) vs read()/readinto()"
+    seed_idea = (
+        "003/000: a mapped file is read by page faults (demand paging) with no copy into a "
+        "user buffer; read() copies from the page cache each call. Which wins, and when?"
+    )
+    params = (
+        Param(
+            "method",
+            Kind.CHOICE,
+            ("mmap-touch", "mmap-copy", "read", "readinto"),
+            "mmap-touch: map, read one byte per page; mmap-copy: map, copy every byte out in "
+            "bs chunks; read: os.read(bs) (a new bytes object per call); readinto: "
+            "FileIO.readinto into one reused buffer.",
+            choices=("mmap-touch", "mmap-copy", "read", "readinto"),
+            sweep=True,
+        ),
+        Param("file_size", Kind.SIZE, (16 << 20,), "File size.", sweep=True, minimum=1, maximum=1 << 40),
+        Param(
+            "bs",
+            Kind.SIZE,
+            (65536,),
+            "Chunk size of read/readinto/mmap-copy.",
+            sweep=True,
+            minimum=1,
+            maximum=1 << 30,
+        ),
+        Param(
+            "advice",
+            Kind.CHOICE,
+            ("none",),
+            "mmap methods: madvise SEQUENTIAL / RANDOM / WILLNEED after mapping, or populate "
+            "(MAP_POPULATE: fault everything in at mmap time).",
+            choices=("none", "sequential", "random", "willneed", "populate"),
+            sweep=True,
+        ),
+        Param(
+            "cache",
+            Kind.CHOICE,
+            ("warm", "cold"),
+            "Page-cache state of the file before timing.",
+            choices=("warm", "cold"),
+            sweep=True,
+        ),
+    )
+    x_param = "bs"
+    table_axis = "method"
+    series_params = ("method", "cache")
+    throughput_figure = True
+    columns = (
+        Column("Elapsed", "elapsed_ns", "duration"),
+        Column("Throughput", "bytes_per_s", "rate"),
+        Column("Total CPU", "cpu_ns", "duration"),
+        Column("Minor/MiB", "minflt", "ratio", per="bytes", scale=MIB),
+        Column("Major/MiB", "majflt", "ratio", per="bytes", scale=MIB),
+        Column("read()s", "syscalls_read"),
+        Column("Disk read", "disk_read_bytes", "size"),
+        Column("Resident before", "resident_before", "percent"),
+    )
+    _source: io.FileIO | None = None
+
+    @classmethod
+    def irrelevant_params(cls, case: dict[str, Any]) -> frozenset[str]:
+        ignored = set()
+        if case["method"] == "mmap-touch":
+            ignored.add("bs")
+        if not case["method"].startswith("mmap"):
+            ignored.add("advice")
+        return frozenset(ignored)
+
+    def space_needed(self) -> int:
+        return self.case["file_size"]
+
+    def prepare(self) -> None:
+        self.method: str = self.case["method"]
+        self.size: int = self.case["file_size"]
+        self.path = self.scratch / "mapped.bin"
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            for offset in range(0, self.size, MIB):
+                os.write(fd, os.urandom(min(MIB, self.size - offset)))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.buffer = bytearray(os.urandom(self.case["bs"]))  # touched before timing
+
+    def before_rep(self) -> dict[str, Any]:
+        resident = cache.set_cache_state(self.path, self.case["cache"])
+        self._source = io.FileIO(self.path, "rb")
+        return {
+            "resident_before": resident,
+            "cache_verified": cache.cache_verified(self.case["cache"], resident),
+        }
+
+    def run_once(self) -> dict[str, Any]:
+        assert self._source is not None
+        if self.method == "readinto":
+            moved, calls = pyloops.read_all(self._source, self.buffer)
+            return {"bytes": moved, "ops": calls}
+        if self.method == "read":
+            return self._read_bytes()
+        # Mapping is part of the method's cost (MAP_POPULATE does all its work here).
+        flags = mmap.MAP_SHARED
+        if self.case["advice"] == "populate":
+            flags |= mmap.MAP_POPULATE
+        mapping = mmap.mmap(self._source.fileno(), self.size, flags=flags, prot=mmap.PROT_READ)
+        try:
+            advice = _MADVICE.get(self.case["advice"])
+            if advice is not None:
+                mapping.madvise(advice)
+            pages = -(-self.size // mmap.PAGESIZE)
+            if self.method == "mmap-touch":
+                touch_pages(mapping, pages, write=False)
+                return {"bytes": self.size, "ops": pages}
+            return {"bytes": self._copy_out(mapping), "ops": -(-self.size // len(self.buffer))}
+        finally:
+            mapping.close()
+
+    def _read_bytes(self) -> dict[str, Any]:
+        assert self._source is not None
+        read, fd, block = os.read, self._source.fileno(), len(self.buffer)
+        total = calls = 0
+        while True:
+            chunk = read(fd, block)
+            calls += 1
+            if not chunk:
+                return {"bytes": total, "ops": calls}
+            total += len(chunk)
+
+    def _copy_out(self, mapping: mmap.mmap) -> int:
+        view, buffer, block, size = memoryview(mapping), self.buffer, len(self.buffer), self.size
+        try:
+            for offset in range(0, size - block + 1, block):
+                buffer[:] = view[offset : offset + block]
+            tail = size % block
+            if tail:
+                buffer[:tail] = view[size - tail :]
+        finally:
+            view.release()
+        return size
+
+    def after_rep(self) -> dict[str, Any]:
+        if self._source is not None:
+            self._source.close()
+            self._source = None
+        return {}
+
+    def teardown(self) -> None:
+        if self._source is not None:
+            self._source.close()

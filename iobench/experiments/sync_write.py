@@ -1,0 +1,161 @@
+"""sync-write: what durability costs per write (TLPI Table 13-3, seed 002)."""
+
+from __future__ import annotations
+
+import os
+import time
+from array import array
+from pathlib import Path
+from typing import Any
+
+from iobench.engine.stats import percentiles
+from iobench.experiments import register
+from iobench.experiments.base import Column, Experiment
+from iobench.loops.verify import file_matches_pattern
+from iobench.params import Kind, Param
+
+MODES = ("buffered", "O_SYNC", "O_DSYNC", "fsync-each", "fdatasync-each", "fsync-end", "fsync-every-N")
+_OPEN_FLAGS = {"O_SYNC": os.O_SYNC, "O_DSYNC": os.O_DSYNC}
+
+
+def fd_flags(fd: int) -> int:
+    """The open flags the kernel holds for ``fd`` (from /proc/self/fdinfo), to prove O_SYNC got there."""
+    text = Path(f"/proc/self/fdinfo/{fd}").read_text()
+    for line in text.splitlines():
+        if line.startswith("flags:"):
+            return int(line.split()[1], 8)
+    raise OSError(f"no flags line in /proc/self/fdinfo/{fd}")
+
+
+@register
+class SyncWrite(Experiment):
+    """Write ``total`` bytes to a new file in ``bs`` writes, with one durability policy per case."""
+
+    name = "sync-write"
+    summary = "write to a new file with and without O_SYNC/fsync per buffer size (TLPI Table 13-3)"
+    seed_idea = (
+        "002: write() returns once the data is in the page cache; O_SYNC, O_DSYNC, fsync and "
+        "fdatasync wait for the device, and that wait, not the copy, sets the price."
+    )
+    params = (
+        Param(
+            "mode",
+            Kind.CHOICE,
+            ("buffered", "O_SYNC", "fsync-each", "fdatasync-each", "fsync-end"),
+            "buffered: plain write(); O_SYNC / O_DSYNC: opened with that flag; fsync-each / "
+            "fdatasync-each: that call after every write; fsync-end: one fsync at the end; "
+            "fsync-every-N: fsync after every --sync-every writes.",
+            choices=MODES,
+            sweep=True,
+        ),
+        Param(
+            "total",
+            Kind.SIZE,
+            (1_000_000,),
+            "Bytes written per repetition (TLPI: 1 million).",
+            sweep=True,
+            minimum=1,
+            maximum=1 << 40,
+        ),
+        Param(
+            "bs",
+            Kind.SIZE,
+            (4096, 16384, 65536),
+            "Bytes per write() call.",
+            sweep=True,
+            minimum=1,
+            maximum=1 << 30,
+        ),
+        Param("sync_every", Kind.INT, (16,), "N for fsync-every-N.", sweep=True, minimum=1, maximum=10**9),
+    )
+    x_param = "bs"
+    table_axis = "mode"
+    series_params = ("mode",)
+    columns = (
+        Column("Elapsed", "elapsed_ns", "duration"),
+        Column("vs buffered", "elapsed_ns", "ratio", relative_to=("mode", "buffered")),
+        Column("Total CPU", "cpu_ns", "duration"),
+        Column("write()s", "syscalls_write"),
+        Column("Sync calls", "sync_calls"),
+        Column("p50 write", "lat_p50_ns", "duration"),
+        Column("p99 write", "lat_p99_ns", "duration"),
+        Column("Max write", "lat_max_ns", "duration"),
+        Column("Disk written", "disk_write_bytes", "size"),
+    )
+
+    @classmethod
+    def irrelevant_params(cls, case: dict[str, Any]) -> frozenset[str]:
+        return frozenset() if case["mode"] == "fsync-every-N" else frozenset({"sync_every"})
+
+    def space_needed(self) -> int:
+        return self.case["total"]
+
+    def prepare(self) -> None:
+        self.mode: str = self.case["mode"]
+        self.total: int = self.case["total"]
+        self.block: int = self.case["bs"]
+        self.writes = -(-self.total // self.block)
+        self.path = self.scratch / "synced.bin"
+        self.buffer = bytearray(os.urandom(self.block))  # touched before timing
+        self.latencies = array("q", bytes(8 * self.writes))
+        self._fd: int | None = None
+
+    def before_rep(self) -> dict[str, Any]:
+        self.path.unlink(missing_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        flags |= _OPEN_FLAGS.get(self.mode, 0)
+        self._fd = os.open(self.path, flags, 0o600)
+        # The directory entry is made durable before timing: only the data's cost is measured.
+        os.fsync(self._fd)
+        held = fd_flags(self._fd)
+        return {
+            "open_flags": oct(held),
+            "o_sync_set": (held & os.O_SYNC) == os.O_SYNC,
+            "o_dsync_set": bool(held & os.O_DSYNC),
+        }
+
+    def run_once(self) -> dict[str, Any]:
+        fd, write, clock = self._fd, os.write, time.perf_counter_ns
+        assert fd is not None
+        view = memoryview(self.buffer)
+        latencies = self.latencies
+        sync = {"fsync-each": os.fsync, "fdatasync-each": os.fdatasync, "fsync-every-N": os.fsync}.get(
+            self.mode
+        )
+        every = self.case["sync_every"] if self.mode == "fsync-every-N" else 1
+        remaining = self.total
+        sync_calls = 0
+        for index in range(self.writes):
+            chunk = view if remaining >= self.block else view[:remaining]
+            start = clock()
+            written = write(fd, chunk)
+            if sync is not None and (index + 1) % every == 0:
+                sync(fd)
+                sync_calls += 1
+            latencies[index] = clock() - start
+            if written != len(chunk):
+                raise OSError(f"short write: {written} of {len(chunk)} bytes")
+            remaining -= written
+        if self.mode == "fsync-end" or (self.mode == "fsync-every-N" and self.writes % every):
+            os.fsync(fd)
+            sync_calls += 1
+        self._sync_calls = sync_calls
+        return {"bytes": self.total, "ops": self.writes}
+
+    def after_rep(self) -> dict[str, Any]:
+        assert self._fd is not None
+        os.fsync(self._fd)  # untimed: the next repetition starts with nothing dirty
+        os.close(self._fd)
+        self._fd = None
+        p50, p99, worst = percentiles(self.latencies, 0.50, 0.99, 1.0)
+        return {
+            "sync_calls": self._sync_calls,
+            "lat_p50_ns": p50,
+            "lat_p99_ns": p99,
+            "lat_max_ns": worst,
+            "integrity_ok": file_matches_pattern(self.path, self.buffer, self.total),
+        }
+
+    def teardown(self) -> None:
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)  # type: ignore[arg-type]

@@ -1,0 +1,248 @@
+"""zero-copy: copy without passing the data through user memory (seed 000)."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import socket
+import struct
+from pathlib import Path
+from typing import Any
+
+from iobench.errors import UnsupportedCase
+from iobench.experiments import register
+from iobench.experiments.base import Column, Experiment
+from iobench.loops.children import Child, fork_child
+from iobench.loops.verify import file_digest
+from iobench.params import Kind, Param
+
+MIB = 1 << 20
+GIB = 1 << 30
+SOCKET_TIMEOUT_S = 30
+FILE_METHODS = ("read-write", "sendfile", "copy_file_range", "splice")
+TCP_METHODS = ("tcp-sendall", "tcp-sendfile")
+
+
+def set_blocking_timeouts(sock: socket.socket, seconds: float) -> None:
+    """Kernel-side send/receive timeouts: the socket stays blocking (os.sendfile needs that)
+    yet no call can wait forever."""
+    value = struct.pack("ll", int(seconds), int((seconds % 1) * 1e6))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+
+
+def _drain(port: int) -> int:
+    """The receiving child: connect, read to EOF, report the byte count back on the socket."""
+    with socket.create_connection(("127.0.0.1", port), timeout=SOCKET_TIMEOUT_S) as sock:
+        sock.settimeout(None)
+        set_blocking_timeouts(sock, SOCKET_TIMEOUT_S)
+        buffer = bytearray(256 << 10)
+        recv_into, total = sock.recv_into, 0
+        while got := recv_into(buffer):
+            total += got
+        sock.sendall(struct.pack("q", total))
+        return total
+
+
+@register
+class ZeroCopy(Experiment):
+    """Copy a file to a file or to a loopback TCP socket, by several kernel paths."""
+
+    name = "zero-copy"
+    summary = "read+write vs sendfile vs copy_file_range vs splice; file -> TCP with sendfile"
+    seed_idea = (
+        "000: read() copies kernel -> user and write() copies user -> kernel; sendfile, "
+        "copy_file_range and splice move the data inside the kernel, so the user-space copy "
+        "(and much of its CPU) disappears."
+    )
+    params = (
+        Param(
+            "method",
+            Kind.CHOICE,
+            FILE_METHODS + TCP_METHODS,
+            "read-write: read into a buffer, write it out; sendfile / copy_file_range: the "
+            "kernel copies; splice: file -> pipe -> file; tcp-sendall: read + sendall to a "
+            "loopback TCP peer; tcp-sendfile: sendfile to that peer.",
+            choices=FILE_METHODS + TCP_METHODS,
+            sweep=True,
+        ),
+        Param(
+            "file_size",
+            Kind.SIZE,
+            (32 << 20,),
+            "Bytes copied per repetition.",
+            sweep=True,
+            minimum=1,
+            maximum=1 << 40,
+        ),
+        Param(
+            "bs",
+            Kind.SIZE,
+            (65536,),
+            "Bytes per call (read/write size, sendfile/splice count).",
+            sweep=True,
+            minimum=1,
+            maximum=1 << 30,
+        ),
+    )
+    x_param = "bs"
+    table_axis = "method"
+    series_params = ("method",)
+    throughput_figure = True
+    columns = (
+        Column("Elapsed", "elapsed_ns", "duration"),
+        Column("Throughput", "bytes_per_s", "rate"),
+        Column("CPU/GiB", "cpu_ns", "duration", per="bytes", scale=GIB),
+        Column("User/GiB", "user_ns", "duration", per="bytes", scale=GIB),
+        Column("System/GiB", "sys_ns", "duration", per="bytes", scale=GIB),
+        Column("Peer CPU/GiB", "peer_cpu_ns", "duration", per="bytes", scale=GIB),
+        Column("read()s", "syscalls_read"),
+        Column("write()s", "syscalls_write"),
+        Column("Calls", "ops"),
+    )
+    _src: int | None = None
+    _dst: int | None = None
+    _pipe: tuple[int, int] | None = None
+    _listener: socket.socket | None = None
+    _conn: socket.socket | None = None
+    _child: Child | None = None
+
+    def space_needed(self) -> int:
+        return self.case["file_size"] * (1 if self.case["method"] in TCP_METHODS else 2)
+
+    def prepare(self) -> None:
+        self.method: str = self.case["method"]
+        self.size: int = self.case["file_size"]
+        self.block: int = self.case["bs"]
+        self.src_path = self.scratch / "source.bin"
+        self.dst_path = self.scratch / "copy.bin"
+        hasher = hashlib.blake2b()
+        fd = os.open(self.src_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            for start in range(0, self.size, MIB):
+                chunk = os.urandom(min(MIB, self.size - start))
+                hasher.update(chunk)
+                os.write(fd, chunk)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.src_digest = hasher.digest()
+        self.buffer = bytearray(os.urandom(self.block))
+        if self.method == "splice":
+            read_end, write_end = os.pipe()
+            self._pipe = (read_end, write_end)
+            # A pipe holds 64 KiB by default; grow it so one splice can carry a whole block.
+            wanted = min(max(self.block, 4096), int(Path("/proc/sys/fs/pipe-max-size").read_text()))
+            fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, wanted)
+        if self.method in TCP_METHODS:
+            self._listener = socket.create_server(("127.0.0.1", 0))
+            self._listener.settimeout(SOCKET_TIMEOUT_S)
+
+    def before_rep(self) -> dict[str, Any]:
+        self._src = os.open(self.src_path, os.O_RDONLY | os.O_CLOEXEC)
+        if self.method in TCP_METHODS:
+            assert self._listener is not None
+            port = self._listener.getsockname()[1]
+            self._child = fork_child(lambda: _drain(port))
+            self._conn, _ = self._listener.accept()
+            self._conn.settimeout(None)
+            set_blocking_timeouts(self._conn, SOCKET_TIMEOUT_S)
+        else:
+            self.dst_path.unlink(missing_ok=True)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            self._dst = os.open(self.dst_path, flags, 0o600)
+        return {}
+
+    def run_once(self) -> dict[str, Any]:
+        assert self._src is not None
+        if self.method in TCP_METHODS:
+            assert self._conn is not None
+            calls = self._send_tcp()
+            self._conn.shutdown(socket.SHUT_WR)
+            # The peer's byte count closes the timing: the data has really arrived.
+            received = struct.unpack("q", self._conn.recv(8, socket.MSG_WAITALL))[0]
+            return {"bytes": received, "ops": calls}
+        assert self._dst is not None
+        return {"bytes": self.size, "ops": self._copy_file()}
+
+    def _copy_file(self) -> int:
+        src, dst, block = self._src, self._dst, self.block
+        assert src is not None and dst is not None
+        calls = 0
+        try:
+            if self.method == "read-write":
+                view, readv, write = memoryview(self.buffer), os.readv, os.write
+                while got := readv(src, [self.buffer]):
+                    write(dst, view[:got])
+                    calls += 2
+                return calls + 1
+            if self.method == "sendfile":
+                while os.sendfile(dst, src, None, block):
+                    calls += 1
+                return calls + 1
+            if self.method == "copy_file_range":
+                while os.copy_file_range(src, dst, block):
+                    calls += 1
+                return calls + 1
+            assert self._pipe is not None
+            pipe_read, pipe_write = self._pipe
+            while moved := os.splice(src, pipe_write, block):
+                calls += 1
+                while moved:
+                    moved -= os.splice(pipe_read, dst, moved)
+                    calls += 1
+            return calls + 1
+        except OSError as exc:
+            if exc.errno in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: this kernel/fs says no
+                raise UnsupportedCase(f"{self.method}: {exc.strerror} on this filesystem") from None
+            raise
+
+    def _send_tcp(self) -> int:
+        assert self._conn is not None and self._src is not None
+        sock, src, block = self._conn, self._src, self.block
+        calls = 0
+        if self.method == "tcp-sendfile":
+            out = sock.fileno()
+            while os.sendfile(out, src, None, block):
+                calls += 1
+            return calls + 1
+        view, readv, sendall = memoryview(self.buffer), os.readv, sock.sendall
+        while got := readv(src, [self.buffer]):
+            sendall(view[:got])
+            calls += 2
+        return calls + 1
+
+    def after_rep(self) -> dict[str, Any]:
+        metrics: dict[str, Any] = {}
+        assert self._src is not None
+        os.close(self._src)
+        self._src = None
+        if self.method in TCP_METHODS:
+            assert self._child is not None and self._conn is not None
+            received, usage = self._child.wait(SOCKET_TIMEOUT_S)
+            self._child = None
+            self._conn.close()
+            self._conn = None
+            metrics = {
+                "peer_cpu_ns": round((usage.ru_utime + usage.ru_stime) * 1e9),
+                "integrity_ok": received == self.size,
+            }
+        else:
+            assert self._dst is not None
+            os.fsync(self._dst)  # untimed write-back: the next repetition starts clean
+            os.close(self._dst)
+            self._dst = None
+            metrics = {"integrity_ok": file_digest(self.dst_path) == self.src_digest}
+        return metrics
+
+    def teardown(self) -> None:
+        for fd in (self._src, self._dst, *(self._pipe or ())):
+            if fd is not None:
+                os.close(fd)
+        self._src = self._dst = self._pipe = None
+        if self._child is not None:
+            self._child.kill()
+        for sock in (self._conn, self._listener):
+            if sock is not None:
+                sock.close()
