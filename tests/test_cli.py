@@ -202,7 +202,7 @@ def _bad(tmp_path: Path) -> list[tuple[list[str], str]]:
         ([*base, "--min-reps", "5", "--max-reps", "2"], "min_reps (5) is larger than max_reps (2)"),
         (
             ["run", "nosuch"],
-            "unknown experiment 'nosuch' (known: context-switch, page-fault, page-lock, rw-buffer, syscall)",
+            f"unknown experiment 'nosuch' (known: {', '.join(e.name for e in all_experiments())})",
         ),
         (["run", "rw-buffer", "--dir", str(tmp_path / "missing")], "does not exist"),
         (["run", "rw-buffer", "--dir", str(a_file)], "is not a folder"),
