@@ -67,7 +67,7 @@ class PageCache(Experiment):
         Column("Disk read", "disk_read_bytes", "size"),
         Column("Read amplification", "disk_read_bytes", "ratio", per="bytes"),
         Column("Resident before", "resident_before", "percent"),
-        Column("Major faults", "majflt"),
+        Column("Cached after", "resident_after", "percent"),
     )
     _fd: int | None = None
 
