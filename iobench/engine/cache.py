@@ -66,6 +66,12 @@ def set_cache_state(path: Path | str, state: str) -> float:
     return resident_fraction(path)
 
 
+def cache_metrics(path: Path | str, state: str) -> dict[str, float | bool]:
+    """Set the state, then the row's evidence: ``resident_before`` and ``cache_verified``."""
+    resident = set_cache_state(path, state)
+    return {"resident_before": resident, "cache_verified": cache_verified(state, resident)}
+
+
 def cache_verified(state: str, resident: float) -> bool:
     """Did the file really start in the requested state? (cold: < 1% resident; warm: all)."""
     return resident < 0.01 if state == "cold" else resident >= 0.999

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from iobench.engine.counters import Scope
-from iobench.params import Param
+from iobench.params import Kind, Param
 
 Unit = Literal["duration", "size", "rate", "count", "ratio", "percent", "text"]
 
@@ -42,6 +42,20 @@ BOOK_COLUMNS = (
     Column("Disk read", "disk_read_bytes", "size"),
     Column("Resident before", "resident_before", "percent"),
 )
+
+
+def cache_param(default: tuple[str, ...], help_text: str = "") -> Param:
+    """The ``cache`` parameter several experiments share: the file's page-cache state."""
+    return Param(
+        "cache",
+        Kind.CHOICE,
+        default,
+        help_text
+        or "Page-cache state of the file before timing: cold = fsync + fadvise(DONTNEED), "
+        "verified with mincore (resident_before, cache_verified).",
+        choices=("warm", "cold"),
+        sweep=True,
+    )
 
 
 class Experiment:

@@ -10,7 +10,8 @@ from typing import Any
 from iobench.engine import cache
 from iobench.errors import UnsupportedCase
 from iobench.experiments import register
-from iobench.experiments.base import Column, Experiment
+from iobench.experiments.base import Column, Experiment, cache_param
+from iobench.loops.files import create_random_file
 from iobench.loops.verify import file_matches_pattern
 from iobench.params import Kind, Param
 
@@ -66,13 +67,9 @@ class DirectIo(Experiment):
             choices=("aligned", "misaligned"),
             sweep=True,
         ),
-        Param(
-            "cache",
-            Kind.CHOICE,
+        cache_param(
             ("cold",),
             "Page-cache state before a read (direct reads skip it).",
-            choices=("warm", "cold"),
-            sweep=True,
         ),
     )
     x_param = "bs"
@@ -115,13 +112,7 @@ class DirectIo(Experiment):
         self.view = memoryview(self._mapping)[offset : offset + self.block]
         self.pattern = bytes(self.view)
         if self.case["mode"] == "read":
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            try:
-                for start in range(0, self.size, MIB):
-                    os.write(fd, os.urandom(min(MIB, self.size - start)))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            create_random_file(self.path, self.size)
 
     def _open(self, flags: int) -> int:
         if self.direct:

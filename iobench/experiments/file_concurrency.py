@@ -12,7 +12,8 @@ from typing import Any
 
 from iobench.engine import cache
 from iobench.experiments import register
-from iobench.experiments.base import Column, Experiment
+from iobench.experiments.base import Column, Experiment, cache_param
+from iobench.loops.files import create_random_file
 from iobench.params import Kind, Param
 
 MIB = 1 << 20
@@ -99,13 +100,9 @@ class FileConcurrency(Experiment):
             minimum=1,
             maximum=1 << 40,
         ),
-        Param(
-            "cache",
-            Kind.CHOICE,
+        cache_param(
             ("cold",),
             "Page-cache state before the pread modes.",
-            choices=("warm", "cold"),
-            sweep=True,
         ),
     )
     counter_scope = "process"  # every thread's syscalls count
@@ -148,13 +145,7 @@ class FileConcurrency(Experiment):
             ]
             return
         total = self.case["file_size"]
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            for start in range(0, total, MIB):
-                os.write(fd, os.urandom(min(MIB, total - start)))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        create_random_file(self.path, total)
         offsets = list(range(0, total, self.size))
         random.Random(total).shuffle(offsets)
         self.shares = [offsets[t :: self.threads] for t in range(self.threads)]
@@ -169,14 +160,11 @@ class FileConcurrency(Experiment):
             self._fds = [os.open(self.path, flags, 0o600) for _ in range(self.threads)]
             self._park_workers()
             return {}
-        resident = cache.set_cache_state(self.path, self.case["cache"])
+        metrics = cache.cache_metrics(self.path, self.case["cache"])
         self._fds = [os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)]
         if self.mode == "pread-threads":
             self._park_workers()
-        return {
-            "resident_before": resident,
-            "cache_verified": cache.cache_verified(self.case["cache"], resident),
-        }
+        return metrics
 
     def _writer(self, index: int, start: threading.Barrier) -> None:
         fd, records, size = self._fds[index], self.payload[index], self.size

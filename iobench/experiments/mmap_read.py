@@ -9,9 +9,10 @@ from typing import Any
 
 from iobench.engine import cache
 from iobench.experiments import register
-from iobench.experiments.base import Column, Experiment
+from iobench.experiments.base import Column, Experiment, cache_param
 from iobench.experiments.page_fault import touch_pages
 from iobench.loops import pyloops
+from iobench.loops.files import create_random_file
 from iobench.params import Kind, Param
 
 MIB = 1 << 20
@@ -62,13 +63,9 @@ class MmapRead(Experiment):
             choices=("none", "sequential", "random", "willneed", "populate"),
             sweep=True,
         ),
-        Param(
-            "cache",
-            Kind.CHOICE,
+        cache_param(
             ("warm", "cold"),
             "Page-cache state of the file before timing.",
-            choices=("warm", "cold"),
-            sweep=True,
         ),
     )
     x_param = "bs"
@@ -103,22 +100,13 @@ class MmapRead(Experiment):
         self.method: str = self.case["method"]
         self.size: int = self.case["file_size"]
         self.path = self.scratch / "mapped.bin"
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            for offset in range(0, self.size, MIB):
-                os.write(fd, os.urandom(min(MIB, self.size - offset)))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        create_random_file(self.path, self.size)
         self.buffer = bytearray(os.urandom(self.case["bs"]))  # touched before timing
 
     def before_rep(self) -> dict[str, Any]:
-        resident = cache.set_cache_state(self.path, self.case["cache"])
+        metrics = cache.cache_metrics(self.path, self.case["cache"])
         self._source = io.FileIO(self.path, "rb")
-        return {
-            "resident_before": resident,
-            "cache_verified": cache.cache_verified(self.case["cache"], resident),
-        }
+        return metrics
 
     def run_once(self) -> dict[str, Any]:
         assert self._source is not None

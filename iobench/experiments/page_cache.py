@@ -9,7 +9,8 @@ from typing import Any
 
 from iobench.engine import cache
 from iobench.experiments import register
-from iobench.experiments.base import Column, Experiment
+from iobench.experiments.base import Column, Experiment, cache_param
+from iobench.loops.files import create_random_file
 from iobench.params import Kind, Param
 
 MIB = 1 << 20
@@ -39,13 +40,9 @@ class PageCache(Experiment):
             choices=("sequential", "random"),
             sweep=True,
         ),
-        Param(
-            "cache",
-            Kind.CHOICE,
+        cache_param(
             ("cold", "warm"),
             "Page-cache state before timing (verified).",
-            choices=("warm", "cold"),
-            sweep=True,
         ),
         Param(
             "advice",
@@ -78,13 +75,7 @@ class PageCache(Experiment):
         self.size: int = self.case["file_size"]
         self.block: int = self.case["bs"]
         self.path = self.scratch / "cached.bin"
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            for start in range(0, self.size, MIB):
-                os.write(fd, os.urandom(min(MIB, self.size - start)))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        create_random_file(self.path, self.size)
         offsets = list(range(0, self.size, self.block))
         if self.case["pattern"] == "random":
             random.Random(self.size ^ self.block).shuffle(offsets)  # same order every repetition
@@ -92,13 +83,10 @@ class PageCache(Experiment):
         self.buffer = bytearray(os.urandom(self.block))
 
     def before_rep(self) -> dict[str, Any]:
-        resident = cache.set_cache_state(self.path, self.case["cache"])
+        metrics = cache.cache_metrics(self.path, self.case["cache"])
         self._fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         os.posix_fadvise(self._fd, 0, 0, _FADVICE[self.case["advice"]])
-        return {
-            "resident_before": resident,
-            "cache_verified": cache.cache_verified(self.case["cache"], resident),
-        }
+        return metrics
 
     def run_once(self) -> dict[str, Any]:
         fd, buffer, preadv = self._fd, [self.buffer], os.preadv

@@ -12,6 +12,7 @@ from iobench.engine import cache
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment
 from iobench.loops.children import fork_child
+from iobench.loops.files import create_random_file
 from iobench.params import Kind, Param
 
 PAGE = mmap.PAGESIZE
@@ -107,13 +108,7 @@ class PageFault(Experiment):
         self.path = self.scratch / "mapped.bin"
         self._child_result: tuple[int, int, int] | None = None
         if self.mode.startswith("file"):
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            try:
-                for offset in range(0, self.length, _CHUNK):
-                    os.write(fd, os.urandom(min(_CHUNK, self.length - offset)))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            create_random_file(self.path, self.length)
 
     def before_rep(self) -> dict[str, Any]:
         if self.mode == "anon":
@@ -143,7 +138,7 @@ class PageFault(Experiment):
             os.close(go_read)
             return {"pages": self.pages}
         state = "cold" if self.mode == "file-cold" else "warm"
-        resident = cache.set_cache_state(self.path, state)
+        metrics = cache.cache_metrics(self.path, state)
         fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
         try:
             self._mapping = mmap.mmap(fd, self.length, prot=mmap.PROT_READ)
@@ -151,11 +146,7 @@ class PageFault(Experiment):
             os.close(fd)
         if self.case["readahead"] == "off":
             self._mapping.madvise(mmap.MADV_RANDOM)
-        return {
-            "pages": self.pages,
-            "resident_before": resident,
-            "cache_verified": cache.cache_verified(state, resident),
-        }
+        return {"pages": self.pages, **metrics}
 
     def run_once(self) -> dict[str, Any]:
         if self.mode == "cow":

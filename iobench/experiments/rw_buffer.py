@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import math
 import os
@@ -11,8 +10,9 @@ from typing import Any
 
 from iobench.engine import cache
 from iobench.experiments import register
-from iobench.experiments.base import Experiment
+from iobench.experiments.base import Experiment, cache_param
 from iobench.loops import pyloops
+from iobench.loops.files import create_random_file, open_new
 from iobench.loops.verify import file_digest, file_matches_pattern
 from iobench.params import Kind, Param
 
@@ -21,8 +21,7 @@ _CHUNK = 1 << 20
 
 def _create_exclusive(path: Path) -> io.FileIO:
     """A new file we made ourselves: O_EXCL and O_NOFOLLOW, so nothing existing is touched."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    return io.FileIO(fd, "wb", closefd=True)
+    return io.FileIO(open_new(path), "wb", closefd=True)
 
 
 @register
@@ -63,15 +62,11 @@ class RwBuffer(Experiment):
             minimum=1,
             maximum=1 << 30,
         ),
-        Param(
-            "cache",
-            Kind.CHOICE,
+        cache_param(
             ("warm", "cold"),
             "Page-cache state of the file read (read, copy). "
             "cold = fsync + fadvise(DONTNEED), verified with mincore. write mode always writes a "
             "new file, so it does not apply there.",
-            choices=("warm", "cold"),
-            sweep=True,
         ),
     )
     x_param = "bs"
@@ -113,25 +108,12 @@ class RwBuffer(Experiment):
         # gives the write mode a pattern the check afterwards can recognise.
         self.buffer = bytearray(os.urandom(self.block))
         if self.reads_source:
-            hasher = hashlib.blake2b()
-            with _create_exclusive(self.source_path) as handle:
-                remaining = self.size
-                while remaining:
-                    chunk = os.urandom(min(_CHUNK, remaining))
-                    handle.write(chunk)
-                    hasher.update(chunk)
-                    remaining -= len(chunk)
-                os.fsync(handle.fileno())
-            self.source_digest = hasher.digest()
+            self.source_digest = create_random_file(self.source_path, self.size)
 
     def before_rep(self) -> dict[str, Any]:
         metrics: dict[str, Any] = {"resident_before": math.nan, "cache_verified": None}
         if self.reads_source:
-            resident = cache.set_cache_state(self.source_path, self.cache_state)
-            metrics = {
-                "resident_before": resident,
-                "cache_verified": cache.cache_verified(self.cache_state, resident),
-            }
+            metrics = cache.cache_metrics(self.source_path, self.cache_state)
             self._source = io.FileIO(self.source_path, "rb")
         if self.writes_dest:
             if self.dest_path.exists():

@@ -8,6 +8,7 @@ from typing import Any
 
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment
+from iobench.loops.files import open_new
 from iobench.loops.verify import file_matches_pattern
 from iobench.params import Kind, Param
 
@@ -78,8 +79,7 @@ class StdioBuffer(Experiment):
 
     def before_rep(self) -> dict[str, Any]:
         self.path.unlink(missing_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        self._raw = io.FileIO(fd, "wb", closefd=True)
+        self._raw = io.FileIO(open_new(self.path), "wb", closefd=True)
         return {}
 
     def run_once(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 from iobench.engine.stats import percentiles
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment
+from iobench.loops.files import open_new
 from iobench.loops.verify import file_matches_pattern
 from iobench.params import Kind, Param
 
@@ -102,9 +103,7 @@ class SyncWrite(Experiment):
 
     def before_rep(self) -> dict[str, Any]:
         self.path.unlink(missing_ok=True)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        flags |= _OPEN_FLAGS.get(self.mode, 0)
-        self._fd = os.open(self.path, flags, 0o600)
+        self._fd = open_new(self.path, os.O_WRONLY | _OPEN_FLAGS.get(self.mode, 0))
         # The directory entry is made durable before timing: only the data's cost is measured.
         os.fsync(self._fd)
         held = fd_flags(self._fd)

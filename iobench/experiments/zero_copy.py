@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import socket
 import struct
@@ -15,6 +14,7 @@ from iobench.errors import UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment
 from iobench.loops.children import Child, fork_child
+from iobench.loops.files import create_random_file, open_new
 from iobench.loops.verify import file_digest
 from iobench.params import Kind, Param
 
@@ -123,17 +123,7 @@ class ZeroCopy(Experiment):
         self.block: int = self.case["bs"]
         self.src_path = self.scratch / "source.bin"
         self.dst_path = self.scratch / "copy.bin"
-        hasher = hashlib.blake2b()
-        fd = os.open(self.src_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            for start in range(0, self.size, MIB):
-                chunk = os.urandom(min(MIB, self.size - start))
-                hasher.update(chunk)
-                os.write(fd, chunk)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        self.src_digest = hasher.digest()
+        self.src_digest = create_random_file(self.src_path, self.size)
         self.buffer = bytearray(os.urandom(self.block))
         if self.method == "splice":
             read_end, write_end = os.pipe()
@@ -156,8 +146,7 @@ class ZeroCopy(Experiment):
             set_blocking_timeouts(self._conn, SOCKET_TIMEOUT_S)
         else:
             self.dst_path.unlink(missing_ok=True)
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            self._dst = os.open(self.dst_path, flags, 0o600)
+            self._dst = open_new(self.dst_path)
         return {}
 
     def run_once(self) -> dict[str, Any]:
