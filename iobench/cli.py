@@ -67,17 +67,22 @@ def _protocol_options() -> list[click.Option]:
     return [_param_option(p, envvar=f"IOBENCH_{p.name.upper()}") for p in PROTOCOL_PARAMS]
 
 
+def _dir_option(purpose: str) -> click.Option:
+    """``--dir``, shared by sysinfo and every run command (IOBENCH_DIR; default: here)."""
+    return click.Option(
+        ["--dir", "target_dir"],
+        type=click.Path(path_type=Path),
+        default=Path("."),
+        envvar="IOBENCH_DIR",
+        show_envvar=True,
+        help=f"{purpose} [default: .]",
+    )
+
+
 def _run_options() -> list[click.Option]:
     """Options every run command shares: where scratch files go, where results land, output."""
     return [
-        click.Option(
-            ["--dir", "target_dir"],
-            type=click.Path(path_type=Path, file_okay=True, dir_okay=True),
-            default=Path("."),
-            envvar="IOBENCH_DIR",
-            show_envvar=True,
-            help="Folder where a private scratch folder is made for test files. [default: .]",
-        ),
+        _dir_option("Folder where a private scratch folder is made for test files."),
         click.Option(
             ["--out", "out_dir"],
             type=click.Path(path_type=Path),
@@ -163,16 +168,7 @@ def list_command() -> None:
         click.echo(f"  {param.option} {param.metavar}  default {param.describe_default()}  {param.help}")
 
 
-@cli.command("sysinfo")
-@click.option(
-    "--dir",
-    "target_dir",
-    type=click.Path(path_type=Path),
-    default=Path("."),
-    envvar="IOBENCH_DIR",
-    show_envvar=True,
-    help="Folder to describe. [default: .]",
-)
+@cli.command("sysinfo", params=[_dir_option("Folder to describe.")])
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def sysinfo_command(target_dir: Path, as_json: bool) -> None:
     """Show host and target-folder facts and what could skew results.
@@ -306,12 +302,8 @@ def _experiment_command(experiment: type[Experiment]) -> click.Command:
     def callback(target_dir: Path, out_dir: Path, quiet: bool, **kwargs: Any) -> None:
         protocol = Protocol.from_values(_pop_protocol(kwargs))
         values = resolve(experiment.params, {k: v for k, v in kwargs.items() if v is not None})
-        config = {
-            "experiment": experiment.name,
-            "values": {p.name: p.format(values[p.name]) for p in experiment.params},
-            "protocol": protocol.as_dict(),
-        }
-        _execute([PlanEntry(experiment, values, protocol)], target_dir, out_dir, quiet, config)
+        entry = PlanEntry(experiment, values, protocol)
+        _execute([entry], target_dir, out_dir, quiet, entry.describe())
 
     return click.Command(
         experiment.name,
@@ -332,14 +324,7 @@ def _sweep(
     summary = {
         "file": str(plan.source),
         "description": plan.description,
-        "entries": [
-            {
-                "experiment": e.experiment.name,
-                "values": {p.name: p.format(e.values[p.name]) for p in e.experiment.params},
-                "protocol": e.protocol.as_dict(),
-            }
-            for e in plan.entries
-        ],
+        "entries": [entry.describe() for entry in plan.entries],
     }
     _execute(plan.entries, target_dir, out_dir, quiet, summary)
 

@@ -118,7 +118,7 @@ class Param:
         if isinstance(value, tuple):
             return ",".join(self.format(v) for v in value)
         if self.kind is Kind.SIZE:
-            return units.format_size(value).replace(" ", "")
+            return units.format_size_exact(int(value))
         if self.kind is Kind.DURATION:
             return units.format_duration(value).replace(" ", "")
         if self.kind is Kind.PERCENT:

@@ -14,6 +14,17 @@ _BINARY = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40
 _IEC = {"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
 _SI = {"kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
 
+_EXACT_UNITS = (
+    ("TiB", 1 << 40),
+    ("GiB", 1 << 30),
+    ("MiB", 1 << 20),
+    ("KiB", 1 << 10),
+    ("TB", 10**12),
+    ("GB", 10**9),
+    ("MB", 10**6),
+    ("kB", 10**3),
+)
+
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Zµ]*)\s*$")
 _DURATION_NS = {
     "ns": 1,
@@ -110,6 +121,17 @@ def format_size(num_bytes: float) -> str:
             return f"{text} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+def format_size_exact(num_bytes: int) -> str:
+    """The shortest exact spelling, for labels that must parse back: 4096 -> '4KiB',
+    1000000 -> '1MB', 1000001 -> '1000001B'."""
+    options = [f"{num_bytes}B"]
+    if num_bytes:
+        for unit, factor in _EXACT_UNITS:
+            if num_bytes % factor == 0:
+                options.append(f"{num_bytes // factor}{unit}")
+    return min(options, key=len)
 
 
 def format_rate(bytes_per_second: float) -> str:

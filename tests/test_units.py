@@ -94,6 +94,20 @@ def test_formatting() -> None:
     assert units.format_size(float("nan")) == "-"
 
 
+def test_exact_size_labels() -> None:
+    assert units.format_size_exact(4096) == "4KiB"
+    assert units.format_size_exact(1_000_000) == "1MB"
+    assert units.format_size_exact(100 * 2**20) == "100MiB"
+    assert units.format_size_exact(1) == "1B"
+    assert units.format_size_exact(1_000_001) == "1000001B"
+    assert units.format_size_exact(0) == "0B"
+
+
+@given(st.integers(min_value=0, max_value=1 << 50))
+def test_exact_size_labels_round_trip(num_bytes: int) -> None:
+    assert units.parse_size(units.format_size_exact(num_bytes)) == num_bytes
+
+
 @given(st.integers(min_value=0, max_value=1 << 50))
 def test_size_round_trips_through_binary_format(num_bytes: int) -> None:
     # Exact for whole units; the formatter keeps 4 significant digits otherwise.

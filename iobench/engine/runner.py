@@ -41,6 +41,14 @@ class PlanEntry:
     values: dict[str, Any]
     protocol: Protocol
 
+    def describe(self) -> dict[str, Any]:
+        """The entry as meta.json records it: human values, resolved protocol."""
+        return {
+            "experiment": self.experiment.name,
+            "values": {p.name: p.format(self.values[p.name]) for p in self.experiment.params},
+            "protocol": self.protocol.as_dict(),
+        }
+
     def cases(self) -> list[dict[str, Any]]:
         """Every combination of the sweep values, without cases that would measure the same."""
         unique: dict[tuple, dict[str, Any]] = {}
