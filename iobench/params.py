@@ -129,6 +129,13 @@ class Param:
         return self.format(self.default)
 
 
+def size_param(
+    name: str, default: tuple[int, ...], help_text: str, minimum: int = 1, maximum: int = 1 << 40
+) -> Param:
+    """A sweepable size in bytes (file sizes, buffer sizes): the most common declaration."""
+    return Param(name, Kind.SIZE, default, help_text, sweep=True, minimum=minimum, maximum=maximum)
+
+
 def _split(raw: Any) -> list[Any]:
     if isinstance(raw, list | tuple):
         return list(raw)

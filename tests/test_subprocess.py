@@ -157,6 +157,33 @@ def _as_nobody(args: list[str], dumpable: bool = True) -> tuple[int, str]:
     return code, stderr
 
 
+def _tiny_read(folder: Path, cache: str) -> list[str]:
+    """One 64 KiB read case at bs=4096, one repetition, results under ``folder/out``."""
+    return [
+        "run",
+        "rw-buffer",
+        "--dir",
+        str(folder),
+        "--out",
+        str(folder / "out"),
+        "--mode",
+        "read",
+        "--bs",
+        "4096",
+        "--file-size",
+        "64KiB",
+        "--cache",
+        cache,
+        "--warmup",
+        "0",
+        "--min-reps",
+        "1",
+        "--max-reps",
+        "1",
+        "-q",
+    ]
+
+
 @pytest.fixture
 def shared_tmp() -> Path:
     """A folder an unprivileged user can enter (pytest's tmp_path is root-only)."""
@@ -180,31 +207,7 @@ def test_unprivileged_user_read_only_dir_and_normal_run(shared_tmp: Path) -> Non
     assert code == ExitCode.USAGE, stderr
     assert stderr == f"Error: cannot create a scratch folder in {read_only}: Permission denied\n"
     # A normal run as nobody: counters, cold cache and results all work without privileges.
-    code, stderr = _as_nobody(
-        [
-            "run",
-            "rw-buffer",
-            "--dir",
-            str(writable),
-            "--out",
-            str(writable / "out"),
-            "--mode",
-            "read",
-            "--bs",
-            "4096",
-            "--file-size",
-            "64KiB",
-            "--cache",
-            "cold",
-            "--warmup",
-            "0",
-            "--min-reps",
-            "1",
-            "--max-reps",
-            "1",
-            "-q",
-        ]
-    )
+    code, stderr = _as_nobody(_tiny_read(writable, "cold"))
     assert code == 0, stderr
     (run,) = list((writable / "out").iterdir())
     frame = pd.read_csv(run / "results.csv")
@@ -217,32 +220,7 @@ def test_unprivileged_user_read_only_dir_and_normal_run(shared_tmp: Path) -> Non
 @pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another user needs root")
 def test_unreadable_counters_give_empty_columns_not_zeros(shared_tmp: Path) -> None:
     shared_tmp.chmod(0o777)
-    code, stderr = _as_nobody(
-        [
-            "run",
-            "rw-buffer",
-            "--dir",
-            str(shared_tmp),
-            "--out",
-            str(shared_tmp / "out"),
-            "--mode",
-            "read",
-            "--bs",
-            "4096",
-            "--file-size",
-            "64KiB",
-            "--cache",
-            "warm",
-            "--warmup",
-            "0",
-            "--min-reps",
-            "1",
-            "--max-reps",
-            "1",
-            "-q",
-        ],
-        dumpable=False,
-    )
+    code, stderr = _as_nobody(_tiny_read(shared_tmp, "warm"), dumpable=False)
     assert code == 0, stderr
     assert "warning: IO counters cannot be read (/proc/thread-self/io: Permission denied" in stderr
     (run,) = list((shared_tmp / "out").iterdir())

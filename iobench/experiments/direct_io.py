@@ -13,7 +13,7 @@ from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, cache_param
 from iobench.loops.files import create_random_file
 from iobench.loops.verify import file_matches_pattern
-from iobench.params import Kind, Param
+from iobench.params import Kind, Param, size_param
 
 MIB = 1 << 20
 
@@ -46,14 +46,10 @@ class DirectIo(Experiment):
             choices=("direct", "buffered"),
             sweep=True,
         ),
-        Param(
+        size_param(
             "file_size",
-            Kind.SIZE,
             (8 << 20,),
             "Bytes moved per repetition.",
-            sweep=True,
-            minimum=1,
-            maximum=1 << 40,
         ),
         Param(
             "bs", Kind.SIZE, (4096, 65536, 1 << 20), "Bytes per call.", sweep=True, minimum=1, maximum=1 << 30

@@ -14,7 +14,7 @@ from iobench.engine import cache
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, cache_param
 from iobench.loops.files import create_random_file
-from iobench.params import Kind, Param
+from iobench.params import Kind, Param, size_param
 
 MIB = 1 << 20
 WRITE_MODES = ("write-racing", "pwrite", "append")
@@ -82,23 +82,17 @@ class FileConcurrency(Experiment):
             maximum=256,
         ),
         Param("records", Kind.INT, (2000,), "Records per writer.", sweep=True, minimum=1, maximum=10**9),
-        Param(
+        size_param(
             "record_size",
-            Kind.SIZE,
             (4096,),
             "Bytes per record, or per pread.",
-            sweep=True,
             minimum=_HEADER.size,
             maximum=1 << 30,
         ),
-        Param(
+        size_param(
             "file_size",
-            Kind.SIZE,
             (16 << 20,),
             "File size for the pread modes.",
-            sweep=True,
-            minimum=1,
-            maximum=1 << 40,
         ),
         cache_param(
             ("cold",),

@@ -13,7 +13,7 @@ from iobench.experiments.base import Column, Experiment, cache_param
 from iobench.experiments.page_fault import touch_pages
 from iobench.loops import pyloops
 from iobench.loops.files import create_random_file
-from iobench.params import Kind, Param
+from iobench.params import Kind, Param, size_param
 
 MIB = 1 << 20
 _MADVICE = {
@@ -45,13 +45,10 @@ class MmapRead(Experiment):
             sweep=True,
         ),
         Param("file_size", Kind.SIZE, (16 << 20,), "File size.", sweep=True, minimum=1, maximum=1 << 40),
-        Param(
+        size_param(
             "bs",
-            Kind.SIZE,
             (65536,),
             "Chunk size of read/readinto/mmap-copy.",
-            sweep=True,
-            minimum=1,
             maximum=1 << 30,
         ),
         Param(

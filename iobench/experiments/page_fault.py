@@ -13,7 +13,7 @@ from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment
 from iobench.loops.children import fork_child
 from iobench.loops.files import create_random_file
-from iobench.params import Kind, Param
+from iobench.params import Kind, Param, size_param
 
 PAGE = mmap.PAGESIZE
 _CHUNK = 1 << 20
@@ -58,14 +58,11 @@ class PageFault(Experiment):
             choices=("anon", "cow", "file-cold", "file-warm"),
             sweep=True,
         ),
-        Param(
+        size_param(
             "size",
-            Kind.SIZE,
             (16 << 20,),
             "Bytes mapped (and pages touched).",
-            sweep=True,
             minimum=PAGE,
-            maximum=1 << 40,
         ),
         Param(
             "readahead",

@@ -14,7 +14,7 @@ from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment
 from iobench.loops import libc
 from iobench.loops.children import run_in_child
-from iobench.params import Kind, Param
+from iobench.params import Kind, Param, size_param
 
 PAGE = mmap.PAGESIZE
 
@@ -79,14 +79,11 @@ class PageLock(Experiment):
             choices=("lock", "over-limit", "over-limit-privileged"),
             sweep=True,
         ),
-        Param(
+        size_param(
             "size",
-            Kind.SIZE,
             (64 << 10, 1 << 20, 4 << 20),
             "Bytes locked in lock mode.",
-            sweep=True,
             minimum=PAGE,
-            maximum=1 << 40,
         ),
     )
     x_param = "size"

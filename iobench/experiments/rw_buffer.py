@@ -14,7 +14,7 @@ from iobench.experiments.base import Experiment, cache_param
 from iobench.loops import pyloops
 from iobench.loops.files import create_random_file, open_new
 from iobench.loops.verify import file_digest, file_matches_pattern
-from iobench.params import Kind, Param
+from iobench.params import Kind, Param, size_param
 
 _CHUNK = 1 << 20
 
@@ -44,22 +44,15 @@ class RwBuffer(Experiment):
             choices=("read", "write", "copy"),
             sweep=True,
         ),
-        Param(
+        size_param(
             "file_size",
-            Kind.SIZE,
             (1 << 20,),
             "Bytes moved per repetition.",
-            sweep=True,
-            minimum=1,
-            maximum=1 << 40,
         ),
-        Param(
+        size_param(
             "bs",
-            Kind.SIZE,
             (1, 16, 256, 4096, 65536),
             "Buffer size: bytes per read()/write() call.",
-            sweep=True,
-            minimum=1,
             maximum=1 << 30,
         ),
         cache_param(

@@ -10,7 +10,7 @@ from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment
 from iobench.loops.files import open_new
 from iobench.loops.verify import file_matches_pattern
-from iobench.params import Kind, Param
+from iobench.params import Kind, Param, size_param
 
 MIB = 1 << 20
 
@@ -36,12 +36,10 @@ class StdioBuffer(Experiment):
             maximum=10**10,
         ),
         Param("record_size", Kind.SIZE, (100,), "Bytes per record.", sweep=True, minimum=1, maximum=1 << 30),
-        Param(
+        size_param(
             "buffer_size",
-            Kind.SIZE,
             (0, 512, 4096, 65536),
             "Buffer of the writer, like setvbuf; 0 = unbuffered: one os.write per record.",
-            sweep=True,
             minimum=0,
             maximum=1 << 30,
         ),

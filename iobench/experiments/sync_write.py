@@ -13,7 +13,7 @@ from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment
 from iobench.loops.files import open_new
 from iobench.loops.verify import file_matches_pattern
-from iobench.params import Kind, Param
+from iobench.params import Kind, Param, size_param
 
 MODES = ("buffered", "O_SYNC", "O_DSYNC", "fsync-each", "fdatasync-each", "fsync-end", "fsync-every-N")
 _OPEN_FLAGS = {"O_SYNC": os.O_SYNC, "O_DSYNC": os.O_DSYNC}
@@ -49,22 +49,15 @@ class SyncWrite(Experiment):
             choices=MODES,
             sweep=True,
         ),
-        Param(
+        size_param(
             "total",
-            Kind.SIZE,
             (1_000_000,),
             "Bytes written per repetition (TLPI: 1 million).",
-            sweep=True,
-            minimum=1,
-            maximum=1 << 40,
         ),
-        Param(
+        size_param(
             "bs",
-            Kind.SIZE,
             (4096, 16384, 65536),
             "Bytes per write() call.",
-            sweep=True,
-            minimum=1,
             maximum=1 << 30,
         ),
         Param("sync_every", Kind.INT, (16,), "N for fsync-every-N.", sweep=True, minimum=1, maximum=10**9),

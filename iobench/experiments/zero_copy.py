@@ -16,7 +16,7 @@ from iobench.experiments.base import Column, Experiment
 from iobench.loops.children import Child, fork_child
 from iobench.loops.files import create_random_file, open_new
 from iobench.loops.verify import file_digest
-from iobench.params import Kind, Param
+from iobench.params import Kind, Param, size_param
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -73,22 +73,15 @@ class ZeroCopy(Experiment):
             choices=FILE_METHODS + TCP_METHODS,
             sweep=True,
         ),
-        Param(
+        size_param(
             "file_size",
-            Kind.SIZE,
             (32 << 20,),
             "Bytes copied per repetition.",
-            sweep=True,
-            minimum=1,
-            maximum=1 << 40,
         ),
-        Param(
+        size_param(
             "bs",
-            Kind.SIZE,
             (65536,),
             "Bytes per call (read/write size, sendfile/splice count).",
-            sweep=True,
-            minimum=1,
             maximum=1 << 30,
         ),
     )
