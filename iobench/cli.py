@@ -20,12 +20,12 @@ from iobench.config import DEFAULT_CONFIG, find_config, load_config
 from iobench.engine.progress import make_progress
 from iobench.engine.protocol import PROTOCOL_PARAMS, Protocol
 from iobench.engine.runner import PlanEntry
-from iobench.engine.session import check_target_dir, run_plan
+from iobench.engine.session import TIME_BUDGET, check_target_dir, run_plan
 from iobench.errors import ExitCode, IobenchError
 from iobench.experiments import all_experiments, get_experiment
 from iobench.experiments.base import Experiment
 from iobench.params import Param, resolve
-from iobench.results import latest_run, load_run
+from iobench.results import RunWriter, latest_run, load_run
 from iobench.units import format_size
 
 DEFAULT_OUT = "results"
@@ -92,6 +92,7 @@ def _run_options() -> list[click.Option]:
             help=f"Folder where the run folder lands. [default: {DEFAULT_OUT}/]",
         ),
         click.Option(["--quiet", "-q"], is_flag=True, help="No progress display."),
+        _param_option(TIME_BUDGET, envvar="IOBENCH_MAX_TIME"),
         *_protocol_options(),
     ]
 
@@ -262,13 +263,25 @@ def run_group() -> None:
 
 
 def _execute(
-    entries: list[PlanEntry], target_dir: Path, out_dir: Path, quiet: bool, config: dict[str, Any]
+    entries: list[PlanEntry],
+    target_dir: Path,
+    out_dir: Path,
+    quiet: bool,
+    config: dict[str, Any],
+    max_time: str | None,
+    resume: RunWriter | None = None,
 ) -> None:
     meta = {"command": ["iobench", *sys.argv[1:]], "config": config}
-    writer = run_plan(entries, target_dir, out_dir, make_progress(quiet), meta)
+    budget = TIME_BUDGET.parse(max_time) if max_time is not None else None
+    writer = run_plan(entries, target_dir, out_dir, make_progress(quiet), meta, budget, resume)
     _print_tables(writer.rows)
     for warning in writer.meta.get("warnings", []):
         click.echo(f"warning: {warning}", err=True)
+    if writer.meta["status"] == "stopped":
+        click.echo(
+            f"stopped: {writer.meta['error']}; continue with: iobench run sweep --resume {writer.path}",
+            err=True,
+        )
     click.echo(f"results: {writer.path}")
 
 
@@ -299,11 +312,11 @@ def _print_tables(rows: list[dict[str, Any]]) -> None:
 
 
 def _experiment_command(experiment: type[Experiment]) -> click.Command:
-    def callback(target_dir: Path, out_dir: Path, quiet: bool, **kwargs: Any) -> None:
+    def callback(target_dir: Path, out_dir: Path, quiet: bool, max_time: str | None, **kwargs: Any) -> None:
         protocol = Protocol.from_values(_pop_protocol(kwargs))
         values = resolve(experiment.params, {k: v for k, v in kwargs.items() if v is not None})
         entry = PlanEntry(experiment, values, protocol)
-        _execute([entry], target_dir, out_dir, quiet, entry.describe())
+        _execute([entry], target_dir, out_dir, quiet, {"file": None, "entries": [entry.describe()]}, max_time)
 
     return click.Command(
         experiment.name,
@@ -317,8 +330,25 @@ def _experiment_command(experiment: type[Experiment]) -> click.Command:
 
 
 def _sweep(
-    config: str | None, only: str | None, target_dir: Path, out_dir: Path, quiet: bool, **kwargs: Any
+    config: str | None,
+    only: str | None,
+    resume: str | None,
+    target_dir: Path,
+    out_dir: Path,
+    quiet: bool,
+    max_time: str | None,
+    **kwargs: Any,
 ) -> None:
+    if resume is not None:
+        if config is not None or only is not None:
+            raise click.UsageError("--resume continues a run with its own config: give no CONFIG or --only")
+        run_path = _run_path(resume, out_dir)
+        writer = RunWriter.reopen(run_path, ["iobench", *sys.argv[1:]])
+        entries = [PlanEntry.from_description(e) for e in writer.meta["config"]["entries"]]
+        if any(value is not None for value in _pop_protocol(kwargs).values()):
+            raise click.UsageError("--resume keeps the run's own protocol: give no protocol options")
+        _execute(entries, target_dir, run_path.parent, quiet, writer.meta["config"], max_time, writer)
+        return
     names = [name.strip() for name in only.split(",") if name.strip()] if only else None
     plan = load_config(find_config(config), _pop_protocol(kwargs), only=names)
     summary = {
@@ -326,7 +356,7 @@ def _sweep(
         "description": plan.description,
         "entries": [entry.describe() for entry in plan.entries],
     }
-    _execute(plan.entries, target_dir, out_dir, quiet, summary)
+    _execute(plan.entries, target_dir, out_dir, quiet, summary, max_time)
 
 
 sweep_command = click.Command(
@@ -335,6 +365,12 @@ sweep_command = click.Command(
     params=[
         click.Argument(["config"], required=False),
         click.Option(["--only"], metavar="NAME[,...]", help="Run only these experiments' entries."),
+        click.Option(
+            ["--resume"],
+            metavar="RUN",
+            help="Continue an interrupted or stopped run (a folder, or a run id under --out): "
+            "finished cases are kept, the rest run.",
+        ),
         *_run_options(),
     ],
     help=(

@@ -6,14 +6,14 @@ A config looks like::
 
     [protocol]            # optional; overrides the declared defaults for every entry
     min_reps = 3
-    max_time = "5s"
+    max_case_time = "5s"
 
     [[experiment]]        # one table per experiment entry
     name = "rw-buffer"
     mode = ["read", "copy"]
     bs = [1, 4096, "64KiB"]
     [experiment.protocol] # optional; for this entry only
-    max_time = "20s"
+    max_case_time = "20s"
 
 Precedence for protocol settings: command-line flag > IOBENCH_* variable > entry protocol >
 config protocol > declared default. Every error names the file and the key.

@@ -114,7 +114,9 @@ class Param:
         return text
 
     def format(self, value: Any) -> str:
-        """Human form of one value (``4096`` -> ``4 KiB`` for sizes)."""
+        """Human form of one value (``4096`` -> ``4KiB`` for sizes)."""
+        if value is None:
+            return "none"
         if isinstance(value, tuple):
             return ",".join(self.format(v) for v in value)
         if self.kind is Kind.SIZE:

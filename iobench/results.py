@@ -13,7 +13,7 @@ import secrets
 import tempfile
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -98,42 +98,65 @@ class ResultSet:
         return self.frame[self.frame["status"] == "ok"]
 
 
-@dataclass
 class RunWriter:
-    """Creates a run folder and keeps it current as cases finish."""
+    """Keeps a run folder current as cases finish: a new run (``create``) or one to resume."""
 
-    out_dir: Path
-    meta: dict[str, Any]
-    run_id: str = ""
-    path: Path = field(init=False)
-    _rows: list[dict[str, Any]] = field(default_factory=list, init=False)
+    def __init__(self, path: Path, meta: dict[str, Any], rows: list[dict[str, Any]] | None = None) -> None:
+        self.path = path
+        self.meta = meta
+        self.run_id = str(meta["run_id"])
+        self._rows: list[dict[str, Any]] = rows or []
 
-    def __post_init__(self) -> None:
+    @classmethod
+    def create(cls, out_dir: Path, meta: dict[str, Any]) -> RunWriter:
+        """A new run folder with a unique id under ``out_dir`` (concurrent runs never collide)."""
         try:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
+            out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise TargetDirError(f"cannot create results folder {self.out_dir}: {exc.strerror}") from None
+            raise TargetDirError(f"cannot create results folder {out_dir}: {exc.strerror}") from None
         for _ in range(10):
-            self.run_id = self.run_id or new_run_id()
-            self.path = self.out_dir / self.run_id
+            run_id = new_run_id()
             try:
-                self.path.mkdir()
+                (out_dir / run_id).mkdir()
                 break
             except FileExistsError:
-                self.run_id = ""
+                continue
             except OSError as exc:
-                raise TargetDirError(f"cannot write results in {self.out_dir}: {exc.strerror}") from None
+                raise TargetDirError(f"cannot write results in {out_dir}: {exc.strerror}") from None
         else:
-            raise TargetDirError(f"could not pick a free run id in {self.out_dir}")
-        self.meta.update(
-            schema_version=SCHEMA_VERSION,
-            iobench_version=__version__,
-            run_id=self.run_id,
-            started=now_iso(),
-            status="running",
-            cases=[],
-        )
-        self._write_meta()
+            raise TargetDirError(f"could not pick a free run id in {out_dir}")
+        meta = {
+            **meta,
+            "schema_version": SCHEMA_VERSION,
+            "iobench_version": __version__,
+            "run_id": run_id,
+            "started": now_iso(),
+            "status": "running",
+            "cases": [],
+        }
+        writer = cls(out_dir / run_id, meta)
+        writer._write_meta()
+        return writer
+
+    @classmethod
+    def reopen(cls, path: Path, command: list[str]) -> RunWriter:
+        """An existing run, to be continued: its rows and cases are kept, except failed ones."""
+        loaded = load_run(path)
+        meta = loaded.meta
+        failed = {c["case"] for c in meta.get("cases", []) if c.get("status") == "failed"}
+        meta["cases"] = [c for c in meta.get("cases", []) if c["case"] not in failed]
+        frame = loaded.frame[~loaded.frame["case"].isin(failed)] if len(loaded.frame) else loaded.frame
+        rows = frame.to_dict("records")  # keep every column as written, run_id included
+        meta.setdefault("resumed", []).append({"at": now_iso(), "command": command})
+        meta["status"] = "running"
+        meta.pop("error", None)
+        writer = cls(loaded.path or path, meta, rows)
+        writer._write_meta()
+        return writer
+
+    def finished_cases(self) -> set[tuple[str, str]]:
+        """(experiment, case id) of every case already recorded."""
+        return {(c["experiment"], c["case"]) for c in self.meta["cases"]}
 
     def _write_meta(self) -> None:
         text = json.dumps(self.meta, indent=2, sort_keys=False, default=str)
@@ -155,7 +178,7 @@ class RunWriter:
             warnings.append(message)
 
     def finish(self, status: str, error: str | None = None) -> None:
-        """Mark the run complete, interrupted or failed."""
+        """Mark the run complete, stopped (time budget), interrupted or failed."""
         self.meta["status"] = status
         self.meta["finished"] = now_iso()
         if error:

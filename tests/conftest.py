@@ -37,7 +37,7 @@ def shm_dir() -> Path:
 
 @pytest.fixture
 def tiny_protocol() -> Protocol:
-    return Protocol(warmup=0, min_reps=2, max_reps=2, max_time=30 * 10**9, target_ci=100.0)
+    return Protocol(warmup=0, min_reps=2, max_reps=2, max_case_time=30 * 10**9, target_ci=100.0)
 
 
 @pytest.fixture

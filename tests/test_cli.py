@@ -32,7 +32,7 @@ def test_list_shows_experiments_params_and_protocol(runner: CliRunner) -> None:
         "rw-buffer:",
         "--bs SIZE[,...]",
         "default 1B,16B,256B,4KiB,64KiB",
-        "--max-time",
+        "--max-case-time",
         "--cache warm|cold",
     ):
         assert text in result.output
@@ -51,7 +51,7 @@ def test_every_command_has_help_with_an_example(runner: CliRunner, command: list
         experiment = next(e for e in all_experiments() if e.name == command[1])
         for param in experiment.params:
             assert param.option in result.output
-        for option in ("--dir", "--out", "--min-reps", "--max-time", "--target-ci"):
+        for option in ("--dir", "--out", "--min-reps", "--max-case-time", "--target-ci"):
             assert option in result.output
 
 
@@ -110,7 +110,7 @@ def test_run_prints_book_table_and_writes_rows(runner: CliRunner, tmp_path: Path
     assert (frame[frame["bs"] == 4096]["syscalls_write"] == 16).all()
     meta = json.loads((run_dir(out) / "meta.json").read_text())
     assert meta["status"] == "complete"
-    assert meta["config"]["values"]["bs"] == "4KiB,64KiB"
+    assert meta["config"]["entries"][0]["values"]["bs"] == "4KiB,64KiB"
     assert meta["host"]["kernel"] and meta["target"]["fs_type"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("iobench-")]  # scratch removed
 
@@ -198,7 +198,7 @@ def _bad(tmp_path: Path) -> list[tuple[list[str], str]]:
         ([*base, "--file-size", "-1"], "--file-size: '-1' is negative"),
         ([*base, "--mode", "append"], "--mode: 'append' is not one of read, write, copy"),
         ([*base, "--cache", "lukewarm"], "--cache: 'lukewarm' is not one of warm, cold"),
-        ([*base, "--max-time", "soon"], "--max-time: 'soon' is not a duration"),
+        ([*base, "--max-case-time", "soon"], "--max-case-time: 'soon' is not a duration"),
         ([*base, "--min-reps", "5", "--max-reps", "2"], "min_reps (5) is larger than max_reps (2)"),
         (
             ["run", "nosuch"],

@@ -20,7 +20,7 @@ GOOD = """
 description = "test"
 [protocol]
 min_reps = 2
-max_time = "3s"
+max_case_time = "3s"
 
 [[experiment]]
 name = "rw-buffer"
@@ -45,7 +45,7 @@ def test_good_config(tmp_path: Path) -> None:
     }
     assert entry.protocol.min_reps == 2
     assert entry.protocol.max_reps == 4
-    assert entry.protocol.max_time == 3 * 10**9
+    assert entry.protocol.max_case_time == 3 * 10**9
     assert len(entry.cases()) == 4
 
 
@@ -64,9 +64,9 @@ def test_cases_that_measure_the_same_are_run_once(tmp_path: Path) -> None:
 
 
 def test_command_line_overrides_beat_config(tmp_path: Path) -> None:
-    plan = load_config(write(tmp_path, GOOD), {"max_reps": "7", "max_time": "250ms", "warmup": None})
+    plan = load_config(write(tmp_path, GOOD), {"max_reps": "7", "max_case_time": "250ms", "warmup": None})
     protocol = plan.entries[0].protocol
-    assert (protocol.max_reps, protocol.max_time, protocol.min_reps) == (7, 250 * 10**6, 2)
+    assert (protocol.max_reps, protocol.max_case_time, protocol.min_reps) == (7, 250 * 10**6, 2)
 
 
 @pytest.mark.parametrize(
@@ -82,7 +82,7 @@ def test_command_line_overrides_beat_config(tmp_path: Path) -> None:
         ("[[experiment]]\nname='rw-buffer'\nmode = 'append'", "not one of read, write, copy"),
         ("[[experiment]]\nname='rw-buffer'\nbsize = 1", "unknown parameter 'bsize'"),
         ("[protocol]\nmin_reps = 5\nmax_reps = 2\n[[experiment]]\nname='rw-buffer'", "larger than max_reps"),
-        ("[protocol]\nmax_time = 'soon'\n[[experiment]]\nname='rw-buffer'", "not a duration"),
+        ("[protocol]\nmax_case_time = 'soon'\n[[experiment]]\nname='rw-buffer'", "not a duration"),
         ("protocol = 3\n[[experiment]]\nname='rw-buffer'", "must be a table"),
         ("experiment = 'rw-buffer'", "array of tables"),
     ],

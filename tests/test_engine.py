@@ -103,7 +103,7 @@ class Reads(Experiment):
 
 def test_run_case_protocol_rows_and_order(tmp_path: Path) -> None:
     Reads.calls = []
-    protocol = Protocol(warmup=2, min_reps=3, max_reps=3, max_time=60 * 10**9, target_ci=0.0)
+    protocol = Protocol(warmup=2, min_reps=3, max_reps=3, max_case_time=60 * 10**9, target_ci=0.0)
     result = run_case(Reads, {"count": 25}, protocol, tmp_path, Progress(), "ext4")
     assert [row["rep"] for row in result.rows] == [1, 2, 3]
     assert Reads.calls.count("run") == 5  # 2 warmup + 3 recorded
@@ -122,16 +122,16 @@ def test_run_case_protocol_rows_and_order(tmp_path: Path) -> None:
 
 
 def test_run_case_stops_on_ci_target(tmp_path: Path) -> None:
-    protocol = Protocol(warmup=0, min_reps=2, max_reps=50, max_time=60 * 10**9, target_ci=100.0)
+    protocol = Protocol(warmup=0, min_reps=2, max_reps=50, max_case_time=60 * 10**9, target_ci=100.0)
     result = run_case(Reads, {"count": 1000}, protocol, tmp_path, Progress())
     assert result.summary["stop_reason"] == "ci_target"
     assert 2 <= result.summary["reps"] < 50
 
 
-def test_run_case_max_time_keeps_at_least_one(tmp_path: Path) -> None:
-    protocol = Protocol(warmup=0, min_reps=10, max_reps=50, max_time=1, target_ci=0.0)
+def test_run_case_max_case_time_keeps_at_least_one(tmp_path: Path) -> None:
+    protocol = Protocol(warmup=0, min_reps=10, max_reps=50, max_case_time=1, target_ci=0.0)
     result = run_case(Reads, {"count": 10}, protocol, tmp_path, Progress())
-    assert result.summary["stop_reason"] == "max_time"
+    assert result.summary["stop_reason"] == "max_case_time"
     assert result.summary["reps"] == 1
 
 
@@ -178,8 +178,8 @@ def test_space_is_checked_before_a_case(tmp_path: Path, tiny_protocol: Protocol)
 
 
 def test_protocol_validation() -> None:
-    assert Protocol.from_values({"max_time": "250ms", "target_ci": "2%"}).max_time == 250 * 10**6
+    assert Protocol.from_values({"max_case_time": "250ms", "target_ci": "2%"}).max_case_time == 250 * 10**6
     with pytest.raises(ParamError, match="larger than max_reps"):
         Protocol.from_values({"min_reps": 9, "max_reps": 3})
-    with pytest.raises(ParamError, match="max_time"):
-        Protocol.from_values({"max_time": "-1s"})
+    with pytest.raises(ParamError, match="max_case_time"):
+        Protocol.from_values({"max_case_time": "-1s"})

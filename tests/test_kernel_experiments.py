@@ -161,7 +161,7 @@ def _unprivileged_page_lock() -> dict:
     """In a child that is not root: over-limit runs in-process, the privileged case is refused."""
     import tempfile
 
-    protocol = Protocol(warmup=0, min_reps=1, max_reps=1, max_time=10**10, target_ci=100.0)
+    protocol = Protocol(warmup=0, min_reps=1, max_reps=1, max_case_time=10**10, target_ci=100.0)
     with tempfile.TemporaryDirectory() as folder:
         over = run("page-lock", Path(folder), protocol, mode="over-limit")
         privileged = run("page-lock", Path(folder), protocol, mode="over-limit-privileged")

@@ -28,7 +28,7 @@ def row(rep: int, **extra: object) -> dict:
 
 
 def test_writer_keeps_every_finished_case_on_disk(tmp_path: Path) -> None:
-    writer = RunWriter(tmp_path, {"command": ["iobench"]})
+    writer = RunWriter.create(tmp_path, {"command": ["iobench"]})
     writer.add_case([row(1), row(2)], {"case": "bs=1"})
     # Visible on disk before the run finishes: an interruption here loses nothing.
     loaded = load_run(writer.path)
@@ -45,7 +45,7 @@ def test_writer_keeps_every_finished_case_on_disk(tmp_path: Path) -> None:
 
 
 def test_concurrent_writers_never_share_a_folder(tmp_path: Path) -> None:
-    paths = {RunWriter(tmp_path, {}).path for _ in range(20)}
+    paths = {RunWriter.create(tmp_path, {}).path for _ in range(20)}
     assert len(paths) == 20
     assert latest_run(tmp_path) == sorted(paths)[-1]
     assert list_runs(tmp_path) == sorted(paths)
@@ -62,7 +62,7 @@ def test_concurrent_writers_never_share_a_folder(tmp_path: Path) -> None:
     ],
 )
 def test_damaged_runs_give_one_clear_error(tmp_path: Path, damage, message: str) -> None:
-    writer = RunWriter(tmp_path, {})
+    writer = RunWriter.create(tmp_path, {})
     writer.add_case([row(1)], {"case": "bs=1"})
     writer.finish("complete")
     damage(writer.path)

@@ -79,13 +79,12 @@ def test_python_dash_m_entry_point(tmp_path: Path) -> None:
     assert done.stderr == "Error: --bs: 0B is below the minimum 1B\n"
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_interrupt_keeps_finished_cases(tmp_path: Path, signum: int) -> None:
-    config = tmp_path / "slow.toml"
-    config.write_text(SLOW_SWEEP)
-    out = tmp_path / "out"
+def interrupt_after_first_case(
+    config: Path, folder: Path, out: Path, signum: int = signal.SIGINT
+) -> tuple[int, str]:
+    """Start a sweep, signal it once its first case is on disk; (exit status, stderr)."""
     process = subprocess.Popen(
-        [*IOBENCH, "run", "sweep", str(config), "--dir", str(tmp_path), "--out", str(out)],
+        [*IOBENCH, "run", "sweep", str(config), "--dir", str(folder), "--out", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -96,12 +95,21 @@ def test_interrupt_keeps_finished_cases(tmp_path: Path, signum: int) -> None:
             assert time.monotonic() < deadline, "first case never finished"
             assert process.poll() is None, process.communicate()
             time.sleep(0.05)
-        time.sleep(0.3)  # well inside the second case (2 MiB at bs=1 takes seconds)
+        time.sleep(0.3)  # inside the second case
         process.send_signal(signum)
         _, stderr = process.communicate(timeout=60)
     finally:
         process.kill()
-    assert process.returncode == ExitCode.INTERRUPTED, stderr
+    return process.returncode, stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_keeps_finished_cases(tmp_path: Path, signum: int) -> None:
+    config = tmp_path / "slow.toml"
+    config.write_text(SLOW_SWEEP)
+    out = tmp_path / "out"
+    code, stderr = interrupt_after_first_case(config, tmp_path, out, signum)
+    assert code == ExitCode.INTERRUPTED, stderr
     assert "interrupted; 1 of 2 finished cases kept" in stderr
     assert "Traceback" not in stderr
     (run,) = list(out.iterdir())

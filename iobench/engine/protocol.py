@@ -21,13 +21,13 @@ PROTOCOL_PARAMS: tuple[Param, ...] = (
         "min_reps",
         Kind.INT,
         3,
-        "Recorded repetitions at least (unless --max-time runs out).",
+        "Recorded repetitions at least (unless --max-case-time runs out).",
         minimum=1,
         maximum=10_000,
     ),
     Param("max_reps", Kind.INT, 20, "Recorded repetitions at most.", minimum=1, maximum=10_000),
     Param(
-        "max_time",
+        "max_case_time",
         Kind.DURATION,
         10 * 10**9,
         "Time budget per case; stops after the repetition that crosses it (at least one is kept).",
@@ -52,7 +52,7 @@ class Protocol:
     warmup: int = 1
     min_reps: int = 3
     max_reps: int = 20
-    max_time: int = 10 * 10**9
+    max_case_time: int = 10 * 10**9
     target_ci: float = 5.0
 
     @classmethod

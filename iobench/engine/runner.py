@@ -23,8 +23,9 @@ from iobench.engine.progress import Progress
 from iobench.engine.protocol import Protocol
 from iobench.engine.stats import ci_halfwidth_pct
 from iobench.errors import InsufficientSpaceError, UnsupportedCase
+from iobench.experiments import get_experiment
 from iobench.experiments.base import Experiment
-from iobench.params import case_id, expand_cases
+from iobench.params import case_id, expand_cases, resolve
 from iobench.units import format_size
 
 ENGINE_NAME = "python"
@@ -40,6 +41,13 @@ class PlanEntry:
     experiment: type[Experiment]
     values: dict[str, Any]
     protocol: Protocol
+
+    @classmethod
+    def from_description(cls, description: dict[str, Any]) -> PlanEntry:
+        """The entry back from ``describe()`` (its size labels are exact, so values round-trip)."""
+        experiment = get_experiment(description["experiment"])
+        values = resolve(experiment.params, description["values"])
+        return cls(experiment, values, Protocol(**description["protocol"]))
 
     def describe(self) -> dict[str, Any]:
         """The entry as meta.json records it: human values, resolved protocol."""
@@ -180,8 +188,8 @@ class CaseSpaceError(InsufficientSpaceError):
 def _stop_reason(protocol: Protocol, reps: int, elapsed_ns: int, ci_pct: float) -> str:
     if reps >= protocol.max_reps:
         return "max_reps"
-    if elapsed_ns >= protocol.max_time:
-        return "max_time"
+    if elapsed_ns >= protocol.max_case_time:
+        return "max_case_time"
     if reps >= protocol.min_reps and ci_pct <= protocol.target_ci:
         return "ci_target"
     return ""

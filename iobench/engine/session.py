@@ -8,11 +8,11 @@ RunInterrupted carries the exit status 130 to the CLI.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,19 @@ from iobench.engine.runner import (
     run_case,
 )
 from iobench.errors import RunInterrupted, TargetDirError
+from iobench.params import Kind, Param, case_id
 from iobench.results import RunWriter
+
+#: The whole run's time budget (per-case budgets are the protocol's max_case_time).
+TIME_BUDGET = Param(
+    "max_time",
+    Kind.DURATION,
+    None,
+    "Time budget of the whole run: once used, stop at the next case boundary "
+    "(the run is kept as 'stopped'; continue it with run sweep --resume).",
+    minimum=1,
+    maximum=366 * 24 * 3600 * 10**9,
+)
 
 
 def check_target_dir(directory: Path) -> Path:
@@ -81,36 +93,63 @@ def run_plan(
     out_dir: Path,
     progress: Progress,
     meta: dict[str, Any],
+    time_budget_ns: int | None = None,
+    resume: RunWriter | None = None,
 ) -> RunWriter:
-    """Run every case of every entry; returns the writer of the finished run folder."""
+    """Run every case of every entry; returns the writer of the run folder.
+
+    ``resume`` continues an existing run: cases it already recorded are skipped.
+    ``time_budget_ns`` stops cleanly at a case boundary once the run has used it (after at
+    least one case); the run is then marked "stopped" and can be resumed.
+    """
     target_dir = check_target_dir(target_dir)
     host = hostinfo.host_facts()
     target = hostinfo.target_facts(target_dir)
     with CounterProbe("thread") as probe:
         counter_source = probe.source
         counters_unavailable = probe.unavailable
-    meta = {
-        **meta,
+    facts = {
         "engine": ENGINE_NAME,
         "counter_source": counter_source,
         "host": host,
         "target": target,
-        "warnings": hostinfo.warnings_for(host, target),
     }
+    warnings = hostinfo.warnings_for(host, target)
     if counters_unavailable:
-        meta["warnings"].append(
+        warnings.append(
             f"IO counters cannot be read ({counters_unavailable}): syscall and disk-byte columns are empty"
         )
+    started = time.perf_counter_ns()
     with private_scratch(target_dir) as scratch:
-        writer = RunWriter(Path(out_dir), meta)
+        if resume is None:
+            writer = RunWriter.create(Path(out_dir), {**meta, **facts, "warnings": warnings})
+        else:
+            writer = resume
+            writer.meta["resumed"][-1].update(facts)
+            for warning in warnings:
+                writer.warn(warning)
+        done = writer.finished_cases()
         total = count_cases(entries)
         progress.start(total)
-        index = 0
+        index = ran = 0
+        stopped = ""
         try:
             with _sigterm_raises():
                 for entry in entries:
                     for case in entry.cases():
                         index += 1
+                        key = (entry.experiment.name, case_id(entry.experiment.params, case))
+                        if key in done:
+                            continue
+                        # At least one case per invocation, so resuming under a budget progresses.
+                        over_budget = (
+                            time_budget_ns is not None and time.perf_counter_ns() - started >= time_budget_ns
+                        )
+                        if ran and over_budget:
+                            stopped = (
+                                f"time budget reached after {len(writer.meta['cases'])} of {total} cases"
+                            )
+                            break
                         label = case_label(entry.experiment, case)
                         progress.case_started(index, label)
                         try:
@@ -127,12 +166,17 @@ def run_plan(
                             writer.finish("failed", str(exc))
                             raise
                         writer.add_case(result.rows, result.summary)
+                        ran += 1
                         _note_case_warnings(writer, result.summary, result.rows)
                         progress.case_done(label, result.summary)
+                    if stopped:
+                        break
         except (KeyboardInterrupt, _Terminated):
-            writer.finish("interrupted", f"interrupted after {len(writer.meta['cases'])} of {total} cases")
+            finished = len(writer.meta["cases"])
+            writer.finish("interrupted", f"interrupted after {finished} of {total} cases")
             raise RunInterrupted(
-                f"interrupted; {len(writer.meta['cases'])} of {total} finished cases kept in {writer.path}"
+                f"interrupted; {finished} of {total} finished cases kept in {writer.path} "
+                f"(continue with: iobench run sweep --resume {writer.path})"
             ) from None
         except BaseException as exc:
             if writer.meta.get("status") == "running":
@@ -140,7 +184,7 @@ def run_plan(
             raise
         finally:
             progress.close()
-        writer.finish("complete")
+        writer.finish("stopped" if stopped else "complete", stopped or None)
     return writer
 
 
@@ -156,8 +200,3 @@ def _note_case_warnings(writer: RunWriter, summary: dict[str, Any], rows: list[d
             f"{summary['experiment']} {summary['case']}: cache={summary.get('cache')} was not achieved in "
             f"{len(unverified)} repetition(s) (up to {worst:.0%} of the file resident before timing)"
         )
-
-
-def process_description() -> dict[str, Any]:
-    """Who started the run, for meta.json."""
-    return {"pid": os.getpid(), "cwd": os.getcwd()}

@@ -13,7 +13,7 @@ from typing import Any
 from iobench.engine import cache
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, cache_param
-from iobench.loops.files import create_random_file
+from iobench.loops.files import create_random_file, open_new
 from iobench.params import Kind, Param, size_param
 
 MIB = 1 << 20
@@ -147,11 +147,13 @@ class FileConcurrency(Experiment):
     def before_rep(self) -> dict[str, Any]:
         if self.mode in WRITE_MODES:
             self.path.unlink(missing_ok=True)
-            flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-            if self.mode == "append":
-                flags |= os.O_APPEND
-            # Separate descriptors, each with its own file offset starting at 0.
-            self._fds = [os.open(self.path, flags, 0o600) for _ in range(self.threads)]
+            flags = os.O_WRONLY | (os.O_APPEND if self.mode == "append" else 0)
+            # Separate descriptors, each with its own file offset starting at 0; the first
+            # one creates the file (exclusively), the others open that same new file.
+            self._fds = [open_new(self.path, flags)]
+            self._fds += [
+                os.open(self.path, flags | os.O_NOFOLLOW | os.O_CLOEXEC) for _ in range(self.threads - 1)
+            ]
             self._park_workers()
             return {}
         metrics = cache.cache_metrics(self.path, self.case["cache"])
