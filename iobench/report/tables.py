@@ -125,7 +125,7 @@ def book_table(summary: pd.DataFrame, experiment_name: str) -> list[tuple[dict[s
         if axis in (experiment.x_param, experiment.table_axis):
             group = group.sort_values(axis, key=_declared_order(experiment, axis))
         table = pd.DataFrame(
-            {axis: [_format_param(experiment_name, axis, v) for v in group[axis]]}
+            {axis: [format_param(experiment_name, axis, v) for v in group[axis]]}
             | {c.title: _column_values(group, c) for c in experiment.columns}
             | {"Reps": group["reps"].astype(int).astype(str).tolist()}
         )
@@ -144,10 +144,11 @@ def _declared_order(experiment: Any, axis: str) -> Any:
 
 def describe_group(experiment_name: str, key: dict[str, Any]) -> str:
     """``mode=copy, file_size=100MiB, cache=cold`` for a table heading."""
-    return ", ".join(f"{name}={_format_param(experiment_name, name, value)}" for name, value in key.items())
+    return ", ".join(f"{name}={format_param(experiment_name, name, value)}" for name, value in key.items())
 
 
-def _format_param(experiment_name: str, name: str, value: Any) -> str:
+def format_param(experiment_name: str, name: str, value: Any) -> str:
+    """A parameter value as its declaration spells it (pandas turns ints into floats)."""
     for param in get_experiment(experiment_name).params:
         if param.name == name:
             return param.format(int(value) if isinstance(value, float) and value.is_integer() else value)
