@@ -16,6 +16,7 @@ from iobench.engine.protocol import Protocol
 from iobench.engine.runner import CaseResult, run_case
 from iobench.experiments import get_experiment
 from iobench.experiments.file_concurrency import count_records, make_record
+from tests.helpers import ONE_REP
 
 KIB = 1 << 10
 MIB = 1 << 20
@@ -201,12 +202,7 @@ def test_direct_io_rows_name_the_filesystem(shm_dir: Path) -> None:
             "--out",
             str(out),
             "-q",
-            "--warmup",
-            "0",
-            "--min-reps",
-            "1",
-            "--max-reps",
-            "1",
+            *ONE_REP,
         ],
     )
     assert result.exit_code == 0, result.output

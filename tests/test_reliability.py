@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -29,8 +28,8 @@ from iobench.errors import ConfigError, ExitCode, InsufficientSpaceError
 from iobench.experiments import all_experiments
 from iobench.experiments.base import Experiment
 from iobench.params import Kind, Param
+from tests.helpers import IOBENCH
 
-IOBENCH = [str(Path(sys.executable).with_name("iobench"))]
 TWO_CASES = """
 [protocol]
 warmup = 0

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from iobench.errors import ExitCode
+from tests.helpers import IOBENCH, ONE_REP
 
-IOBENCH = [str(Path(sys.executable).with_name("iobench"))]
 SWEEP = """
 [protocol]
 warmup = 0
@@ -182,12 +182,7 @@ def _tiny_read(folder: Path, cache: str) -> list[str]:
         "64KiB",
         "--cache",
         cache,
-        "--warmup",
-        "0",
-        "--min-reps",
-        "1",
-        "--max-reps",
-        "1",
+        *ONE_REP,
         "-q",
     ]
 
