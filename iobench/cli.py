@@ -20,12 +20,12 @@ from iobench.config import DEFAULT_CONFIG, find_config, load_config
 from iobench.engine.progress import make_progress
 from iobench.engine.protocol import PROTOCOL_PARAMS, Protocol
 from iobench.engine.runner import PlanEntry
-from iobench.engine.session import TIME_BUDGET, check_target_dir, run_plan
+from iobench.engine.session import TIME_BUDGET, check_target_dir, pin_cpu, run_plan
 from iobench.errors import ExitCode, IobenchError
 from iobench.experiments import all_experiments, get_experiment
 from iobench.experiments.base import Experiment
-from iobench.params import Param, resolve
-from iobench.results import RunWriter, latest_run, load_run
+from iobench.params import Kind, Param, resolve
+from iobench.results import RunWriter, latest_run, load_run, load_runs
 from iobench.units import format_size
 
 DEFAULT_OUT = "results"
@@ -92,6 +92,13 @@ def _run_options() -> list[click.Option]:
             help=f"Folder where the run folder lands. [default: {DEFAULT_OUT}/]",
         ),
         click.Option(["--quiet", "-q"], is_flag=True, help="No progress display."),
+        click.Option(
+            ["--cpu"],
+            type=int,
+            default=None,
+            envvar="IOBENCH_CPU",
+            help="Pin the measuring process to this CPU (fewer migrations, steadier numbers).",
+        ),
         _param_option(TIME_BUDGET, envvar="IOBENCH_MAX_TIME"),
         *_protocol_options(),
     ]
@@ -270,8 +277,9 @@ def _execute(
     config: dict[str, Any],
     max_time: str | None,
     resume: RunWriter | None = None,
+    cpu: int | None = None,
 ) -> None:
-    meta = {"command": ["iobench", *sys.argv[1:]], "config": config}
+    meta = {"command": ["iobench", *sys.argv[1:]], "config": config, "cpu_pinned": pin_cpu(cpu)}
     budget = TIME_BUDGET.parse(max_time) if max_time is not None else None
     writer = run_plan(entries, target_dir, out_dir, make_progress(quiet), meta, budget, resume)
     _print_tables(writer.rows)
@@ -312,11 +320,14 @@ def _print_tables(rows: list[dict[str, Any]]) -> None:
 
 
 def _experiment_command(experiment: type[Experiment]) -> click.Command:
-    def callback(target_dir: Path, out_dir: Path, quiet: bool, max_time: str | None, **kwargs: Any) -> None:
+    def callback(
+        target_dir: Path, out_dir: Path, quiet: bool, max_time: str | None, cpu: int | None, **kwargs: Any
+    ) -> None:
         protocol = Protocol.from_values(_pop_protocol(kwargs))
         values = resolve(experiment.params, {k: v for k, v in kwargs.items() if v is not None})
         entry = PlanEntry(experiment, values, protocol)
-        _execute([entry], target_dir, out_dir, quiet, {"file": None, "entries": [entry.describe()]}, max_time)
+        config = {"file": None, "entries": [entry.describe()]}
+        _execute([entry], target_dir, out_dir, quiet, config, max_time, cpu=cpu)
 
     return click.Command(
         experiment.name,
@@ -337,6 +348,7 @@ def _sweep(
     out_dir: Path,
     quiet: bool,
     max_time: str | None,
+    cpu: int | None,
     **kwargs: Any,
 ) -> None:
     if resume is not None:
@@ -347,7 +359,7 @@ def _sweep(
         entries = [PlanEntry.from_description(e) for e in writer.meta["config"]["entries"]]
         if any(value is not None for value in _pop_protocol(kwargs).values()):
             raise click.UsageError("--resume keeps the run's own protocol: give no protocol options")
-        _execute(entries, target_dir, run_path.parent, quiet, writer.meta["config"], max_time, writer)
+        _execute(entries, target_dir, run_path.parent, quiet, writer.meta["config"], max_time, writer, cpu)
         return
     names = [name.strip() for name in only.split(",") if name.strip()] if only else None
     plan = load_config(find_config(config), _pop_protocol(kwargs), only=names)
@@ -356,7 +368,7 @@ def _sweep(
         "description": plan.description,
         "entries": [entry.describe() for entry in plan.entries],
     }
-    _execute(plan.entries, target_dir, out_dir, quiet, summary, max_time)
+    _execute(plan.entries, target_dir, out_dir, quiet, summary, max_time, cpu=cpu)
 
 
 sweep_command = click.Command(
@@ -415,6 +427,95 @@ def report_command(runs: tuple[str, ...], results_dir: Path, out_dir: Path | Non
     destination = out_dir or (paths[0] / "report")
     for path in build_report(loaded, destination):
         click.echo(str(path))
+
+
+@cli.command("compare")
+@click.argument("base")
+@click.argument("new")
+@click.option(
+    "--threshold",
+    default="5%",
+    show_default=True,
+    help="Smallest change that counts, as a percentage of the base.",
+)
+@click.option(
+    "--metric",
+    default="elapsed_ns",
+    show_default=True,
+    help="Column to compare (lower is better), or 'throughput' (bytes/s, higher is better).",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "md", "json"]),
+    default="text",
+    show_default=True,
+    help="text for a terminal, md for a PR comment or job summary, json for tools.",
+)
+@click.option(
+    "--results",
+    "results_dir",
+    type=click.Path(path_type=Path),
+    default=Path(DEFAULT_OUT),
+    envvar="IOBENCH_OUT",
+    help="Folder the runs are in, for run ids. [default: results/]",
+)
+@click.pass_context
+def compare_command(
+    ctx: click.Context,
+    base: str,
+    new: str,
+    threshold: str,
+    metric: str,
+    output_format: str,
+    results_dir: Path,
+) -> None:
+    """Compare two runs case by case; exit 1 when a case is significantly slower.
+
+    BASE and NEW are runs, or folders of runs (a baseline of several runs measures each
+    case's run-to-run noise floor). Per case: the change (Hodges-Lehmann shift on logs), its
+    95% interval (Mann-Whitney) and a verdict. A case is "slower" only when the change is
+    significant and beyond both --threshold and the noise floor. Exit 0: no regression;
+    1: regression; 2: the runs cannot be compared.
+
+    Example: iobench compare results/baselines/ci results/20261121-170102-3fa9 --format md
+    """
+    from iobench.compare import compare, render_markdown
+
+    limit = Param("threshold", Kind.PERCENT, 5.0, "", minimum=0, maximum=1000).parse(threshold, "--threshold")
+    base_runs = load_runs(_run_path(base, results_dir))
+    new_runs = load_runs(_run_path(new, results_dir))
+    result = compare(base_runs, new_runs, metric, limit / 100)
+    if output_format == "json":
+        click.echo(json.dumps(result.as_dict(), indent=2, default=str))
+    elif output_format == "md":
+        click.echo(render_markdown(result), nl=False)
+    else:
+        _print_comparison(result)
+    ctx.exit(ExitCode.REGRESSION if result.regressions else ExitCode.OK)
+
+
+def _print_comparison(result: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from iobench.compare import HEADERS, render_rows
+
+    counts = result.counts()
+    table = Table(
+        title=f"{result.metric}: {counts['slower']} slower, {counts['faster']} faster, "
+        f"{counts['unchanged']} unchanged, {counts['noisy']} too noisy "
+        f"(threshold {result.threshold:.0%})",
+        title_justify="left",
+    )
+    for header in HEADERS:
+        table.add_column(header)
+    colours = {"slower": "red", "faster": "green", "noisy": "yellow", "unchanged": ""}
+    for row in render_rows(result):
+        table.add_row(*row, style=colours[row[0]])
+    Console(soft_wrap=False, width=max(140, Console().width)).print(table)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 def _run_path(run: str, results_dir: Path) -> Path:

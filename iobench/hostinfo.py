@@ -215,7 +215,8 @@ def warnings_for(host: dict[str, Any], target: dict[str, Any] | None) -> list[st
             "running under a hypervisor: the disk is virtual and the host's own cache may serve "
             "'cold' reads faster than a real disk would"
         )
-    cpus = host.get("cpus_usable") or 1
+    # The load average counts the whole machine, so it is weighed against all its CPUs.
+    cpus = host.get("cpu_count") or host.get("cpus_usable") or 1
     load1 = (host.get("load_average") or [0])[0]
     if load1 > 0.5 * cpus:
         found.append(f"load average {load1:.2f} on {cpus} CPUs: other work may disturb the timings")

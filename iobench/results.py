@@ -230,6 +230,17 @@ def list_runs(out_dir: Path) -> list[Path]:
     return sorted(p for p in out_dir.iterdir() if (p / "meta.json").is_file())
 
 
+def load_runs(path: Path) -> list[ResultSet]:
+    """A run folder, or a folder of runs (a baseline made of several runs)."""
+    path = Path(path)
+    if (path / "meta.json").is_file():
+        return [load_run(path)]
+    runs = list_runs(path)
+    if not runs:
+        raise ResultsError(f"{path} is neither an iobench run nor a folder of runs")
+    return [load_run(run) for run in runs]
+
+
 def latest_run(out_dir: Path) -> Path:
     """The newest run folder under ``out_dir``."""
     runs = list_runs(out_dir)

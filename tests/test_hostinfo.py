@@ -67,7 +67,7 @@ def test_host_facts_are_read_not_guessed() -> None:
 @pytest.mark.parametrize(
     ("host", "fragment"),
     [
-        ({"load_average": [5.0, 1, 1], "cpus_usable": 2}, "load average 5.00 on 2 CPUs"),
+        ({"load_average": [5.0, 1, 1], "cpu_count": 2, "cpus_usable": 1}, "load average 5.00 on 2 CPUs"),
         ({"cpu_governor": "powersave"}, "governor is 'powersave'"),
         ({"hypervisor": True}, "hypervisor"),
     ],

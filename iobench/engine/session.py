@@ -8,6 +8,7 @@ RunInterrupted carries the exit status 130 to the CLI.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import tempfile
@@ -28,7 +29,7 @@ from iobench.engine.runner import (
     count_cases,
     run_case,
 )
-from iobench.errors import RunInterrupted, TargetDirError
+from iobench.errors import ParamError, RunInterrupted, TargetDirError
 from iobench.params import Kind, Param, case_id
 from iobench.results import RunWriter
 
@@ -42,6 +43,19 @@ TIME_BUDGET = Param(
     minimum=1,
     maximum=366 * 24 * 3600 * 10**9,
 )
+
+
+def pin_cpu(cpu: int | None) -> int | None:
+    """Restrict this process (and what it forks) to one CPU; None leaves it free."""
+    if cpu is None:
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    if cpu not in allowed:
+        raise ParamError(
+            f"--cpu: {cpu} is not one of the CPUs this process may use ({', '.join(map(str, allowed))})"
+        )
+    os.sched_setaffinity(0, {cpu})
+    return cpu
 
 
 def check_target_dir(directory: Path) -> Path:
