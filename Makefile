@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint tlpi clean
+.PHONY: install run test lint tlpi bench baseline bench-check bench-aa clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,13 +26,45 @@ test: install
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check iobench tests
-	$(BIN)/ruff format --check iobench tests
+	$(BIN)/ruff check iobench tests benchmarks
+	$(BIN)/ruff format --check iobench tests benchmarks
 
 ## tlpi: book scale (TLPI Table 13-1); takes about 20 minutes
 tlpi: install
 	$(BIN)/iobench run sweep bench_configs/tlpi.toml
 	$(BIN)/iobench report
+
+# CI regression checks (bench_configs/ci.toml). A baseline is several runs: their spread is
+# each case's measured noise floor. CPU: the measuring process is pinned to the last CPU.
+BASELINE ?= results/baselines/ci
+CI_RUNS  ?= 5
+NEW_RUNS ?= 3
+CPU      ?= $(shell expr $$(nproc) - 1)
+
+## baseline: record the CI baseline on this machine (CI_RUNS runs of ci.toml)
+baseline: install
+	rm -rf $(BASELINE)
+	for i in $$(seq $(CI_RUNS)); do $(BIN)/iobench run sweep ci --cpu $(CPU) -q --out $(BASELINE) >/dev/null || exit 2; done
+	@echo "baseline: $(CI_RUNS) runs in $(BASELINE)"
+
+## bench-check: NEW_RUNS runs of ci.toml against the baseline; Markdown on stdout, fails on a regression
+# (several candidate runs too: on a shared machine one whole run can shift by 20%)
+bench-check: install
+	@out=$$(mktemp -d) && \
+	for i in $$(seq $(NEW_RUNS)); do $(BIN)/iobench run sweep ci --cpu $(CPU) -q --out $$out/new >/dev/null || exit 2; done && \
+	$(BIN)/iobench compare $(BASELINE) $$out/new --format md
+
+## bench-aa: the noise floor, measured: CI_RUNS runs vs NEW_RUNS more of the same code (expect 0 flagged)
+bench-aa: install
+	@out=$$(mktemp -d) && \
+	for i in $$(seq $(CI_RUNS)); do $(BIN)/iobench run sweep ci --cpu $(CPU) -q --out $$out/base >/dev/null || exit 2; done && \
+	for i in $$(seq $(NEW_RUNS)); do $(BIN)/iobench run sweep ci --cpu $(CPU) -q --out $$out/new >/dev/null || exit 2; done && \
+	$(BIN)/iobench compare $$out/base $$out/new; status=$$?; \
+	echo "A/A: compare exit status $$status (0: no case flagged)"; exit $$status
+
+## bench: the pytest-benchmark suite (benchmarks/), results saved for --benchmark-compare
+bench: install
+	$(BIN)/python -m pytest benchmarks --benchmark-autosave
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
