@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from iobench import units
@@ -103,11 +103,13 @@ def test_exact_size_labels() -> None:
     assert units.format_size_exact(0) == "0B"
 
 
+@settings(deadline=None)  # correctness, not speed: a loaded machine must not fail it
 @given(st.integers(min_value=0, max_value=1 << 50))
 def test_exact_size_labels_round_trip(num_bytes: int) -> None:
     assert units.parse_size(units.format_size_exact(num_bytes)) == num_bytes
 
 
+@settings(deadline=None)  # correctness, not speed: a loaded machine must not fail it
 @given(st.integers(min_value=0, max_value=1 << 50))
 def test_size_round_trips_through_binary_format(num_bytes: int) -> None:
     # Exact for whole units; the formatter keeps 4 significant digits otherwise.
@@ -118,6 +120,7 @@ def test_size_round_trips_through_binary_format(num_bytes: int) -> None:
     assert units.parse_size(str(num_bytes)) == num_bytes
 
 
+@settings(deadline=None)  # correctness, not speed: a loaded machine must not fail it
 @given(st.text(max_size=20))
 def test_parse_size_never_raises_anything_but_unit_error(text: str) -> None:
     try:
