@@ -395,17 +395,20 @@ sweep_command = click.Command(
 )
 
 
-@cli.command("report")
+def _results_option(purpose: str) -> click.Option:
+    """``--results``: where run ids are looked up (report, compare; IOBENCH_OUT)."""
+    return click.Option(
+        ["--results", "results_dir"],
+        type=click.Path(path_type=Path),
+        default=Path(DEFAULT_OUT),
+        envvar="IOBENCH_OUT",
+        show_envvar=True,
+        help=f"Folder the runs are in, {purpose}. [default: {DEFAULT_OUT}/]",
+    )
+
+
+@cli.command("report", params=[_results_option("for run ids and the default")])
 @click.argument("runs", nargs=-1)
-@click.option(
-    "--results",
-    "results_dir",
-    type=click.Path(path_type=Path),
-    default=Path(DEFAULT_OUT),
-    envvar="IOBENCH_OUT",
-    show_envvar=True,
-    help=f"Folder the runs are in, for run ids and the default. [default: {DEFAULT_OUT}/]",
-)
 @click.option(
     "--out",
     "out_dir",
@@ -429,7 +432,7 @@ def report_command(runs: tuple[str, ...], results_dir: Path, out_dir: Path | Non
         click.echo(str(path))
 
 
-@cli.command("compare")
+@cli.command("compare", params=[_results_option("for run ids")])
 @click.argument("base")
 @click.argument("new")
 @click.option(
@@ -451,14 +454,6 @@ def report_command(runs: tuple[str, ...], results_dir: Path, out_dir: Path | Non
     default="text",
     show_default=True,
     help="text for a terminal, md for a PR comment or job summary, json for tools.",
-)
-@click.option(
-    "--results",
-    "results_dir",
-    type=click.Path(path_type=Path),
-    default=Path(DEFAULT_OUT),
-    envvar="IOBENCH_OUT",
-    help="Folder the runs are in, for run ids. [default: results/]",
 )
 @click.pass_context
 def compare_command(
