@@ -103,7 +103,7 @@ def interrupt_after_first_case(
     return process.returncode, stderr
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_interrupt_keeps_finished_cases(tmp_path: Path, signum: int) -> None:
     config = tmp_path / "slow.toml"
     config.write_text(SLOW_SWEEP)

@@ -1,6 +1,6 @@
 """A whole run: scratch folder, host facts, every case of every entry, results on disk.
 
-Finished cases are on disk before the next one starts. SIGINT and SIGTERM stop the run
+Finished cases are on disk before the next one starts. SIGINT, SIGTERM and SIGHUP stop the run
 between (or inside) cases: the run is marked interrupted, scratch files are removed, and
 RunInterrupted carries the exit status 130 to the CLI.
 """
@@ -82,11 +82,17 @@ def private_scratch(directory: Path) -> Iterator[Path]:
 
 
 class _Terminated(BaseException):
-    """SIGTERM, raised in the main thread like KeyboardInterrupt."""
+    """SIGTERM or SIGHUP, raised in the main thread like KeyboardInterrupt."""
+
+
+_TERMINATING = (signal.SIGTERM, signal.SIGHUP)
 
 
 @contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
+def _termination_raises() -> Iterator[None]:
+    """SIGTERM and SIGHUP (a closed terminal, a dropped ssh session) end the run like Ctrl-C:
+    finished cases kept, scratch removed. Left to their default, they kill the process on
+    the spot and leave both behind."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -94,11 +100,12 @@ def _sigterm_raises() -> Iterator[None]:
     def handler(signum: int, frame: Any) -> None:
         raise _Terminated()
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {signum: signal.signal(signum, handler) for signum in _TERMINATING}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, action in previous.items():
+            signal.signal(signum, action)
 
 
 def run_plan(
@@ -148,7 +155,7 @@ def run_plan(
         index = ran = 0
         stopped = ""
         try:
-            with _sigterm_raises():
+            with _termination_raises():
                 for entry in entries:
                     for case in entry.cases():
                         index += 1
