@@ -138,6 +138,15 @@ def size_param(
     return Param(name, Kind.SIZE, default, help_text, sweep=True, minimum=minimum, maximum=maximum)
 
 
+def choice_param(
+    name: str, choices: tuple[str, ...], help_text: str, default: tuple[str, ...] | None = None
+) -> Param:
+    """A sweepable choice; the default is every choice unless a narrower one is given."""
+    return Param(
+        name, Kind.CHOICE, choices if default is None else default, help_text, choices=choices, sweep=True
+    )
+
+
 def _split(raw: Any) -> list[Any]:
     if isinstance(raw, list | tuple):
         return list(raw)

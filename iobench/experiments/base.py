@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from iobench.engine.counters import Scope
-from iobench.params import Kind, Param
+from iobench.params import Param, choice_param
 
 Unit = Literal["duration", "size", "rate", "count", "ratio", "percent", "text"]
 
@@ -46,15 +46,13 @@ BOOK_COLUMNS = (
 
 def cache_param(default: tuple[str, ...], help_text: str = "") -> Param:
     """The ``cache`` parameter several experiments share: the file's page-cache state."""
-    return Param(
+    return choice_param(
         "cache",
-        Kind.CHOICE,
-        default,
+        ("warm", "cold"),
         help_text
         or "Page-cache state of the file before timing: cold = fsync + fadvise(DONTNEED), "
         "verified with mincore (resident_before, cache_verified).",
-        choices=("warm", "cold"),
-        sweep=True,
+        default=default,
     )
 
 

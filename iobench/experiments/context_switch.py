@@ -15,7 +15,7 @@ from iobench.errors import UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment
 from iobench.loops.children import Child, fork_child
-from iobench.params import Kind, Param
+from iobench.params import Kind, Param, choice_param
 
 _WAIT_S = 60.0
 
@@ -44,15 +44,12 @@ class ContextSwitch(Experiment):
         "threads and processes pay it alike, and Python threads add the GIL hand-off."
     )
     params = (
-        Param(
+        choice_param(
             "mode",
-            Kind.CHOICE,
             ("process-pipe", "thread-pipe", "thread-queue"),
             "process-pipe: a forked child echoes over two pipes; thread-pipe: a thread does the "
             "same; thread-queue: two threads hand a token over queue.SimpleQueue (a lock, i.e. "
             "a futex, no pipe).",
-            choices=("process-pipe", "thread-pipe", "thread-queue"),
-            sweep=True,
         ),
         Param(
             "round_trips",

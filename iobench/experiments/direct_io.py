@@ -13,7 +13,7 @@ from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, cache_param
 from iobench.loops.files import create_random_file
 from iobench.loops.verify import file_matches_pattern
-from iobench.params import Kind, Param, size_param
+from iobench.params import Kind, Param, choice_param, size_param
 
 MIB = 1 << 20
 
@@ -30,21 +30,15 @@ class DirectIo(Experiment):
         "cache. Where the kernel refuses it, the case says why."
     )
     params = (
-        Param(
+        choice_param(
             "mode",
-            Kind.CHOICE,
             ("read", "write"),
             "read: file -> buffer; write: buffer -> file.",
-            choices=("read", "write"),
-            sweep=True,
         ),
-        Param(
+        choice_param(
             "io",
-            Kind.CHOICE,
             ("direct", "buffered"),
             "direct: O_DIRECT; buffered: the page cache.",
-            choices=("direct", "buffered"),
-            sweep=True,
         ),
         size_param(
             "file_size",
@@ -54,14 +48,12 @@ class DirectIo(Experiment):
         Param(
             "bs", Kind.SIZE, (4096, 65536, 1 << 20), "Bytes per call.", sweep=True, minimum=1, maximum=1 << 30
         ),
-        Param(
+        choice_param(
             "align",
-            Kind.CHOICE,
-            ("aligned",),
+            ("aligned", "misaligned"),
             "aligned: the buffer starts on a page (anonymous mmap); misaligned: one byte past "
             "it, which O_DIRECT refuses with EINVAL on most filesystems.",
-            choices=("aligned", "misaligned"),
-            sweep=True,
+            default=("aligned",),
         ),
         cache_param(
             ("cold",),

@@ -14,7 +14,7 @@ from iobench.engine import cache
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, cache_param
 from iobench.loops.files import create_random_file, open_new
-from iobench.params import Kind, Param, size_param
+from iobench.params import Kind, Param, choice_param, size_param
 
 MIB = 1 << 20
 WRITE_MODES = ("write-racing", "pwrite", "append")
@@ -61,16 +61,14 @@ class FileConcurrency(Experiment):
         "of each other; several reads in flight (queue depth) let the device overlap them."
     )
     params = (
-        Param(
+        choice_param(
             "mode",
-            Kind.CHOICE,
-            ("write-racing", "pwrite", "append"),
+            WRITE_MODES + READ_MODES,
             "write-racing: each thread opens the file (offset 0) and write()s its records; "
             "pwrite: each record at its own explicit offset; append: O_APPEND write(); "
             "pread-threads / pread-asyncio: read every block once in random order with T "
             "threads, or T asyncio.to_thread calls in flight.",
-            choices=WRITE_MODES + READ_MODES,
-            sweep=True,
+            default=("write-racing", "pwrite", "append"),
         ),
         Param(
             "threads",

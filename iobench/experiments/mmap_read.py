@@ -13,7 +13,7 @@ from iobench.experiments.base import Column, Experiment, cache_param
 from iobench.experiments.page_fault import touch_pages
 from iobench.loops import pyloops
 from iobench.loops.files import create_random_file
-from iobench.params import Kind, Param, size_param
+from iobench.params import Kind, Param, choice_param, size_param
 
 MIB = 1 << 20
 _MADVICE = {
@@ -34,15 +34,12 @@ class MmapRead(Experiment):
         "user buffer; read() copies from the page cache each call. Which wins, and when?"
     )
     params = (
-        Param(
+        choice_param(
             "method",
-            Kind.CHOICE,
             ("mmap-touch", "mmap-copy", "read", "readinto"),
             "mmap-touch: map, read one byte per page; mmap-copy: map, copy every byte out in "
             "bs chunks; read: os.read(bs) (a new bytes object per call); readinto: "
             "FileIO.readinto into one reused buffer.",
-            choices=("mmap-touch", "mmap-copy", "read", "readinto"),
-            sweep=True,
         ),
         Param("file_size", Kind.SIZE, (16 << 20,), "File size.", sweep=True, minimum=1, maximum=1 << 40),
         size_param(
@@ -51,14 +48,12 @@ class MmapRead(Experiment):
             "Chunk size of read/readinto/mmap-copy.",
             maximum=1 << 30,
         ),
-        Param(
+        choice_param(
             "advice",
-            Kind.CHOICE,
-            ("none",),
+            ("none", "sequential", "random", "willneed", "populate"),
             "mmap methods: madvise SEQUENTIAL / RANDOM / WILLNEED after mapping, or populate "
             "(MAP_POPULATE: fault everything in at mmap time).",
-            choices=("none", "sequential", "random", "willneed", "populate"),
-            sweep=True,
+            default=("none",),
         ),
         cache_param(
             ("warm", "cold"),

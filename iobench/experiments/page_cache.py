@@ -11,7 +11,7 @@ from iobench.engine import cache
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, cache_param
 from iobench.loops.files import create_random_file
-from iobench.params import Kind, Param
+from iobench.params import Kind, Param, choice_param
 
 MIB = 1 << 20
 _FADVICE = {
@@ -32,25 +32,20 @@ class PageCache(Experiment):
         "sequential readers; a warm or sequential read skips most of the disk's latency."
     )
     params = (
-        Param(
+        choice_param(
             "pattern",
-            Kind.CHOICE,
             ("sequential", "random"),
             "Block order: file order, or a shuffle that still reads every block once.",
-            choices=("sequential", "random"),
-            sweep=True,
         ),
         cache_param(
             ("cold", "warm"),
             "Page-cache state before timing (verified).",
         ),
-        Param(
+        choice_param(
             "advice",
-            Kind.CHOICE,
-            ("normal",),
+            tuple(_FADVICE),
             "posix_fadvise before reading: normal, sequential (more read-ahead) or random (none).",
-            choices=tuple(_FADVICE),
-            sweep=True,
+            default=("normal",),
         ),
         Param("file_size", Kind.SIZE, (16 << 20,), "File size.", sweep=True, minimum=1, maximum=1 << 40),
         Param("bs", Kind.SIZE, (4096,), "Bytes per pread().", sweep=True, minimum=1, maximum=1 << 30),

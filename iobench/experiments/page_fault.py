@@ -13,7 +13,7 @@ from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment
 from iobench.loops.children import fork_child
 from iobench.loops.files import create_random_file
-from iobench.params import Kind, Param, size_param
+from iobench.params import choice_param, size_param
 
 PAGE = mmap.PAGESIZE
 _CHUNK = 1 << 20
@@ -48,15 +48,12 @@ class PageFault(Experiment):
         "side writes (copy-on-write); a mapped file not in the page cache faults to disk."
     )
     params = (
-        Param(
+        choice_param(
             "mode",
-            Kind.CHOICE,
             ("anon", "cow", "file-cold", "file-warm"),
             "anon: write one byte per page of a fresh anonymous mapping; cow: a forked child "
             "writes to every page the parent had touched; file-cold / file-warm: read one byte "
             "per page of a mapped file evicted from / resident in the page cache.",
-            choices=("anon", "cow", "file-cold", "file-warm"),
-            sweep=True,
         ),
         size_param(
             "size",
@@ -64,14 +61,11 @@ class PageFault(Experiment):
             "Bytes mapped (and pages touched).",
             minimum=PAGE,
         ),
-        Param(
+        choice_param(
             "readahead",
-            Kind.CHOICE,
             ("off", "on"),
             "file modes: 'off' madvises MADV_RANDOM so each page is its own fault; 'on' lets "
             "read-ahead and fault-around map many pages per fault.",
-            choices=("off", "on"),
-            sweep=True,
         ),
     )
     x_param = "size"

@@ -14,7 +14,7 @@ from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment
 from iobench.loops import libc
 from iobench.loops.children import run_in_child
-from iobench.params import Kind, Param, size_param
+from iobench.params import choice_param, size_param
 
 PAGE = mmap.PAGESIZE
 
@@ -68,16 +68,13 @@ class PageLock(Experiment):
         "RLIMIT_MEMLOCK: mlock fails with ENOMEM (EPERM when the limit is 0)."
     )
     params = (
-        Param(
+        choice_param(
             "mode",
-            Kind.CHOICE,
             ("lock", "over-limit", "over-limit-privileged"),
             "lock: mlock+munlock SIZE bytes of fresh memory; over-limit: lock one page more "
             "than RLIMIT_MEMLOCK as an unprivileged user (as root, in a child that drops to "
             "nobody, since CAP_IPC_LOCK ignores the limit); over-limit-privileged: the same "
             "as root, to show the exemption.",
-            choices=("lock", "over-limit", "over-limit-privileged"),
-            sweep=True,
         ),
         size_param(
             "size",

@@ -14,7 +14,7 @@ from iobench.experiments.base import Experiment, cache_param
 from iobench.loops import pyloops
 from iobench.loops.files import create_random_file, open_new
 from iobench.loops.verify import file_digest, file_matches_pattern
-from iobench.params import Kind, Param, size_param
+from iobench.params import choice_param, size_param
 
 _CHUNK = 1 << 20
 
@@ -35,14 +35,11 @@ class RwBuffer(Experiment):
         "larger ones amortise it until memory copying dominates."
     )
     params = (
-        Param(
+        choice_param(
             "mode",
-            Kind.CHOICE,
             ("read", "write", "copy"),
             "read: file -> buffer; write: buffer -> "
             "new file; copy: read then write into a new file (TLPI copy.c).",
-            choices=("read", "write", "copy"),
-            sweep=True,
         ),
         size_param(
             "file_size",

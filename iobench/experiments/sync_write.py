@@ -13,7 +13,7 @@ from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment
 from iobench.loops.files import open_new
 from iobench.loops.verify import file_matches_pattern
-from iobench.params import Kind, Param, size_param
+from iobench.params import Kind, Param, choice_param, size_param
 
 MODES = ("buffered", "O_SYNC", "O_DSYNC", "fsync-each", "fdatasync-each", "fsync-end", "fsync-every-N")
 _OPEN_FLAGS = {"O_SYNC": os.O_SYNC, "O_DSYNC": os.O_DSYNC}
@@ -39,15 +39,13 @@ class SyncWrite(Experiment):
         "fdatasync wait for the device, and that wait, not the copy, sets the price."
     )
     params = (
-        Param(
+        choice_param(
             "mode",
-            Kind.CHOICE,
-            ("buffered", "O_SYNC", "fsync-each", "fdatasync-each", "fsync-end"),
+            MODES,
             "buffered: plain write(); O_SYNC / O_DSYNC: opened with that flag; fsync-each / "
             "fdatasync-each: that call after every write; fsync-end: one fsync at the end; "
             "fsync-every-N: fsync after every --sync-every writes.",
-            choices=MODES,
-            sweep=True,
+            default=("buffered", "O_SYNC", "fsync-each", "fdatasync-each", "fsync-end"),
         ),
         size_param(
             "total",

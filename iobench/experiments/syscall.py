@@ -9,7 +9,7 @@ from typing import Any
 
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment
-from iobench.params import Kind, Param
+from iobench.params import Kind, Param, choice_param
 
 
 def _loop(function: Any, calls: int) -> None:
@@ -35,16 +35,13 @@ class Syscall(Experiment):
         "reports for it is the kernel, and how much the interpreter's own call overhead?"
     )
     params = (
-        Param(
+        choice_param(
             "call",
-            Kind.CHOICE,
             ("getppid", "read0", "vdso-clock", "python"),
             "getppid: a null syscall; read0: read(fd, 0) on /dev/zero, a syscall the kernel "
             "counts in syscalls_read; vdso-clock: clock_gettime served in user space by the "
             "vDSO (no mode switch); python: sys.getrecursionlimit, a C builtin of the same "
             "shape that never enters the kernel.",
-            choices=("getppid", "read0", "vdso-clock", "python"),
-            sweep=True,
         ),
         Param("calls", Kind.INT, (200_000,), "Calls per repetition.", sweep=True, minimum=1, maximum=10**10),
     )

@@ -16,7 +16,7 @@ from iobench.experiments.base import Column, Experiment
 from iobench.loops.children import Child, fork_child
 from iobench.loops.files import create_random_file, open_new
 from iobench.loops.verify import file_digest
-from iobench.params import Kind, Param, size_param
+from iobench.params import choice_param, size_param
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -63,15 +63,12 @@ class ZeroCopy(Experiment):
         "(and much of its CPU) disappears."
     )
     params = (
-        Param(
+        choice_param(
             "method",
-            Kind.CHOICE,
             FILE_METHODS + TCP_METHODS,
             "read-write: read into a buffer, write it out; sendfile / copy_file_range: the "
             "kernel copies; splice: file -> pipe -> file; tcp-sendall: read + sendall to a "
             "loopback TCP peer; tcp-sendfile: sendfile to that peer.",
-            choices=FILE_METHODS + TCP_METHODS,
-            sweep=True,
         ),
         size_param(
             "file_size",
