@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from iobench.loops.engines import ENGINES, native_available, native_unavailable_reason
 from iobench.params import Kind, Param, resolve
 
 PROTOCOL_PARAMS: tuple[Param, ...] = (
@@ -42,6 +43,14 @@ PROTOCOL_PARAMS: tuple[Param, ...] = (
         minimum=0,
         maximum=100,
     ),
+    Param(
+        "engine",
+        Kind.CHOICE,
+        "auto",
+        "Inner loops: native = the C extension (the kernel's cost without the interpreter's), "
+        "python = pure Python, auto = native when built. Rows record the engine that ran.",
+        choices=ENGINES,
+    ),
 )
 
 
@@ -54,6 +63,7 @@ class Protocol:
     max_reps: int = 20
     max_case_time: int = 10 * 10**9
     target_ci: float = 5.0
+    engine: str = "auto"
 
     @classmethod
     def from_values(cls, given: Mapping[str, Any], where: str = "") -> Protocol:
@@ -64,6 +74,11 @@ class Protocol:
         if values["min_reps"] > values["max_reps"]:
             raise ParamError(
                 f"{where}min_reps ({values['min_reps']}) is larger than max_reps ({values['max_reps']})"
+            )
+        if values["engine"] == "native" and not native_available():
+            raise ParamError(
+                f"{where}engine: native was asked for but the C extension is not built here "
+                f"({native_unavailable_reason()}); use --engine python or auto"
             )
         return cls(**values)
 

@@ -25,10 +25,9 @@ from iobench.engine.stats import ci_halfwidth_pct
 from iobench.errors import InsufficientSpaceError, UnsupportedCase
 from iobench.experiments import get_experiment
 from iobench.experiments.base import Experiment
+from iobench.loops.engines import engine_for, loops_for
 from iobench.params import case_id, expand_cases, resolve
 from iobench.units import format_size
-
-ENGINE_NAME = "python"
 
 #: Errors that mean the disk is full: the case is recorded as failed and the run stops.
 _SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
@@ -90,11 +89,13 @@ def check_space(directory: Path, needed: int) -> None:
         )
 
 
-def _base_row(experiment: type[Experiment], case: dict[str, Any], target_fs: str) -> dict[str, Any]:
+def _base_row(
+    experiment: type[Experiment], case: dict[str, Any], target_fs: str, engine: str
+) -> dict[str, Any]:
     return {
         "experiment": experiment.name,
         "case": case_id(experiment.params, case),
-        "engine": ENGINE_NAME,
+        "engine": engine,
         "target_fs": target_fs,
         **case,
     }
@@ -114,11 +115,13 @@ def run_case(
     that is removed afterwards whatever happens.
     """
     experiment.check_case(case)
-    base = _base_row(experiment, case, target_fs)
-    summary: dict[str, Any] = {"experiment": experiment.name, "case": base["case"], **case}
+    engine = engine_for(protocol.engine, experiment.uses_loops(case))
+    base = _base_row(experiment, case, target_fs, engine)
+    summary: dict[str, Any] = {"experiment": experiment.name, "case": base["case"], "engine": engine, **case}
     case_dir = Path(scratch) / f"case-{time.monotonic_ns()}"
     case_dir.mkdir(mode=0o700)
     instance = experiment(case, case_dir)
+    instance.loops = loops_for(engine)
     rows: list[dict[str, Any]] = []
     probe = CounterProbe(experiment.counter_scope)
     try:

@@ -22,7 +22,6 @@ from iobench import hostinfo
 from iobench.engine.counters import CounterProbe
 from iobench.engine.progress import Progress
 from iobench.engine.runner import (
-    ENGINE_NAME,
     CaseSpaceError,
     PlanEntry,
     case_label,
@@ -30,6 +29,7 @@ from iobench.engine.runner import (
     run_case,
 )
 from iobench.errors import ParamError, RunInterrupted, TargetDirError
+from iobench.loops.engines import native_available, native_unavailable_reason
 from iobench.params import Kind, Param, case_id
 from iobench.results import RunWriter
 
@@ -130,7 +130,8 @@ def run_plan(
         counter_source = probe.source
         counters_unavailable = probe.unavailable
     facts = {
-        "engine": ENGINE_NAME,
+        "engine": ",".join(sorted({entry.protocol.engine for entry in entries})) or "auto",
+        "native_engine": "built" if native_available() else f"not built: {native_unavailable_reason()}",
         "counter_source": counter_source,
         "host": host,
         "target": target,

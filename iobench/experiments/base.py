@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar, Literal
 
 from iobench.engine.counters import Scope
+from iobench.loops import pyloops
 from iobench.params import Param, choice_param
 
 Unit = Literal["duration", "size", "rate", "count", "ratio", "percent", "text"]
@@ -83,9 +85,21 @@ class Experiment:
     #: Columns of the summary table printed after a run and in reports.
     columns: ClassVar[tuple[Column, ...]] = BOOK_COLUMNS
 
+    #: The inner loops to time with: the engine sets the native module or pyloops (same API).
+    loops: ModuleType = pyloops
+
     def __init__(self, case: dict[str, Any], scratch: Path) -> None:
         self.case = case
         self.scratch = scratch
+
+    @classmethod
+    def uses_loops(cls, case: dict[str, Any]) -> bool:
+        """Whether this case's timed loop goes through ``self.loops`` (so it has a native twin).
+
+        False (the default) means the case runs in Python whatever engine was asked for, and
+        its rows say ``engine=python``.
+        """
+        return False
 
     @classmethod
     def check_case(cls, case: dict[str, Any]) -> None:

@@ -88,6 +88,10 @@ class DirectIo(Experiment):
     def space_needed(self) -> int:
         return self.case["file_size"]
 
+    @classmethod
+    def uses_loops(cls, case: dict[str, Any]) -> bool:
+        return True
+
     def prepare(self) -> None:
         self.size: int = self.case["file_size"]
         self.block: int = self.case["bs"]
@@ -124,25 +128,15 @@ class DirectIo(Experiment):
         return {}
 
     def run_once(self) -> dict[str, Any]:
-        fd, view, block = self._fd, self.view, self.block
+        fd, block = self._fd, self.block
         assert fd is not None
         try:
             if self.case["mode"] == "read":
-                readv = os.readv  # readv into the caller's buffer: no bytes object, no extra copy
-                total = calls = 0
-                while True:
-                    got = readv(fd, [view])
-                    calls += 1
-                    if not got:
-                        return {"bytes": total, "ops": calls}
-                    total += got
-            write = os.write
-            full, tail = divmod(self.size, block)
-            for _ in range(full):
-                write(fd, view)
-            if tail:
-                write(fd, view[:tail])
-            return {"bytes": self.size, "ops": full + (1 if tail else 0)}
+                # Straight into the aligned buffer: no bytes object, no extra copy.
+                total, calls = self.loops.read_all(fd, self.view)
+                return {"bytes": total, "ops": calls}
+            total, calls = self.loops.write_all(fd, self.view, self.size)
+            return {"bytes": total, "ops": calls}
         except OSError as exc:
             if exc.errno == errno.EINVAL and self.direct:
                 raise UnsupportedCase(

@@ -66,6 +66,10 @@ class PageCache(Experiment):
     def space_needed(self) -> int:
         return self.case["file_size"]
 
+    @classmethod
+    def uses_loops(cls, case: dict[str, Any]) -> bool:
+        return True
+
     def prepare(self) -> None:
         self.size: int = self.case["file_size"]
         self.block: int = self.case["bs"]
@@ -84,12 +88,9 @@ class PageCache(Experiment):
         return metrics
 
     def run_once(self) -> dict[str, Any]:
-        fd, buffer, preadv = self._fd, [self.buffer], os.preadv
-        assert fd is not None
-        total = 0
-        for offset in self.offsets:
-            total += preadv(fd, buffer, offset)
-        return {"bytes": total, "ops": len(self.offsets)}
+        assert self._fd is not None
+        total, calls = self.loops.pread_at(self._fd, self.buffer, self.offsets)
+        return {"bytes": total, "ops": calls}
 
     def after_rep(self) -> dict[str, Any]:
         assert self._fd is not None

@@ -19,18 +19,6 @@ PAGE = mmap.PAGESIZE
 _CHUNK = 1 << 20
 
 
-def touch_pages(mapping: mmap.mmap, pages: int, write: bool) -> int:
-    """Read or write one byte in each page; returns a checksum so reads are not optimised away."""
-    total = 0
-    if write:
-        for offset in range(0, pages * PAGE, PAGE):
-            mapping[offset] = 1
-        return pages
-    for offset in range(0, pages * PAGE, PAGE):
-        total += mapping[offset]
-    return total
-
-
 def _no_huge_pages(mapping: mmap.mmap) -> None:
     # One transparent huge page would stand for 512 faults; this experiment counts base pages.
     if hasattr(mmap, "MADV_NOHUGEPAGE"):
@@ -92,6 +80,10 @@ class PageFault(Experiment):
     def space_needed(self) -> int:
         return self.case["size"] if self.case["mode"].startswith("file") else 0
 
+    @classmethod
+    def uses_loops(cls, case: dict[str, Any]) -> bool:
+        return True
+
     def prepare(self) -> None:
         self.mode: str = self.case["mode"]
         self.pages: int = self.case["size"] // PAGE
@@ -110,17 +102,17 @@ class PageFault(Experiment):
         if self.mode == "cow":
             self._mapping = mmap.mmap(-1, self.length, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
             _no_huge_pages(self._mapping)
-            touch_pages(self._mapping, self.pages, write=True)  # the parent owns every page
+            self.loops.touch_pages(self._mapping, self.pages, PAGE, True)  # the parent owns every page
             go_read, go_write = os.pipe()
             self._go = (go_read, go_write)
-            mapping, pages = self._mapping, self.pages
+            mapping, pages, touch = self._mapping, self.pages, self.loops.touch_pages
 
             def child() -> tuple[int, int, int]:
                 os.close(go_write)
                 os.read(go_read, 1)  # wait for the parent's start signal
                 before = resource.getrusage(resource.RUSAGE_SELF)
                 start = time.perf_counter_ns()
-                touch_pages(mapping, pages, write=True)
+                touch(mapping, pages, PAGE, True)
                 elapsed = time.perf_counter_ns() - start
                 after = resource.getrusage(resource.RUSAGE_SELF)
                 return after.ru_minflt - before.ru_minflt, after.ru_majflt - before.ru_majflt, elapsed
@@ -146,7 +138,7 @@ class PageFault(Experiment):
             self._child_result, self._child_usage = self._child.wait(120)
             return {"bytes": self.length, "ops": self.pages}
         assert self._mapping is not None
-        touch_pages(self._mapping, self.pages, write=self.mode == "anon")
+        self.loops.touch_pages(self._mapping, self.pages, PAGE, self.mode == "anon")
         return {"bytes": self.length, "ops": self.pages}
 
     def after_rep(self) -> dict[str, Any]:

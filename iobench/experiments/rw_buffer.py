@@ -11,7 +11,6 @@ from typing import Any
 from iobench.engine import cache
 from iobench.experiments import register
 from iobench.experiments.base import Experiment, cache_param
-from iobench.loops import pyloops
 from iobench.loops.files import create_random_file, open_new
 from iobench.loops.verify import file_digest, file_matches_pattern
 from iobench.params import choice_param, size_param
@@ -78,6 +77,10 @@ class RwBuffer(Experiment):
         self._last: dict[str, Any] = {}
 
     @classmethod
+    def uses_loops(cls, case: dict[str, Any]) -> bool:
+        return True
+
+    @classmethod
     def irrelevant_params(cls, case: dict[str, Any]) -> frozenset[str]:
         # write mode makes a new file each repetition: there is no page-cache state to set.
         return frozenset({"cache"}) if case["mode"] == "write" else frozenset()
@@ -114,15 +117,17 @@ class RwBuffer(Experiment):
     def run_once(self) -> dict[str, Any]:
         if self.mode == "read":
             assert self._source is not None
-            moved, reads = pyloops.read_all(self._source, self.buffer)
+            moved, reads = self.loops.read_all(self._source.fileno(), self.buffer)
             self._last = {"bytes": moved, "ops": reads}
         elif self.mode == "write":
             assert self._dest is not None
-            moved, writes = pyloops.write_all(self._dest, self.buffer, self.size)
+            moved, writes = self.loops.write_all(self._dest.fileno(), self.buffer, self.size)
             self._last = {"bytes": moved, "ops": writes}
         else:
             assert self._source is not None and self._dest is not None
-            moved, reads, writes = pyloops.copy_all(self._source, self._dest, self.buffer)
+            moved, reads, writes = self.loops.copy_all(
+                self._source.fileno(), self._dest.fileno(), self.buffer
+            )
             self._last = {"bytes": moved, "ops": reads + writes}
         return self._last
 

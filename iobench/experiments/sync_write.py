@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from array import array
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,8 @@ from iobench.params import Kind, Param, choice_param, size_param
 
 MODES = ("buffered", "O_SYNC", "O_DSYNC", "fsync-each", "fdatasync-each", "fsync-end", "fsync-every-N")
 _OPEN_FLAGS = {"O_SYNC": os.O_SYNC, "O_DSYNC": os.O_DSYNC}
+# (sync call after a write: 1 fsync, 2 fdatasync; after every how many writes) per mode.
+_SYNC_EACH = {"fsync-each": (1, 1), "fdatasync-each": (2, 1), "fsync-every-N": (1, 1)}
 
 
 def fd_flags(fd: int) -> int:
@@ -76,6 +77,10 @@ class SyncWrite(Experiment):
     )
 
     @classmethod
+    def uses_loops(cls, case: dict[str, Any]) -> bool:
+        return True
+
+    @classmethod
     def irrelevant_params(cls, case: dict[str, Any]) -> frozenset[str]:
         return frozenset() if case["mode"] == "fsync-every-N" else frozenset({"sync_every"})
 
@@ -105,32 +110,17 @@ class SyncWrite(Experiment):
         }
 
     def run_once(self) -> dict[str, Any]:
-        fd, write, clock = self._fd, os.write, time.perf_counter_ns
+        fd = self._fd
         assert fd is not None
-        view = memoryview(self.buffer)
-        latencies = self.latencies
-        sync = {"fsync-each": os.fsync, "fdatasync-each": os.fdatasync, "fsync-every-N": os.fsync}.get(
-            self.mode
-        )
-        every = self.case["sync_every"] if self.mode == "fsync-every-N" else 1
-        remaining = self.total
-        sync_calls = 0
-        for index in range(self.writes):
-            chunk = view if remaining >= self.block else view[:remaining]
-            start = clock()
-            written = write(fd, chunk)
-            if sync is not None and (index + 1) % every == 0:
-                sync(fd)
-                sync_calls += 1
-            latencies[index] = clock() - start
-            if written != len(chunk):
-                raise OSError(f"short write: {written} of {len(chunk)} bytes")
-            remaining -= written
-        if self.mode == "fsync-end" or (self.mode == "fsync-every-N" and self.writes % every):
+        sync, every = _SYNC_EACH.get(self.mode, (0, 1))
+        if self.mode == "fsync-every-N":
+            every = self.case["sync_every"]
+        moved, writes, syncs = self.loops.write_sync(fd, self.buffer, self.total, sync, every, self.latencies)
+        if self.mode == "fsync-end" or (self.mode == "fsync-every-N" and writes % every):
             os.fsync(fd)
-            sync_calls += 1
-        self._sync_calls = sync_calls
-        return {"bytes": self.total, "ops": self.writes}
+            syncs += 1
+        self._sync_calls = syncs
+        return {"bytes": moved, "ops": writes}
 
     def after_rep(self) -> dict[str, Any]:
         assert self._fd is not None

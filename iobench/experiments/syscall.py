@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from typing import Any
 
 from iobench.experiments import register
@@ -15,13 +14,6 @@ from iobench.params import Kind, Param, choice_param
 def _loop(function: Any, calls: int) -> None:
     for _ in range(calls):
         function()
-
-
-def _loop_read0(fd: int, calls: int) -> None:
-    # os.read called directly (no lambda): a wrapper would add a Python frame per call.
-    read = os.read
-    for _ in range(calls):
-        read(fd, 0)
 
 
 @register
@@ -54,24 +46,23 @@ class Syscall(Experiment):
         Column("Calls", "ops"),
     )
 
+    @classmethod
+    def uses_loops(cls, case: dict[str, Any]) -> bool:
+        # call=python measures the interpreter's own call: it has no native twin by design.
+        return case["call"] != "python"
+
     def prepare(self) -> None:
         self._fd: int | None = None
-        call = self.case["call"]
-        if call == "read0":
+        if self.case["call"] == "read0":
             self._fd = os.open("/dev/zero", os.O_RDONLY | os.O_CLOEXEC)
-        else:
-            self._function = {
-                "getppid": os.getppid,
-                "vdso-clock": time.monotonic_ns,
-                "python": sys.getrecursionlimit,
-            }[call]
 
     def run_once(self) -> dict[str, Any]:
-        if self._fd is not None:
-            _loop_read0(self._fd, self.case["calls"])
+        call, calls = self.case["call"], self.case["calls"]
+        if call == "python":
+            _loop(sys.getrecursionlimit, calls)
         else:
-            _loop(self._function, self.case["calls"])
-        return {"bytes": 0, "ops": self.case["calls"]}
+            self.loops.null_calls(call, calls, -1 if self._fd is None else self._fd)
+        return {"bytes": 0, "ops": calls}
 
     def teardown(self) -> None:
         if getattr(self, "_fd", None) is not None:

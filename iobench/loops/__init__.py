@@ -1,1 +1,1 @@
-"""The inner loops experiments time. Pure Python here; a native module may follow."""
+"""The inner loops experiments time: pure Python (pyloops) and the optional C module (_native)."""
