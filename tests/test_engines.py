@@ -220,9 +220,7 @@ def test_engine_resolution() -> None:
 def _run_rw(tmp_path: Path, engine: str, *extra_python: str) -> subprocess.CompletedProcess[str]:
     """``iobench run rw-buffer`` in a fresh interpreter (optionally with a prelude)."""
     prelude = "".join(f"{line}; " for line in extra_python)
-    code = (
-        f"import sys; {prelude}from iobench.cli import main; sys.argv = ['iobench'] + sys.argv[1:]; main()"
-    )
+    code = f"import sys; {prelude}from iobench.cli import main; sys.argv = ['iobench'] + sys.argv[1:]; main()"
     args = ["run", "rw-buffer", "--mode", "copy", "--file-size", "64KiB", "--bs", "1KiB", "--cache", "warm"]
     args += [*ONE_REP, "--engine", engine, "--out", str(tmp_path), "--dir", str(tmp_path), "-q"]
     return subprocess.run(
