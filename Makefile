@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint tlpi bench baseline bench-check bench-aa clean
+.PHONY: install run test lint tlpi bench baseline bench-check bench-aa bench-fidelity clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,13 @@ bench-aa: install
 ## bench: the pytest-benchmark suite (benchmarks/), results saved for --benchmark-compare
 bench: install
 	$(BIN)/python -m pytest benchmarks --benchmark-autosave
+
+## bench-fidelity: iobench (both engines) vs a plain C loop and fio, warm read/write, bs 1 B..1 MiB
+# (fio from Debian's package when it can be installed; without it that column is empty)
+bench-fidelity: install
+	@command -v fio >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get install -y -qq fio >/dev/null 2>&1; } || echo "fio not installed: its column stays empty"
+	$(BIN)/python benchmarks/fidelity/fidelity.py --dir . $(if $(CPU),--cpu $(CPU))
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

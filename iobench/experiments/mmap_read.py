@@ -10,6 +10,7 @@ from typing import Any
 from iobench.engine import cache
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, cache_param
+from iobench.loops.buffers import page_aligned_buffer
 from iobench.loops.files import create_random_file
 from iobench.params import Kind, Param, choice_param, size_param
 
@@ -96,7 +97,7 @@ class MmapRead(Experiment):
         self.size: int = self.case["file_size"]
         self.path = self.scratch / "mapped.bin"
         create_random_file(self.path, self.size)
-        self.buffer = bytearray(os.urandom(self.case["bs"]))  # touched before timing
+        self.buffer = page_aligned_buffer(self.case["bs"])  # touched before timing
 
     def before_rep(self) -> dict[str, Any]:
         metrics = cache.cache_metrics(self.path, self.case["cache"])

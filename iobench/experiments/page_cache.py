@@ -10,6 +10,7 @@ from typing import Any
 from iobench.engine import cache
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, cache_param
+from iobench.loops.buffers import page_aligned_buffer
 from iobench.loops.files import create_random_file
 from iobench.params import Kind, Param, choice_param
 
@@ -79,7 +80,7 @@ class PageCache(Experiment):
         if self.case["pattern"] == "random":
             random.Random(self.size ^ self.block).shuffle(offsets)  # same order every repetition
         self.offsets = array("q", offsets)
-        self.buffer = bytearray(os.urandom(self.block))
+        self.buffer = page_aligned_buffer(self.block)
 
     def before_rep(self) -> dict[str, Any]:
         metrics = cache.cache_metrics(self.path, self.case["cache"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import mmap
 import os
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from iobench.engine import cache
 from iobench.experiments import register
 from iobench.experiments.base import Experiment, cache_param
+from iobench.loops.buffers import page_aligned_buffer
 from iobench.loops.files import create_random_file, open_new
 from iobench.loops.verify import file_digest, file_matches_pattern
 from iobench.params import choice_param, size_param
@@ -70,7 +72,7 @@ class RwBuffer(Experiment):
         self.cache_state: str = case["cache"]
         self.source_path = scratch / "source.bin"
         self.dest_path = scratch / "dest.bin"
-        self.buffer = bytearray()
+        self.buffer: mmap.mmap | bytearray = bytearray()
         self.source_digest = b""
         self._source: io.FileIO | None = None
         self._dest: io.FileIO | None = None
@@ -97,9 +99,9 @@ class RwBuffer(Experiment):
         return self.size * (int(self.reads_source) + int(self.writes_dest))
 
     def prepare(self) -> None:
-        # The buffer is filled with random bytes: that touches every page before timing, and
-        # gives the write mode a pattern the check afterwards can recognise.
-        self.buffer = bytearray(os.urandom(self.block))
+        # Page-aligned (see loops/buffers.py) and filled with random bytes: that touches every
+        # page before timing, and gives the write mode a pattern the check can recognise.
+        self.buffer = page_aligned_buffer(self.block)
         if self.reads_source:
             self.source_digest = create_random_file(self.source_path, self.size)
 

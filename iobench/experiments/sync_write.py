@@ -10,6 +10,7 @@ from typing import Any
 from iobench.engine.stats import percentiles
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment
+from iobench.loops.buffers import page_aligned_buffer
 from iobench.loops.files import open_new
 from iobench.loops.verify import file_matches_pattern
 from iobench.params import Kind, Param, choice_param, size_param
@@ -93,7 +94,7 @@ class SyncWrite(Experiment):
         self.block: int = self.case["bs"]
         self.writes = -(-self.total // self.block)
         self.path = self.scratch / "synced.bin"
-        self.buffer = bytearray(os.urandom(self.block))  # touched before timing
+        self.buffer = page_aligned_buffer(self.block)  # touched before timing
         self.latencies = array("q", bytes(8 * self.writes))
         self._fd: int | None = None
 

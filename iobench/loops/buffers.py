@@ -1,0 +1,28 @@
+"""User buffers the loops read into and write from: page-aligned, touched, random.
+
+Why aligned: where a buffer starts changes what the kernel's copy costs. Measured on this
+project's 2-vCPU AMD EPYC VM, warm 1 MiB reads into a page-aligned buffer ran at ~20 GB/s
+and into a malloc'd one (16 bytes past a page boundary) at ~8 GB/s. A bytearray lands
+wherever the allocator puts it, so results would move with heap layout. Every experiment
+buffer starts on a page boundary, like the C yardstick of ``make bench-fidelity``.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+
+
+def page_aligned_buffer(size: int, fill_random: bool = True) -> mmap.mmap:
+    """A private anonymous mapping of exactly ``size`` bytes (page-aligned), every page
+    touched before timing: filled with random bytes, or zeroed when ``fill_random`` is False.
+    """
+    buffer = mmap.mmap(-1, max(size, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if size == 0:
+        return buffer
+    if fill_random:
+        buffer[:] = os.urandom(size)
+    else:
+        for offset in range(0, size, mmap.PAGESIZE):
+            buffer[offset] = 0  # write-touch: a read would map the shared zero page
+    return buffer
