@@ -18,6 +18,7 @@ import pytest
 
 from iobench.experiments import get_experiment
 from iobench.experiments.base import Experiment
+from iobench.loops.engines import engine_for, loops_for
 
 CASES = {
     "syscall-getppid": ("syscall", {"call": "getppid", "calls": 100_000}),
@@ -41,7 +42,10 @@ CASES = {
 @pytest.fixture
 def prepared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Experiment]:
     name, case = CASES[request.param]
-    experiment = get_experiment(name)(case, tmp_path)
+    cls = get_experiment(name)
+    experiment = cls(case, tmp_path)
+    # The loops iobench itself would use (native where built), so both measure the same thing.
+    experiment.loops = loops_for(engine_for("auto", cls.uses_loops(case)))
     experiment.prepare()
     try:
         yield experiment
