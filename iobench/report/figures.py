@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, NullLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
 from iobench.experiments import get_experiment
 from iobench.experiments.base import FigureSpec
@@ -178,7 +178,29 @@ def _category_labels(experiment: Any, frame: pd.DataFrame, names: list[str]) -> 
     """One label per row from the parameters that vary (``mode=read cache=cold``)."""
     if not names:
         return [experiment.name] * len(frame)
-    return ["\n".join(format_param(experiment.name, n, row[n]) for n in names) for _, row in frame.iterrows()]
+    # One line per label: stacked multi-line labels collide once they must be rotated.
+    return [" ".join(format_param(experiment.name, n, row[n]) for n in names) for _, row in frame.iterrows()]
+
+
+def _category_ticks(ax: Any, labels: list[str], fontsize: str = "small") -> None:
+    """Category labels that never overlap: flat when short and few, else rotated and right-aligned."""
+    ax.set_xticks(np.arange(len(labels)))
+    crowded = len(labels) > 4 or max((len(label) for label in labels), default=0) * len(labels) > 60
+    if crowded:
+        ax.set_xticklabels(labels, fontsize=fontsize, rotation=35, ha="right", rotation_mode="anchor")
+    else:
+        ax.set_xticklabels(labels, fontsize=fontsize)
+
+
+def _plain_log_y(ax: Any) -> None:
+    """Log y axis labelled 0.5, 2, 300 (not 2x10^0); minor labels only when under a decade is shown."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    low, high = ax.get_ylim()
+    if low > 0 and high / low < 10:
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    else:
+        ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def _declared_sort(experiment: Any, frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
@@ -205,7 +227,9 @@ def _declared_sort(experiment: Any, frame: pd.DataFrame, names: list[str]) -> pd
 
 
 def _new_figure(height: float = HEIGHT) -> tuple[Figure, Any]:
-    fig, ax = plt.subplots(figsize=(WIDTH, height), dpi=DPI)
+    # Figure(), not pyplot: no global registry holding every figure of a long report.
+    fig = Figure(figsize=(WIDTH, height), dpi=DPI)
+    ax = fig.subplots()
     return fig, ax
 
 
@@ -288,13 +312,11 @@ def _line_or_bars(
             )
             ax.bar(positions + (index - (len(bars) - 1) / 2) * width, median, width, yerr=[low, high],
                    capsize=2, label=name or None)  # fmt: skip
-        ax.set_xticks(positions)
-        ax.set_xticklabels(labels, fontsize="small", rotation=0 if len(cases) <= 6 else 45,
-                           ha="center" if len(cases) <= 6 else "right")  # fmt: skip
+        _category_ticks(ax, labels)
         ax.set_xlabel(" / ".join(varying))
         used = varying
     if spec.log_y:
-        ax.set_yscale("log")
+        _plain_log_y(ax)
         y_label += " (log scale)"
     ax.set_ylabel(y_label)
     context = _fixed_context(experiment, rows, used)
@@ -324,14 +346,18 @@ def _stacked_cpu(experiment: Any, rows: pd.DataFrame, spec: FigureSpec, title: s
         bar_names = [p for p in params if rows[p].nunique() > 1 and p not in series]
     else:
         bar_names = [x_axis]
+    if not bar_names:
+        # Nothing left to put on the bars (zero-copy: only the method varies): the series go
+        # on the bars of one panel instead of one bar per panel.
+        bar_names = [k for k in series if k != "run_id"]
+        series = [k for k in series if k == "run_id"]
     groups = list(merged.groupby(series, sort=False)) if series else [((), merged)]
     groups = groups[:MAX_PANELS]
     columns = min(3, len(groups))
     lines = math.ceil(len(groups) / columns)
     divisor, unit_label = _unit_scale("duration", merged["high"])
-    fig, axes = plt.subplots(
-        lines, columns, figsize=(WIDTH, 0.6 + 2.4 * lines), dpi=DPI, sharey=True, squeeze=False
-    )
+    fig = Figure(figsize=(WIDTH, 0.6 + 2.4 * lines), dpi=DPI)
+    axes = fig.subplots(lines, columns, sharey=True, squeeze=False)
     for ax in axes.flat[len(groups) :]:
         ax.set_visible(False)
     for ax, (key, group) in zip(axes.flat, groups, strict=False):
@@ -345,9 +371,7 @@ def _stacked_cpu(experiment: Any, rows: pd.DataFrame, spec: FigureSpec, title: s
         total = group["median"].to_numpy(dtype=float) / divisor
         ax.errorbar(positions, total, yerr=[total - group["low"] / divisor, group["high"] / divisor - total],
                     fmt="none", ecolor="black", capsize=2, linewidth=0.8)  # fmt: skip
-        ax.set_xticks(positions)
-        ax.set_xticklabels(_category_labels(experiment, group, bar_names), fontsize="x-small",
-                           rotation=45 if len(group) > 4 else 0, ha="right" if len(group) > 4 else "center")  # fmt: skip
+        _category_ticks(ax, _category_labels(experiment, group, bar_names), "x-small")
         ax.set_title(_label(experiment, series, key), fontsize="small")
         ax.grid(True, axis="y", alpha=0.3)
     per = spec.y_label or ("CPU" if spec.per is None else f"CPU per {spec.per}")
@@ -384,8 +408,14 @@ def render_figure(experiment_name: str, rows: pd.DataFrame, spec: FigureSpec) ->
             return None
         return _line_or_bars(experiment, rows, spec, metrics, spec.unit, spec.title or "Latency percentiles")
     if spec.kind == "metric":
-        return _line_or_bars(experiment, rows, spec, [(spec.metric, spec.title or spec.metric)], spec.unit,
-                             spec.title or spec.metric)  # fmt: skip
+        names = spec.metrics or (spec.metric,)
+        metrics = [
+            (m, m) for m in names if m in rows and not pd.to_numeric(rows[m], errors="coerce").isna().all()
+        ]
+        if not metrics:
+            return None
+        title = spec.title or spec.metric
+        return _line_or_bars(experiment, rows, spec, metrics, spec.unit, title)
     raise ValueError(f"unknown figure kind {spec.kind!r}")
 
 

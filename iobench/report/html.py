@@ -31,6 +31,7 @@ th, td { padding: 3px 9px; border-bottom: 1px solid #e5e5e5; text-align: right; 
 th { background: #f6f6f6; position: sticky; top: 0; }
 th:first-child, td:first-child { text-align: left; }
 td.reason { white-space: normal; text-align: left; }
+.warnings td, .warnings th { text-align: left; }
 code { font-size: 13px; background: #f3f3f3; padding: 0 3px; border-radius: 3px; }
 """
 
