@@ -48,13 +48,13 @@ class RenderedFigure:
     def png(self) -> bytes:
         """The figure as PNG bytes."""
         buffer = io.BytesIO()
-        self.figure.savefig(buffer, format="png")
+        self.figure.savefig(buffer, format="png", bbox_inches="tight")
         return buffer.getvalue()
 
     def svg(self) -> str:
         """The figure as SVG text (fonts as paths: no font needed where it is shown)."""
         buffer = io.StringIO()
-        self.figure.savefig(buffer, format="svg")
+        self.figure.savefig(buffer, format="svg", bbox_inches="tight")
         return buffer.getvalue()
 
     def close(self) -> None:
@@ -234,11 +234,17 @@ def _new_figure(height: float = HEIGHT) -> tuple[Figure, Any]:
 
 
 def _finish(fig: Figure, ax: Any, title: str, legend: bool) -> None:
+    """Title, grid and a legend placed where it hides nothing."""
     ax.set_title(title, fontsize="medium")
     ax.grid(True, which="major", alpha=0.3)
     if legend:
-        handles, _ = ax.get_legend_handles_labels()
-        if handles:
+        handles, labels = ax.get_legend_handles_labels()
+        if handles and max(len(label) for label in labels) > 28:
+            # Long labels (several runs) beside the plot would squeeze it to a sliver: below it.
+            ax.legend(
+                fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False
+            )
+        elif handles:
             # Outside the plot: a legend over the lines hides exactly what the reader wants.
             ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
@@ -270,7 +276,8 @@ def _line_or_bars(
     divisor, unit_label = _unit_scale(unit, everything)
     y_label = spec.y_label or (spec.title or metrics[0][1])
     y_label = f"{y_label}, {unit_label}" if unit_label else y_label
-    fig, ax = _new_figure()
+    long_labels = rows["run_id"].nunique() > 1 and bool(series)
+    fig, ax = _new_figure(HEIGHT + 1.2 if long_labels else HEIGHT)
     if numeric:
         assert x is not None
         colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
