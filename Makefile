@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint tlpi bench baseline bench-check bench-aa bench-fidelity clean
+.PHONY: install browser run test lint tlpi bench baseline bench-check bench-aa bench-fidelity clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,18 @@ run: install
 	$(BIN)/iobench run sweep bench_configs/quick.toml
 	$(BIN)/iobench report
 
+## browser: Debian chromium + chromium-driver for the report's browser test (needs root and apt-get;
+## otherwise says why and goes on: that test then skips with the reason)
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" != 0 ]; then echo "browser: not root, cannot apt-get install chromium chromium-driver"; \
+	elif ! command -v apt-get >/dev/null; then echo "browser: no apt-get here; install chromium + chromedriver by hand"; \
+	else (apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	      (apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null)) || \
+	      echo "browser: apt-get could not install chromium chromium-driver"; fi
+
 ## test: the whole test suite (real syscalls on small sizes)
-test: install
+test: install browser
 	$(BIN)/python -m pytest -q
 
 lint: install

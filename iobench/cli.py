@@ -410,25 +410,36 @@ def _results_option(purpose: str) -> click.Option:
 @cli.command("report", params=[_results_option("for run ids and the default")])
 @click.argument("runs", nargs=-1)
 @click.option(
+    "--format",
+    "formats",
+    default="html,md,png",
+    show_default=True,
+    metavar="LIST",
+    help="Comma-separated: html (one self-contained file, figures embedded), md (Markdown for a "
+    "PR comment or CI summary; links the PNGs when png is chosen), png, svg (one file per figure).",
+)
+@click.option(
     "--out",
     "out_dir",
     type=click.Path(path_type=Path),
     default=None,
     help="Where the report goes. [default: <first run>/report]",
 )
-def report_command(runs: tuple[str, ...], results_dir: Path, out_dir: Path | None) -> None:
-    """Write figures (PNG) and a Markdown table for runs (default: the latest).
+def report_command(runs: tuple[str, ...], formats: str, results_dir: Path, out_dir: Path | None) -> None:
+    """Write a report of runs (default: the latest): report.html, report.md and figures.
 
-    RUNS are run folders or run ids under --results. Several runs share figures.
+    RUNS are run folders or run ids under --results. Several runs (two machines, before and
+    after a change) share figures: one series per run.
 
-    Example: iobench report 20261121-170102-3fa9
+    Example: iobench report 20261121-170102-3fa9 20261122-091500-77aa --format html,md
     """
-    from iobench.report import build_report
+    from iobench.report import build_report, parse_formats
 
+    chosen = parse_formats(formats)
     paths = [_run_path(r, results_dir) for r in runs] or [latest_run(results_dir)]
     loaded = [load_run(p) for p in paths]
     destination = out_dir or (paths[0] / "report")
-    for path in build_report(loaded, destination):
+    for path in build_report(loaded, destination, chosen):
         click.echo(str(path))
 
 

@@ -153,7 +153,7 @@ def test_environment_variable_then_flag_precedence(runner: CliRunner, tmp_path: 
     assert len(pd.read_csv(run_dir(out) / "results.csv")) == 2
 
 
-def test_report_writes_png_and_markdown(runner: CliRunner, tmp_path: Path) -> None:
+def test_report_writes_html_png_and_markdown(runner: CliRunner, tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert (
         invoke(
@@ -183,7 +183,8 @@ def test_report_writes_png_and_markdown(runner: CliRunner, tmp_path: Path) -> No
     markdown = (report / "report.md").read_text()
     assert "| bs | Elapsed | Total CPU | User CPU | System CPU |" in markdown
     assert "mode=read" in markdown and "mode=write" in markdown
-    assert "![rw-buffer throughput](rw-buffer-throughput.png)" in markdown
+    assert "](rw-buffer-throughput.png)" in markdown and "What this shows" in markdown
+    assert (report / "report.html").stat().st_size > 10_000
 
 
 def _bad(tmp_path: Path) -> list[tuple[list[str], str]]:

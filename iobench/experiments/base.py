@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from iobench.engine.counters import Scope
 from iobench.loops import pyloops
 from iobench.params import Param, choice_param
+
+if TYPE_CHECKING:  # pandas is only needed by reports; experiments must import fast
+    import pandas as pd
 
 Unit = Literal["duration", "size", "rate", "count", "ratio", "percent", "text"]
 
@@ -30,6 +33,34 @@ class Column:
     per: str | None = None
     scale: float = 1.0
     relative_to: tuple[str, str] | None = None
+
+
+FigureKind = Literal["throughput", "stacked_cpu", "percentiles", "metric"]
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """One report figure, drawn by ``iobench.report.figures`` from the per-case summary.
+
+    Kinds: ``throughput`` (bytes/s against ``x``, log2 axis), ``stacked_cpu`` (user and
+    system CPU stacked, per ``per``/``scale`` when given), ``percentiles`` (one line per
+    metric in ``metrics``, e.g. lat_p50_ns/lat_p99_ns), ``metric`` (``metric`` against ``x``,
+    divided by ``per`` and multiplied by ``scale`` like a Column). ``x`` defaults to the
+    experiment's x_param; with no axis at all the figure has one bar per case. A figure whose
+    metrics are absent from the run is skipped, so a default may name optional metrics.
+    """
+
+    kind: FigureKind
+    title: str = ""
+    metric: str = ""
+    metrics: tuple[str, ...] = ()
+    unit: Unit = "count"
+    per: str | None = None
+    scale: float = 1.0
+    x: str | None = None
+    log_y: bool = False
+    #: Words after the value on the y axis, e.g. "per MiB" (the unit itself is added).
+    y_label: str = ""
 
 
 #: TLPI Table 13-1's columns plus the counters that prove what happened.
@@ -84,6 +115,8 @@ class Experiment:
     throughput_figure: ClassVar[bool] = False
     #: Columns of the summary table printed after a run and in reports.
     columns: ClassVar[tuple[Column, ...]] = BOOK_COLUMNS
+    #: Report figures that answer this experiment's question (empty: ``default_figures``).
+    figures: ClassVar[tuple[FigureSpec, ...]] = ()
 
     #: The inner loops to time with: the engine sets the native module or pyloops (same API).
     loops: ModuleType = pyloops
@@ -100,6 +133,52 @@ class Experiment:
         its rows say ``engine=python``.
         """
         return False
+
+    @classmethod
+    def report_figures(cls) -> tuple[FigureSpec, ...]:
+        """The figures a report draws: ``figures`` if declared, else generic ones.
+
+        Generic: throughput when ``throughput_figure`` is set, else the first numeric table
+        column; plus latency percentiles when the run recorded lat_p50_ns/lat_p99_ns.
+        """
+        if cls.figures:
+            return cls.figures
+        specs: list[FigureSpec] = []
+        if cls.throughput_figure:
+            specs.append(FigureSpec("throughput"))
+        else:
+            first = next((c for c in cls.columns if c.unit != "text" and c.relative_to is None), None)
+            if first is not None:
+                specs.append(
+                    FigureSpec(
+                        "metric",
+                        title=first.title,
+                        metric=first.metric,
+                        unit=first.unit,
+                        per=first.per,
+                        scale=first.scale,
+                    )
+                )
+        specs.append(
+            FigureSpec(
+                "percentiles",
+                title="Latency percentiles",
+                metrics=("lat_p50_ns", "lat_p99_ns"),
+                unit="duration",
+                log_y=True,
+            )
+        )
+        return tuple(specs)
+
+    @classmethod
+    def explain(cls, summary: pd.DataFrame) -> list[str]:
+        """Sentences for "what this shows", computed from one run's summary rows of this
+        experiment (``iobench.report.tables.summarize``). Return [] when the cases needed are
+        absent. The default compares the cases on the first numeric table column.
+        """
+        from iobench.report.explain import generic_sentences
+
+        return generic_sentences(cls, summary)
 
     @classmethod
     def check_case(cls, case: dict[str, Any]) -> None:

@@ -8,14 +8,17 @@ import resource
 import threading
 import time
 from array import array
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from iobench.engine.stats import percentiles
 from iobench.errors import UnsupportedCase
 from iobench.experiments import register
-from iobench.experiments.base import Column, Experiment
+from iobench.experiments.base import Column, Experiment, FigureSpec
 from iobench.loops.children import Child, fork_child
 from iobench.params import Kind, Param, choice_param
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _WAIT_S = 60.0
 
@@ -72,6 +75,34 @@ class ContextSwitch(Experiment):
         Column("Involuntary here", "ctx_invol"),
         Column("read()s", "syscalls_read"),
     )
+
+    figures = (
+        FigureSpec(
+            "percentiles", title="Round-trip latency", metrics=("lat_p50_ns", "lat_p99_ns", "lat_max_ns"),
+            unit="duration", log_y=True,
+        ),
+        FigureSpec("metric", title="Voluntary switches per round trip", metric="ctx_vol", per="ops",
+                   unit="ratio", y_label="switches per round trip"),
+    )  # fmt: skip
+
+    @classmethod
+    def explain(cls, summary: pd.DataFrame) -> list[str]:
+        """Round-trip p50/p99 per mode and switches per round trip."""
+        from iobench.report import explain as ex
+        from iobench.units import format_duration
+
+        parts = []
+        for _, row in summary.iterrows():
+            if not ex.finite(row.get("lat_p50_ns")):
+                continue
+            switches = row["ctx_vol"] / row["ops"] if ex.finite(row.get("ctx_vol")) and row["ops"] else None
+            parts.append(
+                f"{row['mode']} {format_duration(row['lat_p50_ns'])} (p99 {format_duration(row['lat_p99_ns'])}"
+                + (f", {switches:.2g} switches per round trip here" if switches is not None else "")
+                + ")"
+            )
+        return ["Median round trip: " + "; ".join(parts) + "."] if parts else []
+
     # Defaults so teardown works even when prepare never ran.
     _child: Child | None = None
     _fds: list[int] = []  # noqa: RUF012 - replaced per instance, never mutated in place

@@ -5,15 +5,18 @@ from __future__ import annotations
 import errno
 import mmap
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from iobench.engine import cache
 from iobench.errors import UnsupportedCase
 from iobench.experiments import register
-from iobench.experiments.base import Column, Experiment, cache_param
+from iobench.experiments.base import Column, Experiment, FigureSpec, cache_param
 from iobench.loops.files import create_random_file
 from iobench.loops.verify import file_matches_pattern
 from iobench.params import Kind, Param, choice_param, size_param
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MIB = 1 << 20
 
@@ -73,6 +76,35 @@ class DirectIo(Experiment):
         Column("Disk written", "disk_write_bytes", "size"),
         Column("Cached after", "resident_after", "percent"),
     )
+
+    figures = (FigureSpec("throughput", title="O_DIRECT vs buffered throughput"),)
+
+    @classmethod
+    def explain(cls, summary: pd.DataFrame) -> list[str]:
+        """O_DIRECT against buffered IO per mode and bs."""
+        from iobench.report import explain as ex
+        from iobench.units import format_rate
+
+        out = []
+        for mode in ("read", "write"):
+            parts = []
+            for bs in sorted(ex.select(summary, mode=mode)["bs"].unique()) if "bs" in summary else []:
+                direct = ex.one(summary, "bytes_per_s", mode=mode, io="direct", bs=bs, align="aligned")
+                buffered = ex.one(summary, "bytes_per_s", mode=mode, io="buffered", bs=bs)
+                if direct and buffered:
+                    parts.append(
+                        f"{format_rate(direct)} vs {format_rate(buffered)} at bs={ex.fmt(cls.name, 'bs', bs)} "
+                        f"({ex.versus(direct / buffered)})"
+                    )
+            if parts:
+                out.append(f"O_DIRECT {mode}s vs buffered: " + "; ".join(parts) + ".")
+        if out:
+            out.append(
+                "Without the page cache every call waits for the device, so O_DIRECT only catches up with "
+                "large blocks; on tmpfs it would still be served from RAM (see the target above)."
+            )
+        return out
+
     _fd: int | None = None
     _mapping: mmap.mmap | None = None
 

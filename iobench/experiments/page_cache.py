@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 import random
 from array import array
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from iobench.engine import cache
 from iobench.experiments import register
-from iobench.experiments.base import Column, Experiment, cache_param
+from iobench.experiments.base import Column, Experiment, FigureSpec, cache_param
 from iobench.loops.buffers import page_aligned_buffer
 from iobench.loops.files import create_random_file
 from iobench.params import Kind, Param, choice_param
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MIB = 1 << 20
 _FADVICE = {
@@ -62,6 +65,45 @@ class PageCache(Experiment):
         Column("Resident before", "resident_before", "percent"),
         Column("Cached after", "resident_after", "percent"),
     )
+
+    figures = (
+        FigureSpec("metric", title="Time per pread", metric="elapsed_ns", per="ops", unit="duration", log_y=True),
+        FigureSpec("metric", title="Read amplification (disk bytes per byte read)", metric="disk_read_bytes",
+                   per="bytes", unit="ratio", y_label="disk bytes per byte"),
+    )  # fmt: skip
+
+    @classmethod
+    def explain(cls, summary: pd.DataFrame) -> list[str]:
+        """Cold vs warm, random vs sequential, and what fadvise(RANDOM) does to read-ahead."""
+        from iobench.report import explain as ex
+        from iobench.units import format_duration
+
+        out = []
+
+        def per_read(**params: str) -> float | None:
+            return ex.per(summary, "elapsed_ns", "ops", **params)
+
+        cold = per_read(pattern="sequential", cache="cold", advice="normal")
+        warm = per_read(pattern="sequential", cache="warm", advice="normal")
+        if cold and warm:
+            out.append(
+                f"A sequential pread costs {format_duration(cold)} cold and {format_duration(warm)} warm "
+                f"({ex.times(cold / warm)}): the page cache is the difference."
+            )
+        rand = per_read(pattern="random", cache="cold", advice="normal")
+        if cold and rand:
+            out.append(
+                f"Cold random preads cost {ex.times(rand / cold)} as much as sequential ones: read-ahead only helps "
+                "a reader it can predict."
+            )
+        no_ahead = per_read(pattern="sequential", cache="cold", advice="random")
+        if cold and no_ahead:
+            out.append(
+                f"fadvise(RANDOM) turns read-ahead off, and the same sequential cold read became "
+                f"{ex.times(no_ahead / cold)} slower."
+            )
+        return out
+
     _fd: int | None = None
 
     def space_needed(self) -> int:

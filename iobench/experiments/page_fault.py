@@ -6,14 +6,17 @@ import mmap
 import os
 import resource
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from iobench.engine import cache
 from iobench.experiments import register
-from iobench.experiments.base import Column, Experiment
+from iobench.experiments.base import Column, Experiment, FigureSpec
 from iobench.loops.children import fork_child
 from iobench.loops.files import create_random_file
 from iobench.params import choice_param, size_param
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PAGE = mmap.PAGESIZE
 _CHUNK = 1 << 20
@@ -68,6 +71,37 @@ class PageFault(Experiment):
         Column("Disk read", "disk_read_bytes", "size"),
         Column("Resident before", "resident_before", "percent"),
     )
+
+    figures = (
+        FigureSpec("metric", title="Faults per page", metrics=("minflt", "majflt", "child_minflt"), per="pages",
+                   unit="ratio", y_label="faults per page"),
+        FigureSpec("metric", title="Time per page", metric="elapsed_ns", per="pages", unit="duration"),
+    )  # fmt: skip
+
+    @classmethod
+    def explain(cls, summary: pd.DataFrame) -> list[str]:
+        """Faults per page: fresh memory, COW after fork, cold file with and without read-ahead."""
+        from iobench.report import explain as ex
+
+        out = []
+        anon = ex.per(summary, "minflt", "pages", mode="anon")
+        if anon is not None:
+            out.append(
+                f"Touching fresh anonymous memory took {anon:.2f} minor faults per page (demand paging)."
+            )
+        cow = ex.per(summary, "child_minflt", "pages", mode="cow")
+        if cow is not None:
+            out.append(f"After fork, the child's writes took {cow:.2f} minor faults per page: copy-on-write.")
+        off = ex.per(summary, "majflt", "pages", mode="file-cold", readahead="off")
+        on_major = ex.per(summary, "majflt", "pages", mode="file-cold", readahead="on")
+        on_minor = ex.per(summary, "minflt", "pages", mode="file-cold", readahead="on")
+        if off is not None:
+            sentence = f"A cold file-backed mapping without read-ahead took {off:.2f} major faults per page"
+            if on_major is not None and on_minor is not None:
+                sentence += f"; with read-ahead {on_major + on_minor:.3f} faults per page in all"
+            out.append(sentence + ".")
+        return out
+
     # Defaults so teardown works even when prepare never ran.
     _mapping: mmap.mmap | None = None
     _go: tuple[int, int] | None = None

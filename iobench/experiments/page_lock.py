@@ -7,14 +7,17 @@ import mmap
 import os
 import resource
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from iobench.errors import UnsupportedCase
 from iobench.experiments import register
-from iobench.experiments.base import Column, Experiment
+from iobench.experiments.base import Column, Experiment, FigureSpec
 from iobench.loops import libc
 from iobench.loops.children import run_in_child
 from iobench.params import choice_param, size_param
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PAGE = mmap.PAGESIZE
 
@@ -96,6 +99,43 @@ class PageLock(Experiment):
         Column("Faults in mlock", "mlock_minflt"),
         Column("As uid", "ran_as_uid"),
     )
+
+    figures = (
+        FigureSpec("metric", title="mlock time per page", metric="mlock_ns", per="pages", unit="duration"),
+    )
+
+    @classmethod
+    def explain(cls, summary: pd.DataFrame) -> list[str]:
+        """RLIMIT_MEMLOCK, what happened past it, and how Linux's limit differs from seed 001's."""
+        from iobench.report import explain as ex
+        from iobench.units import format_size
+
+        out = []
+        limit = summary["limit_bytes"].dropna() if "limit_bytes" in summary else summary.iloc[0:0]
+        if not limit.empty:
+            out.append(
+                f"RLIMIT_MEMLOCK was {format_size(limit.iloc[0])} per process here; seed 001 describes Windows "
+                "capping locked pages system-wide (about 1/8 of RAM): on Linux the limit is per process and "
+                "root (CAP_IPC_LOCK) may exceed it."
+            )
+        over = ex.select(summary, mode="over-limit")
+        if not over.empty:
+            errno = over["mlock_errno"].iloc[0] if "mlock_errno" in over else None
+            if over["locked"].astype(str).iloc[0] == "False":
+                out.append(
+                    f"Locking past the limit was refused with {errno}, recorded as a result, not a crash."
+                )
+            else:
+                out.append("Locking past the limit succeeded.")
+        privileged = ex.select(summary, mode="over-limit-privileged")
+        if not privileged.empty and privileged["locked"].astype(str).iloc[0] == "True":
+            out.append("With privilege the same request past the limit succeeded.")
+        per_page = ex.per(summary.sort_values("size"), "mlock_ns", "pages", mode="lock")
+        if per_page is not None:
+            out.append(
+                f"mlock of the smallest locked size cost {per_page:,.0f} ns per page (faulting pages in)."
+            )
+        return out
 
     @classmethod
     def irrelevant_params(cls, case: dict[str, Any]) -> frozenset[str]:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from iobench.experiments import register
-from iobench.experiments.base import Column, Experiment
+from iobench.experiments.base import Column, Experiment, FigureSpec
 from iobench.params import Kind, Param, choice_param
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _loop(function: Any, calls: int) -> None:
@@ -46,10 +49,41 @@ class Syscall(Experiment):
         Column("Calls", "ops"),
     )
 
+    figures = (
+        FigureSpec("metric", title="Time per call", metric="elapsed_ns", per="ops", unit="duration"),
+        FigureSpec("stacked_cpu", title="CPU per call: user vs system", per="ops", y_label="CPU per call"),
+    )
+
     @classmethod
     def uses_loops(cls, case: dict[str, Any]) -> bool:
         # call=python measures the interpreter's own call: it has no native twin by design.
         return case["call"] != "python"
+
+    @classmethod
+    def explain(cls, summary: pd.DataFrame) -> list[str]:
+        """ns per null syscall next to a pure-Python call, and the kernel's share."""
+        from iobench.report import explain as ex
+        from iobench.units import format_duration
+
+        times = {
+            c: ex.per(summary, "elapsed_ns", "ops", call=c)
+            for c in ("getppid", "read0", "vdso-clock", "python")
+        }
+        out = []
+        sys_call, python = times["getppid"], times["python"]
+        if sys_call and python:
+            share = ex.per(summary, "sys_ns", "cpu_ns", call="getppid")
+            out.append(
+                f"A null syscall (getppid) costs {format_duration(sys_call)} per call from Python, a pure-Python "
+                f"call {format_duration(python)}: entering the kernel adds about {format_duration(sys_call - python)}"
+                + (f"; {share:.0%} of the syscall's CPU time is in the kernel." if share is not None else ".")
+            )
+        if times["vdso-clock"] and sys_call:
+            out.append(
+                f"clock_gettime through the vDSO costs {format_duration(times['vdso-clock'])}: no kernel entry "
+                "at all."
+            )
+        return out
 
     def prepare(self) -> None:
         self._fd: int | None = None

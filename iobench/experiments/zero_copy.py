@@ -8,15 +8,18 @@ import socket
 import struct
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from iobench.errors import UnsupportedCase
 from iobench.experiments import register
-from iobench.experiments.base import Column, Experiment
+from iobench.experiments.base import Column, Experiment, FigureSpec
 from iobench.loops.children import Child, fork_child
 from iobench.loops.files import create_random_file, open_new
 from iobench.loops.verify import file_digest
 from iobench.params import choice_param, size_param
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -97,6 +100,44 @@ class ZeroCopy(Experiment):
         Column("write()s", "syscalls_write"),
         Column("Calls", "ops"),
     )
+
+    figures = (
+        FigureSpec("stacked_cpu", title="CPU per GiB copied: user vs system", per="bytes", scale=GIB,
+                   y_label="CPU per GiB"),
+        FigureSpec("throughput", title="Throughput per method"),
+    )  # fmt: skip
+
+    @classmethod
+    def explain(cls, summary: pd.DataFrame) -> list[str]:
+        """CPU per GiB of read+write vs the zero-copy calls, and throughput."""
+        from iobench.report import explain as ex
+        from iobench.units import format_duration, format_rate
+
+        out = []
+        base = ex.per(summary, "cpu_ns", "bytes", method="read-write")
+        others = [
+            (m, ex.per(summary, "cpu_ns", "bytes", method=m))
+            for m in ("sendfile", "copy_file_range", "splice")
+        ]
+        others = [(m, v) for m, v in others if v is not None]
+        if base and others:
+            out.append(
+                f"Copying a file with read+write cost {format_duration(base * GIB)} of CPU per GiB; "
+                + ", ".join(f"{m} {format_duration(v * GIB)} ({ex.times(v / base)})" for m, v in others)
+                + "."
+            )
+        rates = summary.dropna(subset=["bytes_per_s"])
+        if len(rates) > 1:
+            best = rates.loc[rates["bytes_per_s"].idxmax()]
+            out.append(f"Fastest: {best['method']} at {format_rate(best['bytes_per_s'])}.")
+        plain = ex.one(summary, "bytes_per_s", method="tcp-sendall")
+        zero = ex.one(summary, "bytes_per_s", method="tcp-sendfile")
+        if plain and zero:
+            out.append(
+                f"To a TCP socket, sendfile moved data {ex.times(zero / plain)} as fast as read+sendall."
+            )
+        return out
+
     _src: int | None = None
     _dst: int | None = None
     _pipe: tuple[int, int] | None = None

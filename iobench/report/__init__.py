@@ -1,31 +1,57 @@
-"""Reports: figures (PNG) and a Markdown summary of one or more runs."""
+"""Reports of one or more runs: a self-contained HTML file, a Markdown summary, figure files."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
-import pandas as pd
-
-from iobench.report.figures import throughput_figure
+from iobench.errors import IobenchError
+from iobench.report.figures import save_figure
+from iobench.report.html import render_html
 from iobench.report.markdown import render_markdown
-from iobench.report.tables import summarize
+from iobench.report.model import build_model
 from iobench.results import ResultSet
 
+FORMATS = ("html", "md", "png", "svg")
+DEFAULT_FORMATS = ("html", "md", "png")
 
-def build_report(runs: list[ResultSet], out_dir: Path) -> list[Path]:
-    """Write ``report.md`` and one PNG per experiment with an axis; returns the files written."""
+
+def parse_formats(raw: str) -> tuple[str, ...]:
+    """``html,md`` -> ("html", "md"); IobenchError naming the bad value otherwise."""
+    chosen = [part.strip().lower() for part in raw.split(",") if part.strip()]
+    if not chosen:
+        raise IobenchError(f"--format: choose one or more of {', '.join(FORMATS)}")
+    for part in chosen:
+        if part not in FORMATS:
+            raise IobenchError(f"--format: {part!r} is not one of {', '.join(FORMATS)}")
+    return tuple(dict.fromkeys(chosen))
+
+
+def build_report(
+    runs: list[ResultSet], out_dir: Path, formats: Iterable[str] = DEFAULT_FORMATS
+) -> list[Path]:
+    """Write the report of ``runs`` into ``out_dir`` in the given formats; returns the files."""
+    formats = tuple(formats)
     out_dir.mkdir(parents=True, exist_ok=True)
-    frame = pd.concat([run.frame for run in runs], ignore_index=True)
-    summary = summarize(frame)
+    model = build_model(runs, draw=any(f in formats for f in ("html", "png", "svg")))
     written: list[Path] = []
-    figures: dict[str, str] = {}
-    if not summary.empty:
-        for experiment_name in summary["experiment"].unique():
-            figure_path = throughput_figure(summary, str(experiment_name), out_dir)
-            if figure_path is not None:
-                figures[str(experiment_name)] = figure_path.name
-                written.append(figure_path)
-    markdown_path = out_dir / "report.md"
-    markdown_path.write_text(render_markdown(runs, summary, figures))
-    written.append(markdown_path)
+    images: dict[str, str] = {}
+    for section in model.sections:
+        for figure in section.figures:
+            for fmt in ("png", "svg"):
+                if fmt in formats:
+                    path = save_figure(figure, out_dir, fmt)
+                    written.append(path)
+                    images.setdefault(figure.stem, path.name)
+    if "html" in formats:
+        path = out_dir / "report.html"
+        path.write_text(render_html(model), encoding="utf-8")
+        written.append(path)
+    if "md" in formats:
+        path = out_dir / "report.md"
+        path.write_text(render_markdown(model, images), encoding="utf-8")
+        written.append(path)
+    for section in model.sections:
+        for figure in section.figures:
+            figure.close()
     return written

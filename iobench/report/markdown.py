@@ -1,69 +1,67 @@
-"""The Markdown summary: host facts, warnings, and the book-shaped table per experiment."""
+"""The Markdown report: compact enough for a pull-request comment or a CI job summary."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from iobench.experiments import get_experiment
-from iobench.report.tables import book_table, describe_group
-from iobench.results import ResultSet
-from iobench.units import format_size
+from iobench.report.model import ReportModel, RunHeader, Section
 
 
 def frame_to_markdown(table: pd.DataFrame) -> str:
     """A pipe table (no tabulate dependency): header, separator, rows."""
     header = "| " + " | ".join(table.columns) + " |"
     separator = "|" + "|".join("---:" if i else "---" for i in range(len(table.columns))) + "|"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    body = [
+        "| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |"
+        for row in table.itertuples(index=False)
+    ]
     return "\n".join([header, separator, *body])
 
 
-def _run_header(run: ResultSet) -> list[str]:
-    meta = run.meta
-    host = meta.get("host", {})
-    target = meta.get("target", {})
-    lines = [
-        f"## Run `{run.run_id}` ({meta.get('status')})",
-        "",
-        f"- command: `{' '.join(meta.get('command', []))}`",
-        f"- started {meta.get('started')}, finished {meta.get('finished', '-')}",
-        f"- host: {host.get('hostname')}, kernel {host.get('kernel')}, {host.get('cpu_model')} "
-        f"x{host.get('cpu_count')}, {format_size(host.get('memory_total_bytes') or 0)} RAM, "
-        f"Python {host.get('python')}",
-        f"- target: `{target.get('path')}` on {target.get('fs_type')} ({target.get('mount_source')}, "
-        f"device {target.get('block_device')}, scheduler {target.get('scheduler')}, "
-        f"rotational {target.get('rotational')})",
-        f"- engine: {meta.get('engine')}; syscall counters from `{meta.get('counter_source')}`",
-    ]
-    warnings = meta.get("warnings") or []
-    if warnings:
-        lines += ["", "**Warnings**", ""] + [f"- {w}" for w in warnings]
+def _run_header(run: RunHeader) -> list[str]:
+    lines = [f"## Run `{run.label}` ({run.status})", ""]
+    lines += [f"- {name}: {value}" for name, value in run.facts]
+    if run.warnings:
+        lines += ["", "**Warnings**", ""] + [f"- {w}" for w in run.warnings]
+    if run.not_run:
+        lines += ["", f"**{len(run.not_run)} case(s) did not run**", ""]
+        lines += [
+            f"- {experiment} `{case}`: {status}: {reason}" for experiment, case, status, reason in run.not_run
+        ]
     return [*lines, ""]
 
 
-def render_markdown(runs: list[ResultSet], summary: pd.DataFrame, figures: dict[str, str]) -> str:
-    """The whole report as Markdown text."""
+def _section(section: Section, images: dict[str, str]) -> list[str]:
+    lines = [f"## {section.name}", "", f"{section.summary}. *Seed idea:* {section.seed_idea}", ""]
+    if section.explanations:
+        lines += ["**What this shows**", ""]
+        for label, sentences in section.explanations:
+            lines += [f"*{label}:*", ""] if label else []
+            lines += [f"- {sentence}" for sentence in sentences] + [""]
+    for figure in section.figures:
+        if figure.stem in images:
+            lines += [f"![{section.name} {figure.title}]({images[figure.stem]})", ""]
+    for heading, table in section.tables:
+        lines += [f"**{heading}**" if heading else "", "", frame_to_markdown(table), ""]
+    if section.not_run:
+        lines += ["Cases that did not run:", ""]
+        lines += [f"- `{case}`: {status}: {reason}" for case, status, reason in section.not_run]
+        lines.append("")
+    return lines
+
+
+def render_markdown(model: ReportModel, images: dict[str, str] | None = None) -> str:
+    """The whole report as Markdown. ``images`` maps figure stems to written image files;
+    figures without a file are left out (no broken links when only Markdown is written).
+    """
+    images = images or {}
     lines = ["# iobench report", ""]
-    for run in runs:
+    for run in model.runs:
         lines += _run_header(run)
-    if summary.empty:
+    if not model.sections:
         lines.append("No repetitions finished in these runs.")
         return "\n".join(lines) + "\n"
-    for experiment_name in summary["experiment"].unique():
-        experiment = get_experiment(str(experiment_name))
-        lines += [
-            f"## {experiment.name}",
-            "",
-            f"{experiment.summary}. Seed idea: {experiment.seed_idea}",
-            "",
-        ]
-        if experiment.name in figures:
-            lines += [f"![{experiment.name} throughput]({figures[experiment.name]})", ""]
-        for key, table in book_table(summary, experiment.name):
-            lines += [
-                f"**{describe_group(experiment.name, key)}**",
-                "",
-                frame_to_markdown(table),
-                "",
-            ]
+    lines += ["Experiments: " + ", ".join(f"[{s.name}](#{s.name})" for s in model.sections), ""]
+    for section in model.sections:
+        lines += _section(section, images)
     return "\n".join(lines) + "\n"

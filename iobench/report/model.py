@@ -1,0 +1,174 @@
+"""What a report says, independent of its format: run headers and one section per experiment.
+
+``build_model`` does all the computing (summaries, figures, explanations, tables); the HTML
+and Markdown writers only lay it out, so both say the same thing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from iobench.experiments import get_experiment
+from iobench.report.figures import RenderedFigure, experiment_figures
+from iobench.report.tables import book_table, describe_group, summarize
+from iobench.results import ResultSet
+from iobench.units import format_size
+
+
+@dataclass
+class RunHeader:
+    """One run's identity, host facts and warnings."""
+
+    label: str
+    run_id: str
+    status: str
+    facts: list[tuple[str, str]]
+    warnings: list[str]
+    #: (experiment, case, status, reason) of cases that did not run.
+    not_run: list[tuple[str, str, str, str]]
+
+
+@dataclass
+class Section:
+    """One experiment: its question, figures, explanation and book-shaped tables."""
+
+    name: str
+    summary: str
+    seed_idea: str
+    figures: list[RenderedFigure] = field(default_factory=list)
+    #: (run label or "", sentences) per run.
+    explanations: list[tuple[str, list[str]]] = field(default_factory=list)
+    tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
+    not_run: list[tuple[str, str, str]] = field(default_factory=list)
+
+    @property
+    def anchor(self) -> str:
+        """The HTML id of the section."""
+        return f"exp-{self.name}"
+
+
+@dataclass
+class ReportModel:
+    """Everything a report shows."""
+
+    runs: list[RunHeader]
+    sections: list[Section]
+
+
+def run_labels(runs: list[ResultSet]) -> dict[str, str]:
+    """Series names: the run id, or host + short id when the runs come from different hosts."""
+    hosts = {str(run.meta.get("host", {}).get("hostname")) for run in runs}
+    labels = {}
+    for run in runs:
+        if len(hosts) > 1:
+            labels[run.run_id] = f"{run.meta.get('host', {}).get('hostname')} {run.run_id[-4:]}"
+        else:
+            labels[run.run_id] = run.run_id
+    return labels
+
+
+def _facts(run: ResultSet) -> list[tuple[str, str]]:
+    meta = run.meta
+    host = meta.get("host", {})
+    target = meta.get("target", {})
+    memory = format_size(host.get("memory_total_bytes") or 0)
+    pinned = meta.get("cpu_pinned")
+    return [
+        ("command", " ".join(meta.get("command", []))),
+        ("time", f"{meta.get('started')} to {meta.get('finished', '-')}"),
+        (
+            "host",
+            f"{host.get('hostname')}: kernel {host.get('kernel')}, {host.get('cpu_model')} x{host.get('cpu_count')}"
+            f"{' (VM)' if host.get('hypervisor') else ''}, {memory} RAM, Python {host.get('python')}",
+        ),
+        (
+            "target",
+            f"{target.get('path')} on {target.get('fs_type')} ({target.get('mount_source')}, device "
+            f"{target.get('block_device')}, scheduler {target.get('scheduler')}, "
+            f"{'rotational' if target.get('rotational') else 'non-rotational'})",
+        ),
+        (
+            "engine",
+            f"{meta.get('engine')}; syscall counts from {meta.get('counter_source')}"
+            f"{f'; pinned to CPU {pinned}' if pinned is not None else ''}",
+        ),
+    ]
+
+
+def _not_run(run: ResultSet) -> list[tuple[str, str, str, str]]:
+    frame = run.frame
+    if frame.empty or "status" not in frame:
+        return []
+    bad = frame[frame["status"] != "ok"].drop_duplicates(subset=["experiment", "case"])
+    reasons = bad["status_reason"] if "status_reason" in bad else pd.Series([""] * len(bad), index=bad.index)
+    return [
+        (str(r["experiment"]), str(r["case"]), str(r["status"]), str(reason) if reason == reason else "")
+        for (_, r), reason in zip(bad.iterrows(), reasons, strict=True)
+    ]
+
+
+def _header(run: ResultSet, label: str) -> RunHeader:
+    not_run = _not_run(run)
+    # Case warnings repeat what the not-run table says, one long line each: keep the table.
+    cases = {case for _, case, _, _ in not_run}
+    warnings = [
+        str(w)
+        for w in run.meta.get("warnings") or []
+        if not any(str(w).startswith(f"{case} (") for case in cases)
+    ]
+    return RunHeader(label, run.run_id, str(run.meta.get("status")), _facts(run), warnings, not_run)
+
+
+def _experiment_names(runs: list[ResultSet]) -> list[str]:
+    names: dict[str, None] = {}
+    for run in runs:
+        if "experiment" in run.frame:
+            names.update(dict.fromkeys(str(n) for n in run.frame["experiment"].dropna().unique()))
+    return list(names)
+
+
+def _explanations(name: str, summary: pd.DataFrame, labels: list[str]) -> list[tuple[str, list[str]]]:
+    experiment = get_experiment(name)
+    out = []
+    for label in labels:
+        rows = (
+            summary[(summary["experiment"] == name) & (summary["run_id"] == label)]
+            if not summary.empty
+            else summary
+        )
+        if rows.empty:
+            continue
+        sentences = experiment.explain(rows.reset_index(drop=True))
+        if sentences:
+            out.append((label if len(labels) > 1 else "", sentences))
+    return out
+
+
+def build_model(runs: list[ResultSet], draw: bool = True) -> ReportModel:
+    """Summaries, figures (when ``draw``), explanations and tables for these runs."""
+    labels = run_labels(runs)
+    headers = [_header(run, labels[run.run_id]) for run in runs]
+    frames = [run.frame.assign(run_id=labels[run.run_id]) for run in runs if not run.frame.empty]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    summary = summarize(frame) if not frame.empty else pd.DataFrame()
+    ok = frame[frame["status"] == "ok"] if not frame.empty else frame
+    sections = []
+    for name in _experiment_names(runs):
+        experiment = get_experiment(name)
+        section = Section(name, experiment.summary, experiment.seed_idea)
+        rows = ok[ok["experiment"] == name].dropna(axis=1, how="all") if not ok.empty else ok
+        if draw and not rows.empty:
+            section.figures = experiment_figures(name, rows)
+        if not summary.empty and name in set(summary["experiment"]):
+            section.explanations = _explanations(name, summary, list(labels.values()))
+            section.tables = [(describe_group(name, key), table) for key, table in book_table(summary, name)]
+        section.not_run = [
+            (f"{header.label}: {case}" if len(runs) > 1 else case, status, reason)
+            for header in headers
+            for experiment_name, case, status, reason in header.not_run
+            if experiment_name == name
+        ]
+        sections.append(section)
+    return ReportModel(headers, sections)
