@@ -91,7 +91,8 @@ def _facts(run: ResultSet) -> list[tuple[str, str]]:
         ),
         (
             "engine",
-            f"{meta.get('engine')}; syscall counts from {meta.get('counter_source')}"
+            f"{meta.get('engine')} (C extension {meta.get('native_engine', 'not recorded')}); "
+            f"syscall counts from {meta.get('counter_source')}"
             f"{f'; pinned to CPU {pinned}' if pinned is not None else ''}",
         ),
     ]

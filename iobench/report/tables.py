@@ -46,6 +46,8 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
         for name in params:
             record[name] = group[name].iloc[0]
         record["reps"] = len(group)
+        if "engine" in group.columns:  # which loops measured it: native C or Python
+            record["engine"] = _combine(group["engine"])
         for column in group.columns:
             if column not in _IDENTITY and column not in params:
                 record[column] = _combine(group[column])
