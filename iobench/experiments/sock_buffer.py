@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import struct
-import time
 from typing import Any
 
 from iobench.experiments import register
@@ -13,6 +12,7 @@ from iobench.loops.children import Child, fork_child
 from iobench.loops.sockets import (
     SOCKET_TIMEOUT_S,
     connect_loopback,
+    drain_to_eof,
     effective_buffers,
     loopback_listener,
     set_blocking_timeouts,
@@ -21,26 +21,6 @@ from iobench.loops.sockets import (
 from iobench.params import choice_param, size_param
 
 GIB = 1 << 30
-RECV_CHUNK = 256 << 10
-
-
-def _drain(sock: socket.socket, others: list[socket.socket]) -> tuple[int, int, int]:
-    """The receiving child: read to EOF, send the byte count back.
-
-    Returns (bytes, CPU ns of the receive loop, SO_RCVBUF at the end: autotuning grows it).
-    """
-    for other in others:  # only our own end: if the parent dies we see EOF, not a hang
-        other.close()
-    buffer = bytearray(RECV_CHUNK)
-    recv_into, total = sock.recv_into, 0
-    cpu_start = time.thread_time_ns()
-    while got := recv_into(buffer):
-        total += got
-    cpu_ns = time.thread_time_ns() - cpu_start
-    rcvbuf_end = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-    sock.sendall(struct.pack("q", total))
-    sock.close()
-    return total, cpu_ns, rcvbuf_end
 
 
 @register
@@ -130,7 +110,7 @@ class SockBuffer(Experiment):
         rcv, _ = effective_buffers(self._receiver)
         _, snd = effective_buffers(self._sender)
         receiver, others = self._receiver, [s for s in (self._sender, self._listener) if s is not None]
-        self._child = fork_child(lambda: _drain(receiver, others))
+        self._child = fork_child(lambda: drain_to_eof(receiver, others))
         # The child owns the receiving end now; ours would only keep it open.
         self._receiver.close()
         self._receiver = None

@@ -10,6 +10,7 @@ import os
 import resource
 import socket
 import struct
+import time
 
 from iobench.errors import UnsupportedCase
 
@@ -119,3 +120,22 @@ def tcp_kernel_memory_bytes() -> int | None:
     except (OSError, ValueError):
         return None
     return None
+
+
+def drain_to_eof(sock: socket.socket, others: list[socket.socket]) -> tuple[int, int, int]:
+    """The receiving child: read to EOF, send the byte count back.
+
+    Returns (bytes, CPU ns of the receive loop, SO_RCVBUF at the end: autotuning grows it).
+    """
+    for other in others:  # only our own end: if the parent dies we see EOF, not a hang
+        other.close()
+    buffer = bytearray(256 << 10)
+    recv_into, total = sock.recv_into, 0
+    cpu_start = time.thread_time_ns()
+    while got := recv_into(buffer):
+        total += got
+    cpu_ns = time.thread_time_ns() - cpu_start
+    rcvbuf_end = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    sock.sendall(struct.pack("q", total))
+    sock.close()
+    return total, cpu_ns, rcvbuf_end
