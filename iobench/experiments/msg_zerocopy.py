@@ -59,7 +59,9 @@ def enable_zerocopy(sock: socket.socket) -> None:
     try:
         sock.setsockopt(socket.SOL_SOCKET, SO_ZEROCOPY, 1)
     except OSError as exc:
-        raise UnsupportedCase(f"SO_ZEROCOPY refused: {exc.strerror} ({errno.errorcode.get(exc.errno or 0)})")
+        raise UnsupportedCase(
+            f"SO_ZEROCOPY refused: {exc.strerror} ({errno.errorcode.get(exc.errno or 0)})"
+        ) from None
 
 
 def read_completions(sock: socket.socket, stats: SendStats) -> None:

@@ -46,7 +46,9 @@ def set_buffers(sock: socket.socket, rcvbuf: int | None, sndbuf: int | None) -> 
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
 
 
-def loopback_listener(backlog: int = 128, rcvbuf: int | None = None, sndbuf: int | None = None) -> socket.socket:
+def loopback_listener(
+    backlog: int = 128, rcvbuf: int | None = None, sndbuf: int | None = None
+) -> socket.socket:
     """A TCP listener on 127.0.0.1, port chosen by the kernel, with an accept timeout.
 
     Buffer sizes set here are inherited by every accepted socket (they must precede listen()).
