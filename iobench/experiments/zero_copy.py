@@ -15,6 +15,7 @@ from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
 from iobench.loops.children import Child, fork_child
 from iobench.loops.files import create_random_file, open_new
+from iobench.loops.sockets import set_blocking_timeouts
 from iobench.loops.verify import file_digest
 from iobench.params import choice_param, size_param
 
@@ -26,14 +27,6 @@ GIB = 1 << 30
 SOCKET_TIMEOUT_S = 30
 FILE_METHODS = ("read-write", "sendfile", "copy_file_range", "splice")
 TCP_METHODS = ("tcp-sendall", "tcp-sendfile")
-
-
-def set_blocking_timeouts(sock: socket.socket, seconds: float) -> None:
-    """Kernel-side send/receive timeouts: the socket stays blocking (os.sendfile needs that)
-    yet no call can wait forever."""
-    value = struct.pack("ll", int(seconds), int((seconds % 1) * 1e6))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
 
 
 def _drain(port: int) -> tuple[int, int]:

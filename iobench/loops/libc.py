@@ -1,4 +1,5 @@
-"""libc calls Python's standard library does not expose: mincore, mlock/munlock, raw mmap.
+"""libc calls Python's standard library does not expose: mincore, mlock/munlock, raw mmap,
+and a zero-length recv that really reaches the kernel.
 
 One set of ctypes declarations for the whole package. Failures raise OSError with errno, like
 the os module does.
@@ -25,6 +26,8 @@ _libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 _libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
 _libc.mlock.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 _libc.munlock.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_libc.recv.restype = ctypes.c_ssize_t
+_libc.recv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 _MAP_FAILED = ctypes.c_void_p(-1).value
 
 
@@ -64,3 +67,16 @@ def try_mlock(address: int, length: int) -> int:
 def munlock(address: int, length: int) -> None:
     if _libc.munlock(address, length) != 0:
         _raise("munlock")
+
+
+def recv_zero(fd: int, flags: int = 0) -> int:
+    """recv(fd, NULL, 0, flags): a real zero-length receive (returns 0; OSError on failure).
+
+    CPython's ``sock.recv(0)`` returns b"" without a syscall and ``recv_into(buf, 0)`` means
+    the whole buffer, so this goes through libc. On Linux a blocking zero-length recv on a
+    stream socket waits until data (or EOF) is there and leaves the data queued.
+    """
+    result = _libc.recv(fd, None, 0, flags)
+    if result < 0:
+        _raise("recv")
+    return int(result)

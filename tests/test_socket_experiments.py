@@ -1,0 +1,216 @@
+"""sock-buffer, zero-byte-recv, async-send, msg-zerocopy: tiny real runs over loopback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from iobench.engine.progress import Progress
+from iobench.engine.protocol import Protocol
+from iobench.engine.runner import CaseResult, run_case
+from iobench.experiments import get_experiment
+from iobench.experiments.async_send import interleaving, message_sizes, verify_frames
+from iobench.loops import libc
+
+ONE = Protocol(warmup=0, min_reps=1, max_reps=1, max_case_time=30 * 10**9, target_ci=100.0)
+
+
+def run(name: str, folder: Path, **case: object) -> CaseResult:
+    experiment = get_experiment(name)
+    full = {p.name: (p.default[0] if p.sweep else p.default) for p in experiment.params} | case
+    result = run_case(experiment, full, ONE, folder, Progress())
+    assert result.summary["status"] in ("ok", "unsupported"), result.summary
+    return result
+
+
+def ok_rows(result: CaseResult) -> list[dict]:
+    assert result.summary["status"] == "ok", result.summary
+    return result.rows
+
+
+# --- sock-buffer ---------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("transport", ["tcp", "unix"])
+def test_requested_zero_buffer_is_clamped_up(tmp_path: Path, transport: str) -> None:
+    for row in ok_rows(
+        run("sock-buffer", tmp_path, transport=transport, buffers="both", bufsize=0, transfer=256 << 10)
+    ):
+        assert row["requested_rcvbuf"] == 0 and row["requested_sndbuf"] == 0
+        # What getsockopt says on a socket given SO_RCVBUF=0: Linux's minimum, never 0.
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 0)
+            assert row["effective_rcvbuf"] == probe.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) > 0
+        assert row["effective_sndbuf"] > 0
+        assert row["integrity_ok"] is True and row["bytes"] == 256 << 10
+
+
+@pytest.mark.timeout(30)
+def test_linux_doubles_the_request_and_unset_autotunes(tmp_path: Path) -> None:
+    (row,) = ok_rows(
+        run("sock-buffer", tmp_path, transport="tcp", buffers="rcvbuf", bufsize=65536, transfer=1 << 20)
+    )
+    assert row["effective_rcvbuf"] == 2 * 65536 == row["effective_rcvbuf_end"]  # set: no autotuning
+    (unset,) = ok_rows(run("sock-buffer", tmp_path, transport="tcp", buffers="unset", transfer=4 << 20))
+    assert unset["requested_rcvbuf"] is None
+    assert unset["effective_rcvbuf_end"] > unset["effective_rcvbuf"]  # autotuning grew it
+    assert unset["peer_cpu_ns"] > 0
+
+
+# --- zero-byte-recv ------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+def test_prepost_holds_n_buffers_and_zero_byte_a_small_pool(tmp_path: Path) -> None:
+    n, size = 64, 16384
+    common = {"connections": n, "recv_buffer": size, "messages": 200, "msg_size": 256, "pool_buffers": 2}
+    (pre,) = ok_rows(run("zero-byte-recv", tmp_path, strategy="prepost", **common))
+    (zero,) = ok_rows(run("zero-byte-recv", tmp_path, strategy="zero-byte", **common))
+    assert pre["buffer_bytes_held"] == n * size
+    assert zero["buffer_bytes_held"] < n * size / 10
+    for row in (pre, zero):
+        assert row["ops"] == 200 and row["recv_calls"] >= 200
+        assert 0 < row["lat_p50_ns"] <= row["lat_p99_ns"]
+        assert row["rss_bytes"] > 0 and row["fd_soft_limit"] >= n
+        # The real zero-length recv: EAGAIN when idle, 0 with data, and the data stays queued.
+        assert (row["recv0_idle"], row["recv0_returned"], row["recv0_left_queued"]) == ("EAGAIN", 0, 1)
+
+
+@pytest.mark.timeout(30)
+def test_fd_hard_limit_stops_the_case_with_both_numbers(tmp_path: Path) -> None:
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard >= 100_000:
+        pytest.skip("no finite hard fd limit below 100,000 here")
+    result = run("zero-byte-recv", tmp_path, connections=hard + 1)
+    assert result.summary["status"] == "unsupported"
+    assert str(hard) in result.summary["reason"]
+
+
+@pytest.mark.timeout(20)
+def test_zero_length_recv_is_a_real_syscall(tmp_path: Path) -> None:
+    strace = shutil.which("strace") or "/usr/bin/strace"
+    if not os.path.exists(strace):
+        pytest.skip("strace not installed")
+    script = (
+        "import socket\n"
+        "from iobench.loops import libc\n"
+        "a, b = socket.socketpair()\n"
+        "a.send(b'x')\n"
+        "print(libc.recv_zero(b.fileno()), len(b.recv(4)))\n"
+    )
+    done = subprocess.run(
+        [strace, "-f", "-e", "trace=recvfrom", sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=15,
+    )
+    if done.returncode != 0 and "ptrace" in done.stderr:
+        pytest.skip(f"strace cannot trace here: {done.stderr.strip()[:200]}")
+    assert done.stdout.split()[:2] == ["0", "1"]
+    assert "recvfrom(" in done.stderr and ", NULL, 0, 0," in done.stderr  # the 0-byte call happened
+
+
+def test_cpython_recv_zero_makes_no_syscall() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        b.settimeout(1)
+        assert b.recv(0) == b""  # returns at once with nothing queued: no blocking recv happened
+        a.send(b"x")
+        assert libc.recv_zero(b.fileno()) == 0 and b.recv(4) == b"x"
+
+
+# --- async-send ----------------------------------------------------------------------------
+
+
+def test_frame_verification_and_tear_detection() -> None:
+    sizes = message_sizes("inflight-100-200-150", 3, 0)
+    assert sizes == [100, 200, 150]
+    good = b"".join(
+        struct.pack("!II", seq, size) + bytes([seq % 251 + 1]) * size for seq, size in enumerate(sizes)
+    )
+    assert verify_frames(good, sizes)["order_ok"] and verify_frames(good, sizes)["sizes_ok"]
+    assert not verify_frames(good[:-1], sizes)["sizes_ok"]
+    whole = b"\x01" * 8 + b"\x02" * 8
+    assert interleaving(whole, 2, 4)["interleaved_messages"] == 0
+    torn = b"\x01" * 2 + b"\x02" * 4 + b"\x01" * 6 + b"\x02" * 4
+    assert interleaving(torn, 2, 4) == {
+        "sizes_ok": False,
+        "interleaved_messages": 1,
+        "writer_switches": 3,
+        "bytes_ok": True,
+    }
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("mode", ["inflight-100-200-150", "inflight-random"])
+def test_one_writer_keeps_order_and_sizes(tmp_path: Path, mode: str) -> None:
+    (row,) = ok_rows(run("async-send", tmp_path, mode=mode, messages=300, msg_size=5000))
+    assert row["order_ok"] is True and row["sizes_ok"] is True and row["messages_verified"] == 300
+
+
+@pytest.mark.timeout(30)
+def test_threads_sharing_sendall_tear_messages_and_a_lock_does_not(tmp_path: Path) -> None:
+    (shared,) = ok_rows(run("async-send", tmp_path, mode="threads-sendall", concurrency=4, messages=40))
+    (locked,) = ok_rows(run("async-send", tmp_path, mode="threads-locked", concurrency=4, messages=40))
+    assert shared["bytes_ok"] is True and locked["bytes_ok"] is True  # every byte arrives
+    assert shared["interleaved_messages"] > 0 and shared["sizes_ok"] is False
+    assert locked["interleaved_messages"] == 0 and locked["sizes_ok"] is True
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("mode", ["echo-threads", "echo-selectors", "echo-asyncio", "echo-uvloop"])
+def test_echo_servers_count_latency_and_switches(tmp_path: Path, mode: str) -> None:
+    result = run("async-send", tmp_path, mode=mode, concurrency=3, messages=50, msg_size=512)
+    if result.summary["status"] == "unsupported":
+        assert mode == "echo-uvloop" and "uvloop not installed" in result.summary["reason"]
+        return
+    (row,) = result.rows
+    assert row["round_trips"] == 150 and row["ops"] == 150 and row["sizes_ok"] is True
+    assert 0 < row["lat_p50_ns"] <= row["lat_p99_ns"]
+    assert row["ctx_vol"] + row["peer_ctx_vol"] > 0
+
+
+# --- msg-zerocopy --------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+def test_zerocopy_completions_all_say_copied_on_loopback(tmp_path: Path) -> None:
+    result = run("msg-zerocopy", tmp_path, method="zerocopy", msg_size=65536, transfer=2 << 20)
+    if result.summary["status"] == "unsupported":
+        pytest.skip(result.summary["reason"])
+    (row,) = result.rows
+    assert row["zc_sends"] == row["send_calls"] > 0
+    assert row["zc_completions"] == row["zc_sends"] and row["completions_ok"] is True
+    assert row["zc_copied"] == row["zc_completions"]  # loopback: the kernel copied anyway
+    assert row["integrity_ok"] is True
+
+
+@pytest.mark.timeout(30)
+def test_plain_send_has_no_completions(tmp_path: Path) -> None:
+    (row,) = ok_rows(run("msg-zerocopy", tmp_path, method="send", msg_size=65536, transfer=1 << 20))
+    assert row["zc_sends"] == row["zc_completions"] == 0 and row["integrity_ok"] is True
+
+
+@pytest.mark.timeout(30)
+def test_unprivileged_zerocopy_hits_enobufs(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the case drops root; as a normal user it runs as that user")
+    result = run(
+        "msg-zerocopy", tmp_path, method="zerocopy-unprivileged", msg_size=1 << 20, transfer=48 << 20
+    )
+    if result.summary["status"] == "unsupported":
+        pytest.skip(result.summary["reason"])
+    (row,) = result.rows
+    assert row["ran_as_uid"] != 0 and row["memlock_limit"] is not None
+    assert row["enobufs"] > 0  # pinned pages past RLIMIT_MEMLOCK
+    assert row["zc_completions"] == row["zc_sends"] and row["integrity_ok"] is True
