@@ -6,7 +6,6 @@ import fcntl
 import os
 import socket
 import struct
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +14,7 @@ from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
 from iobench.loops.children import Child, fork_child
 from iobench.loops.files import create_random_file, open_new
-from iobench.loops.sockets import set_blocking_timeouts
+from iobench.loops.sockets import drain_to_eof, set_blocking_timeouts
 from iobench.loops.verify import file_digest
 from iobench.params import choice_param, size_param
 
@@ -34,17 +33,11 @@ def _drain(port: int) -> tuple[int, int]:
 
     Returns (bytes, CPU ns of the receive loop alone: not the fork or the connect).
     """
-    with socket.create_connection(("127.0.0.1", port), timeout=SOCKET_TIMEOUT_S) as sock:
-        sock.settimeout(None)
-        set_blocking_timeouts(sock, SOCKET_TIMEOUT_S)
-        buffer = bytearray(256 << 10)
-        recv_into, total = sock.recv_into, 0
-        cpu_start = time.thread_time_ns()
-        while got := recv_into(buffer):
-            total += got
-        cpu_ns = time.thread_time_ns() - cpu_start
-        sock.sendall(struct.pack("q", total))
-        return total, cpu_ns
+    sock = socket.create_connection(("127.0.0.1", port), timeout=SOCKET_TIMEOUT_S)
+    sock.settimeout(None)
+    set_blocking_timeouts(sock, SOCKET_TIMEOUT_S)
+    total, cpu_ns, _ = drain_to_eof(sock, [])
+    return total, cpu_ns
 
 
 @register
