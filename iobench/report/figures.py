@@ -391,11 +391,23 @@ def _stacked_cpu(experiment: Any, rows: pd.DataFrame, spec: FigureSpec, title: s
     return fig
 
 
+def _where(rows: pd.DataFrame, spec: FigureSpec) -> pd.DataFrame:
+    """The rows the spec's ``where`` allows (values compared as text: CSV reads 0 as 0.0)."""
+    for name, allowed in spec.where:
+        if name not in rows:
+            return rows.iloc[0:0]
+        wanted = {str(v) for v in allowed}
+        values = rows[name].map(lambda v: str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))
+        rows = rows[values.isin(wanted)]
+    return rows
+
+
 def render_figure(experiment_name: str, rows: pd.DataFrame, spec: FigureSpec) -> Figure | None:
     """One figure from the ok repetitions of one experiment (any number of runs), or None
     when the run lacks what the spec needs (its metrics, or at least one case).
     """
     experiment = get_experiment(experiment_name)
+    rows = _where(rows, spec)
     if rows.empty:
         return None
     if spec.kind == "throughput":
