@@ -82,14 +82,21 @@ class SockBuffer(Experiment):
             metrics=("effective_rcvbuf", "effective_sndbuf"), unit="size", log_y=True,
             where=(("buffers", ("both",)),), y_label="effective size (getsockopt)",
         ),
-        FigureSpec("throughput", title="Throughput vs requested buffer size"),
+        FigureSpec(
+            "throughput", title="TCP throughput vs requested buffer size (unset: drawn at 0)",
+            where=(("transport", ("tcp",)),),
+        ),
+        FigureSpec(
+            "throughput", title="Unix socket throughput vs requested buffer size (unset: drawn at 0)",
+            where=(("transport", ("unix",)),),
+        ),
         FigureSpec(
             "stacked_cpu", title="Sender CPU per GiB: user vs system", per="bytes", scale=GIB,
             y_label="sender CPU per GiB",
         ),
         FigureSpec(
             "metric", title="Receiver CPU per GiB", metric="peer_cpu_ns", unit="duration", per="bytes",
-            scale=GIB, y_label="receiver CPU per GiB",
+            scale=GIB, y_label="receiver CPU per GiB", log_y=True,
         ),
     )  # fmt: skip
 

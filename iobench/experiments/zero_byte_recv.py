@@ -128,11 +128,11 @@ class ZeroByteRecv(Experiment):
         FigureSpec(
             "metric", title="Receive buffers held by the application",
             metrics=("buffer_bytes_held", "rss_buffers_bytes"), unit="size",
-            y_label="bytes held (buffers; RSS they added)",
+            y_label="memory held",
         ),
         FigureSpec(
             "percentiles", title="Message latency (send to receive)", metrics=("lat_p50_ns", "lat_p99_ns"),
-            unit="duration", log_y=True,
+            unit="duration", log_y=True, y_label="latency",
         ),
         FigureSpec("throughput", title="Throughput"),
     )  # fmt: skip
