@@ -87,7 +87,7 @@ def test_explain_returns_nothing_when_cases_are_absent() -> None:
 
 def test_generic_hooks_work_without_overrides() -> None:
     class Plain(Experiment):
-        # A new experiment that declares nothing for reports (the socket ones, at first).
+        # A new experiment that declares nothing for reports.
         name = "rw-buffer"
         params = RwBuffer.params
 
@@ -159,3 +159,183 @@ def test_cli_formats_and_default_latest(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "20260102-000000-bbbb" in (out / "report.md").read_text()
     assert (out / "rw-buffer-throughput.png").is_file() and not (out / "report.html").exists()
+
+
+# --- socket experiments: explanations from synthetic summaries ------------------------------
+
+SOCK = {"transfer": 1 << 20, "chunk": 65536}
+
+
+def _sock(transport, buffers, bufsize, rcv, snd, rate, rcv_end=None, peer=5e5):
+    requested = bufsize if buffers != "unset" else None
+    return SOCK | {
+        "transport": transport, "buffers": buffers, "bufsize": bufsize, "rate": rate,
+        "requested_rcvbuf": requested if buffers in ("rcvbuf", "both") else None,
+        "requested_sndbuf": requested if buffers in ("sndbuf", "both") else None,
+        "effective_rcvbuf": rcv, "effective_sndbuf": snd, "effective_rcvbuf_end": rcv_end or rcv,
+        "peer_cpu_ns": peer,
+    }  # fmt: skip
+
+
+def test_sock_buffer_explanation_follows_the_numbers() -> None:
+    from tests.report_data import socket_summary
+
+    sock = get_experiment("sock-buffer")
+    autotuned = sock.explain(
+        socket_summary("sock-buffer", [
+            _sock("tcp", "unset", 0, 131072, 16384, 1e9, rcv_end=6 << 20),
+            _sock("tcp", "rcvbuf", 0, 2304, 16384, 1e7),
+            _sock("tcp", "rcvbuf", 65536, 131072, 16384, 5e8),
+            _sock("tcp", "sndbuf", 0, 131072, 4608, 8e8),
+        ])
+    )  # fmt: skip
+    text = " ".join(autotuned)
+    assert "SO_RCVBUF=0 became 2,304 bytes on TCP" in text and "SO_SNDBUF=0 became 4,608 bytes" in text
+    assert "64KiB became 128 KiB (exactly twice the request" in text
+    assert "SO_RCVBUF=0 ran at 9.5 MiB/s (100x slower)" in text
+    assert "autotuning grew SO_RCVBUF from 128 KiB to 6 MiB" in text
+    assert "seed 001" in text
+    capped = " ".join(
+        sock.explain(
+            socket_summary("sock-buffer", [
+                _sock("unix", "unset", 0, 212992, 212992, 2e9),
+                _sock("unix", "both", 0, 4608, 4608, 2e9),
+                _sock("unix", "both", 1 << 20, 425984, 425984, 2e9),
+            ])
+        )
+    )  # fmt: skip
+    assert "SO_RCVBUF=0 became 4,608 bytes on Unix" in capped
+    assert "1MiB became 416 KiB" in capped and "net.core.rmem_max capped it" in capped
+    assert "both set to 0 ran at" in capped and "(about as fast)" in capped
+    assert "SO_RCVBUF stayed at 208 KiB (no autotuning)" in capped
+    assert capped != text
+
+
+def _zbr(strategy, n, size, held, rate, kernel=0.0, pool=4):
+    return {
+        "strategy": strategy, "connections": n, "recv_buffer": size, "msg_size": 512, "messages": 100,
+        "burst": 8, "pool_buffers": pool, "rate": rate, "buffer_bytes_held": held,
+        "rss_buffers_bytes": held * 0.9, "kernel_tcp_mem_idle_delta_bytes": kernel,
+        "lat_p50_ns": 30_000, "lat_p99_ns": 90_000, "recv0_idle": "EAGAIN", "recv0_returned": 0,
+        "recv0_left_queued": 1,
+    }  # fmt: skip
+
+
+def test_zero_byte_recv_explanation_follows_the_numbers() -> None:
+    from tests.report_data import socket_summary
+
+    zbr = get_experiment("zero-byte-recv")
+    small = " ".join(
+        zbr.explain(
+            socket_summary("zero-byte-recv", [
+                _zbr("prepost", 256, 65536, 256 * 65536, 4e7),
+                _zbr("zero-byte", 256, 65536, 4 * 65536, 4e7),
+            ])
+        )
+    )  # fmt: skip
+    assert "prepost held 16 MiB of receive buffers for 256 connections (256 x 64KiB" in small
+    assert "zero-byte held 256 KiB (a pool of 4 buffers" in small and "64x less" in small
+    assert "changed the kernel's TCP memory by 0 B" in small and "seed 001" in small
+    assert "no kernel receive memory" in small and "cost no throughput" in small
+    big = " ".join(
+        zbr.explain(
+            socket_summary("zero-byte-recv", [
+                _zbr("prepost", 1000, 16384, 1000 * 16384, 4e7, kernel=8 << 20),
+                _zbr("zero-byte", 1000, 16384, 2 * 16384, 2e7, kernel=8 << 20, pool=2),
+            ])
+        )
+    )  # fmt: skip
+    assert "for 1,000 connections (1,000 x 16KiB" in big and "500x less" in big
+    assert "moved the kernel's TCP memory by 8 MiB, a system-wide counter" in big
+    assert "cost 50% of the throughput" in big
+
+
+def _as(mode, concurrency=4, rate=1e8, **metrics):
+    return {
+        "mode": mode, "concurrency": concurrency, "msg_size": 1024, "writer_msg_size": 262144,
+        "messages": 50, "rate": rate,
+    } | metrics  # fmt: skip
+
+
+def test_async_send_explanation_follows_the_numbers() -> None:
+    from tests.report_data import socket_summary
+
+    send = get_experiment("async-send")
+    echo = {"lat_p50_ns": 40_000, "lat_p99_ns": 400_000}
+    torn = " ".join(
+        send.explain(
+            socket_summary("async-send", [
+                _as("inflight-100-200-150", 1, order_ok=True, sizes_ok=True, send_calls=1),
+                _as("threads-sendall", ops=200, interleaved_messages=159, sizes_ok=False),
+                _as("threads-locked", ops=200, interleaved_messages=0, sizes_ok=True),
+                _as("echo-threads", rate=1e7, ctx_vol=212, ops=200, **echo),
+                _as("echo-asyncio", rate=3e7, ctx_vol=28, ops=200, **echo),
+            ])
+        )
+    )  # fmt: skip
+    assert "arrived in order and each whole" in torn and "Seed 004 reaches the same verdict" in torn
+    assert "4 threads calling sendall() on one socket with 256KiB messages tore 159 of 200" in torn
+    assert "Under a lock the same writers tore 0" in torn
+    assert "fastest first: asyncio 28.6 MiB/s" in torn and "3.0x the throughput of threads" in torn
+    assert "asyncio 0.14, threads 1.06" in torn
+    broken = " ".join(
+        send.explain(
+            socket_summary("async-send", [
+                _as("inflight-random", 1, order_ok=False, sizes_ok=True, send_calls=3),
+                _as("threads-sendall", ops=200, interleaved_messages=0, sizes_ok=True),
+                _as("echo-selectors", 1, rate=1e7, ctx_vol=20, ops=50, **echo),
+                _as("echo-selectors", 16, rate=4e7, ctx_vol=80, ops=800, **echo),
+            ])
+        )
+    )  # fmt: skip
+    assert "in 3 sendmsg() call(s), arrived OUT OF ORDER" in broken and "contradicts seed 004" in broken
+    assert "Seed 004 reaches" not in broken
+    assert "tore none of 200 this time" in broken
+    assert "From 1 to 16 connections throughput changed by: selectors 4.0x" in broken
+
+
+def _zc(method, size, rate, completions, copied, enobufs=0, uid=0, limit=8 << 20):
+    return {
+        "method": method, "msg_size": size, "transfer": 1 << 20, "rate": rate, "zc_sends": completions,
+        "zc_completions": completions, "zc_copied": copied, "enobufs": enobufs, "ran_as_uid": uid,
+        "memlock_limit": limit, "send_calls": completions or 256,
+    }  # fmt: skip
+
+
+def test_msg_zerocopy_explanation_follows_the_numbers() -> None:
+    from tests.report_data import socket_summary
+
+    zc = get_experiment("msg-zerocopy")
+    loopback = " ".join(
+        zc.explain(
+            socket_summary("msg-zerocopy", [
+                _zc("send", 65536, 2e9, 0, 0),
+                _zc("zerocopy", 65536, 1e9, 16, 16),
+                _zc("zerocopy-unprivileged", 65536, 5e8, 16, 16, enobufs=18, uid=65534),
+            ])
+        )
+    )  # fmt: skip
+    assert "at 64KiB zerocopy 953.7 MiB/s vs send 1.9 GiB/s (2.0x slower)" in loopback
+    assert "All 32 completions" in loopback and "copied the data anyway" in loopback
+    assert "up to 2.0x slower than plain send" in loopback
+    assert "as uid 65534, RLIMIT_MEMLOCK 8 MiB" in loopback and "ENOBUFS up to 18 times" in loopback
+    assert "as root got 0: root is exempt" in loopback and "CAP_IPC_LOCK" in loopback
+    nic = " ".join(
+        zc.explain(
+            socket_summary("msg-zerocopy", [
+                _zc("send", 4096, 1e9, 0, 0),
+                _zc("zerocopy", 4096, 1.5e9, 256, 100, uid=1000),
+                _zc("zerocopy-unprivileged", 4096, 1e9, 256, 100, uid=1000, limit=64 << 10),
+            ])
+        )
+    )  # fmt: skip
+    assert "(1.5x faster)" in nic and "200 of 512 completions were flagged COPIED" in nic
+    assert "RLIMIT_MEMLOCK 64 KiB) the zerocopy sender got no ENOBUFS" in nic
+    assert "ran as uid 1000 too (not root)" in nic
+
+
+@pytest.mark.parametrize("name", ["sock-buffer", "zero-byte-recv", "async-send", "msg-zerocopy"])
+def test_socket_explanations_are_empty_without_cases(name: str) -> None:
+    import pandas as pd
+
+    assert get_experiment(name).explain(pd.DataFrame()) == []

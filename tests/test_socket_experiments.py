@@ -214,3 +214,56 @@ def test_unprivileged_zerocopy_hits_enobufs(tmp_path: Path) -> None:
     assert row["ran_as_uid"] != 0 and row["memlock_limit"] is not None
     assert row["enobufs"] > 0  # pinned pages past RLIMIT_MEMLOCK
     assert row["zc_completions"] == row["zc_sends"] and row["integrity_ok"] is True
+
+
+# --- report of real tiny runs --------------------------------------------------------------
+
+
+@pytest.mark.timeout(90)
+def test_report_of_tiny_socket_runs_has_figures_and_explanations(tmp_path: Path) -> None:
+    import re
+
+    import pandas as pd
+
+    from iobench.report import build_report
+    from iobench.results import ResultSet
+    from tests.report_data import meta
+
+    cases = [
+        ("sock-buffer", {"transport": "tcp", "buffers": "unset", "transfer": 256 << 10}),
+        ("sock-buffer", {"transport": "tcp", "buffers": "both", "bufsize": 0, "transfer": 256 << 10}),
+        ("sock-buffer", {"transport": "unix", "buffers": "both", "bufsize": 65536, "transfer": 256 << 10}),
+        ("zero-byte-recv", {"strategy": "prepost", "connections": 16, "messages": 50}),
+        ("zero-byte-recv", {"strategy": "zero-byte", "connections": 16, "messages": 50}),
+        ("async-send", {"mode": "inflight-100-200-150", "messages": 30}),
+        (
+            "async-send",
+            {"mode": "threads-sendall", "concurrency": 2, "messages": 4, "writer_msg_size": 65536},
+        ),
+        ("async-send", {"mode": "echo-selectors", "concurrency": 2, "messages": 20}),
+        ("msg-zerocopy", {"method": "send", "msg_size": 65536, "transfer": 1 << 20}),
+        ("msg-zerocopy", {"method": "zerocopy", "msg_size": 65536, "transfer": 1 << 20}),
+    ]
+    rows = []
+    for name, case in cases:
+        result = run(name, tmp_path, **case)
+        rows += [{"run_id": "r1", "experiment": name} | row for row in result.rows]
+    run_set = ResultSet(frame=pd.DataFrame(rows), meta=meta("r1"))
+    written = build_report([run_set], tmp_path / "report", ("html", "md", "png"))
+    stems = {p.stem for p in written if p.suffix == ".png"}
+    for expected in (
+        "sock-buffer-0",  # effective vs requested (buffers=both)
+        "sock-buffer-throughput",
+        "zero-byte-recv-0",
+        "zero-byte-recv-percentiles",
+        "async-send-interleaved-messages",
+        "async-send-throughput",
+        "msg-zerocopy-throughput",
+    ):
+        assert expected in stems, sorted(stems)
+    html = (tmp_path / "report" / "report.html").read_text()
+    for name in ("sock-buffer", "zero-byte-recv", "async-send", "msg-zerocopy"):
+        section = html.split(f'id="exp-{name}"', 1)[1].split("<section", 1)[0]
+        assert "<img" in section and "What this shows" in section, name
+    assert re.search(r"SO_RCVBUF=0 became [\d,]+ bytes on TCP", html)
+    assert "prepost held" in html and "arrived in order and each whole" in html

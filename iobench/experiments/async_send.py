@@ -13,14 +13,14 @@ import threading
 import time
 from array import array
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from iobench.engine.stats import percentiles
 from iobench.errors import UnsupportedCase
 from iobench.experiments import register
-from iobench.experiments.base import Column, Experiment
+from iobench.experiments.base import Column, Experiment, FigureSpec
 from iobench.loops.children import Child, fork_child
 from iobench.loops.sockets import (
     SOCKET_TIMEOUT_S,
@@ -30,6 +30,9 @@ from iobench.loops.sockets import (
     set_blocking_timeouts,
 )
 from iobench.params import Kind, Param, choice_param, size_param
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 INFLIGHT_MODES = ("inflight-100-200-150", "inflight-random")
 WRITER_MODES = ("threads-sendall", "threads-locked")
@@ -281,6 +284,40 @@ class AsyncSend(Experiment):
         Column("Ctx/msg client", "peer_ctx_vol", "ratio", per="ops"),
         Column("CPU/msg server", "cpu_ns", "duration", per="ops"),
     )
+
+    figures = (
+        FigureSpec(
+            "metric", title="Messages torn by another writer's bytes", metric="interleaved_messages",
+            where=(("mode", WRITER_MODES),), y_label="torn messages",
+        ),
+        FigureSpec("throughput", title="Echo throughput vs concurrency", where=(("mode", ECHO_MODES),)),
+        FigureSpec(
+            "percentiles", title="Echo round-trip time", metrics=("lat_p50_ns", "lat_p99_ns"),
+            unit="duration", log_y=True, where=(("mode", ECHO_MODES),),
+        ),
+        FigureSpec(
+            "metric", title="Server context switches per message (voluntary)", metric="ctx_vol", per="ops",
+            unit="ratio", where=(("mode", ECHO_MODES),), y_label="context switches per message",
+        ),
+    )  # fmt: skip
+
+    @classmethod
+    def explain(cls, summary: pd.DataFrame) -> list[str]:
+        """In-flight order/size checks, torn messages of shared sendall, echo models compared."""
+        inflight = [r for r in (_inflight(cls.name, summary, m) for m in INFLIGHT_MODES) if r]
+        out = [sentence for sentence, _ in inflight]
+        if inflight and all(ok for _, ok in inflight):
+            out.append(
+                "Seed 004 reaches the same verdict for overlapped WSASends on Windows; on Linux there is "
+                "nothing overlapped to reorder: send() copies into the socket buffer before it returns, in "
+                "call order."
+            )
+        writers = _writers(cls.name, summary)
+        if writers:
+            out.append(writers)
+        out += _echo(summary)
+        return out
+
     _listener: socket.socket | None = None
     _sender: socket.socket | None = None
     _child: Child | None = None
@@ -474,3 +511,131 @@ class AsyncSend(Experiment):
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+
+
+def _ok(value: Any) -> bool | None:
+    """A summary's True/False (CSV may give text), None when absent."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    return {"true": True, "false": False, "1.0": True, "0.0": False}.get(text)
+
+
+def _inflight(name: str, summary: pd.DataFrame, mode: str) -> tuple[str, bool] | None:
+    """The sentence for one in-flight mode and whether order and sizes were both right."""
+    from iobench.report import explain as ex
+
+    rows = ex.select(summary, mode=mode)
+    if rows.empty:
+        return None
+    row = rows.iloc[0]
+    order, sizes = _ok(row.get("order_ok")), _ok(row.get("sizes_ok"))
+    if order is None or sizes is None:
+        return None
+    what = (
+        "of 100, 200 and 150 bytes in turn"
+        if mode == "inflight-100-200-150"
+        else f"of random sizes up to {ex.fmt(name, 'msg_size', row['msg_size'])}"
+    )
+    calls = row.get("send_calls")
+    how = f"in {calls:,.0f} sendmsg() call(s)" if ex.finite(calls) else "at once"
+    head = f"{mode}: {row['ops']:,.0f} messages {what}, all queued by one writer {how}, "
+    if order and sizes:
+        return head + "arrived in order and each whole (order ok, sizes ok).", True
+    verified = row.get("messages_verified")
+    count = f" ({verified:,.0f} verified)" if ex.finite(verified) else ""
+    return (
+        head + f"arrived {'in order' if order else 'OUT OF ORDER'} and "
+        f"{'whole' if sizes else 'with WRONG SIZES'}{count}: this contradicts seed 004 and needs a look.",
+        False,
+    )
+
+
+def _writers(name: str, summary: pd.DataFrame) -> str | None:
+    from iobench.report import explain as ex
+
+    shared = ex.select(summary, mode="threads-sendall")
+    if shared.empty or "interleaved_messages" not in shared:
+        return None
+    row = shared.sort_values("concurrency").iloc[-1]
+    torn, total, threads = row["interleaved_messages"], row["ops"], row["concurrency"]
+    if not ex.finite(torn):
+        return None
+    size = ex.fmt(name, "writer_msg_size", row["writer_msg_size"])
+    if threads < 2:
+        sentence = f"threads-sendall ran with one thread only, so nothing could tear ({torn:,.0f} torn)"
+    elif torn:
+        sentence = (
+            f"{threads:,.0f} threads calling sendall() on one socket with {size} messages tore {torn:,.0f} of "
+            f"{total:,.0f} messages ({torn / total:.0%}): sendall() is a loop of send() calls that may each "
+            "take only part of the message, and another thread's send() lands in between. Seed 004's "
+            "send either takes the whole request or fails; Linux's may return short, so one message per "
+            "socket at a time is the application's job"
+        )
+    else:
+        sentence = (
+            f"{threads:,.0f} threads calling sendall() on one socket with {size} messages tore none of "
+            f"{total:,.0f} this time: the race is real (sendall() is several send() calls), but its odds vary"
+        )
+    locked = ex.select(summary, mode="threads-locked", concurrency=threads)
+    if not locked.empty and ex.finite(locked["interleaved_messages"].iloc[0]):
+        sentence += f". Under a lock the same writers tore {locked['interleaved_messages'].iloc[0]:,.0f}"
+    return sentence + "."
+
+
+def _echo(summary: pd.DataFrame) -> list[str]:
+    from iobench.report import explain as ex
+    from iobench.units import format_duration, format_rate
+
+    rows = summary[summary["mode"].astype(str).isin(ECHO_MODES)] if "mode" in summary else summary.iloc[0:0]
+    rows = rows[rows["bytes_per_s"].map(ex.finite)] if "bytes_per_s" in rows else rows.iloc[0:0]
+    if rows.empty:
+        return []
+    top = rows["concurrency"].max()
+    at_top = rows[rows["concurrency"] == top].sort_values("bytes_per_s", ascending=False)
+    parts = []
+    for _, row in at_top.iterrows():
+        part = f"{str(row['mode']).removeprefix('echo-')} {format_rate(row['bytes_per_s'])}"
+        if ex.finite(row.get("lat_p50_ns")) and ex.finite(row.get("lat_p99_ns")):
+            part += f" (p50 {format_duration(row['lat_p50_ns'])}, p99 {format_duration(row['lat_p99_ns'])})"
+        parts.append(part)
+    sentence = f"Echo at {top:,.0f} connection(s), fastest first: " + "; ".join(parts)
+    if len(at_top) > 1 and at_top["bytes_per_s"].iloc[-1] > 0:
+        best, worst = at_top.iloc[0], at_top.iloc[-1]
+        sentence += (
+            f". {str(best['mode']).removeprefix('echo-')} is "
+            f"{ex.times(best['bytes_per_s'] / worst['bytes_per_s'])} the throughput of "
+            f"{str(worst['mode']).removeprefix('echo-')}"
+        )
+    out = [sentence + "."]
+    ctx = [
+        (str(r["mode"]).removeprefix("echo-"), r["ctx_vol"] / r["ops"])
+        for _, r in at_top.iterrows()
+        if ex.finite(r.get("ctx_vol")) and ex.finite(r.get("ops")) and r["ops"]
+    ]
+    if ctx:
+        ctx.sort(key=lambda item: item[1])
+        sentence = "Voluntary context switches of the server process per message: " + ", ".join(
+            f"{mode} {value:.2f}" for mode, value in ctx
+        )
+        if len(ctx) > 1 and ctx[-1][0] == "threads":
+            sentence += (
+                ": the most with a blocking thread per connection, which sleeps and wakes for each message, "
+                "while an event loop serves every ready connection per wake-up"
+            )
+        out.append(sentence + ".")
+    low = rows["concurrency"].min()
+    if low < top:
+        scaling = []
+        for mode in ECHO_MODES:
+            first = ex.one(rows, "bytes_per_s", mode=mode, concurrency=low)
+            last = ex.one(rows, "bytes_per_s", mode=mode, concurrency=top)
+            if first and last:
+                scaling.append(f"{mode.removeprefix('echo-')} {ex.times(last / first)}")
+        if scaling:
+            out.append(
+                f"From {low:,.0f} to {top:,.0f} connections throughput changed by: "
+                + ", ".join(scaling)
+                + "."
+            )
+    return out

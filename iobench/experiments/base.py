@@ -48,6 +48,8 @@ class FigureSpec:
     divided by ``per`` and multiplied by ``scale`` like a Column). ``x`` defaults to the
     experiment's x_param; with no axis at all the figure has one bar per case. A figure whose
     metrics are absent from the run is skipped, so a default may name optional metrics.
+    ``where`` keeps only the cases whose parameter is one of the given values, e.g.
+    ``(("mode", ("echo-threads", "echo-asyncio")),)``: a figure about some modes only.
     """
 
     kind: FigureKind
@@ -61,6 +63,8 @@ class FigureSpec:
     log_y: bool = False
     #: Words after the value on the y axis, e.g. "per MiB" (the unit itself is added).
     y_label: str = ""
+    #: (parameter, allowed values) pairs: the figure draws only the cases that match all.
+    where: tuple[tuple[str, tuple[Any, ...]], ...] = ()
 
 
 #: TLPI Table 13-1's columns plus the counters that prove what happened.

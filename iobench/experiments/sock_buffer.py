@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import socket
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from iobench.experiments import register
-from iobench.experiments.base import Column, Experiment
+from iobench.experiments.base import Column, Experiment, FigureSpec
 from iobench.loops.children import Child, fork_child
 from iobench.loops.sockets import (
     SOCKET_TIMEOUT_S,
@@ -20,7 +20,11 @@ from iobench.loops.sockets import (
 )
 from iobench.params import choice_param, size_param
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 GIB = 1 << 30
+_LABEL = {"tcp": "TCP", "unix": "Unix"}
 
 
 @register
@@ -71,6 +75,69 @@ class SockBuffer(Experiment):
         Column("Receiver CPU/GiB", "peer_cpu_ns", "duration", per="bytes", scale=GIB),
         Column("send()s", "ops"),
     )
+
+    figures = (
+        FigureSpec(
+            "metric", title="Effective buffer size vs requested (SO_RCVBUF and SO_SNDBUF both set)",
+            metrics=("effective_rcvbuf", "effective_sndbuf"), unit="size", log_y=True,
+            where=(("buffers", ("both",)),), y_label="effective size (getsockopt)",
+        ),
+        FigureSpec(
+            "throughput", title="TCP throughput vs requested buffer size (unset: drawn at 0)",
+            where=(("transport", ("tcp",)),),
+        ),
+        FigureSpec(
+            "throughput", title="Unix socket throughput vs requested buffer size (unset: drawn at 0)",
+            where=(("transport", ("unix",)),),
+        ),
+        FigureSpec(
+            "stacked_cpu", title="Sender CPU per GiB: user vs system", per="bytes", scale=GIB,
+            y_label="sender CPU per GiB",
+        ),
+        FigureSpec(
+            "metric", title="Receiver CPU per GiB", metric="peer_cpu_ns", unit="duration", per="bytes",
+            scale=GIB, y_label="receiver CPU per GiB", log_y=True,
+        ),
+    )  # fmt: skip
+
+    @classmethod
+    def explain(cls, summary: pd.DataFrame) -> list[str]:
+        """What 0 and other requests became, and what 0 did to throughput against unset."""
+        from iobench.report import explain as ex
+
+        out = []
+        zero = []
+        for option, metric, wanted in (
+            ("SO_RCVBUF", "effective_rcvbuf", ("rcvbuf", "both")),
+            ("SO_SNDBUF", "effective_sndbuf", ("sndbuf", "both")),
+        ):
+            got: dict[str, float] = {}
+            for transport in ("tcp", "unix"):
+                for which in wanted:
+                    value = ex.one(summary, metric, transport=transport, buffers=which, bufsize=0)
+                    if value is not None:
+                        got[_LABEL[transport]] = value
+                        break
+            if len(set(got.values())) == 1:
+                zero.append(f"{option}=0 became {next(iter(got.values())):,.0f} bytes on {' and '.join(got)}")
+            else:
+                zero += [f"{option}=0 became {v:,.0f} bytes on {t}" for t, v in got.items()]
+        if zero:
+            out.append(
+                "; ".join(zero)
+                + ". Linux doubles every request and clamps it up to a minimum, so 0 still leaves a small "
+                "kernel buffer: unlike seed 001's Windows, where SO_RCVBUF=0 means no kernel buffer and data "
+                "goes straight into posted user buffers, here every byte is still copied through the socket."
+            )
+        doubled = _doubling(cls.name, summary)
+        if doubled:
+            out.append(doubled)
+        for transport in ("tcp", "unix"):
+            sentence = _zero_vs_unset(cls.name, summary, transport)
+            if sentence:
+                out.append(sentence)
+        return out
+
     _listener: socket.socket | None = None
     _sender: socket.socket | None = None
     _receiver: socket.socket | None = None
@@ -153,3 +220,95 @@ class SockBuffer(Experiment):
             if sock is not None:
                 sock.close()
         self._sender = self._receiver = self._listener = None
+
+
+def _cpu_per_gib(row: pd.Series) -> float | None:
+    """Sender + receiver CPU per GiB moved, or None."""
+    from iobench.report import explain as ex
+
+    cpu, peer, moved = row.get("cpu_ns"), row.get("peer_cpu_ns"), row.get("bytes")
+    if not (ex.finite(cpu) and ex.finite(peer) and ex.finite(moved) and moved):
+        return None
+    return (cpu + peer) / moved * GIB
+
+
+def _doubling(name: str, summary: pd.DataFrame) -> str | None:
+    """``SO_RCVBUF=64KiB became 128 KiB (2.0x)``, for every non-zero request of one transport."""
+    from iobench.report import explain as ex
+    from iobench.units import format_size
+
+    for transport in ("tcp", "unix"):
+        rows = ex.select(summary, transport=transport, buffers="rcvbuf")
+        if rows.empty:
+            rows = ex.select(summary, transport=transport, buffers="both")
+        rows = rows[rows["bufsize"].astype(float) > 0].sort_values("bufsize") if "bufsize" in rows else rows
+        pairs = [
+            (r["bufsize"], r["effective_rcvbuf"])
+            for _, r in rows.iterrows()
+            if ex.finite(r.get("effective_rcvbuf"))
+        ]
+        if not pairs:
+            continue
+        parts = [f"{ex.fmt(name, 'bufsize', req)} became {format_size(got)}" for req, got in pairs]
+        exact = all(got == 2 * req for req, got in pairs)
+        capped = [req for req, got in pairs if got < 2 * req]
+        tail = (
+            "exactly twice the request"
+            if exact
+            else "twice the request where it fits"
+            + (
+                f"; from {ex.fmt(name, 'bufsize', capped[0])} on, net.core.rmem_max capped it"
+                if capped
+                else ""
+            )
+        )
+        return (
+            f"SO_RCVBUF on {_LABEL[transport]}: " + ", ".join(parts) + f" ({tail}: the kernel counts its "
+            "own bookkeeping in the buffer and reports the doubled value back)."
+        )
+    return None
+
+
+def _zero_vs_unset(name: str, summary: pd.DataFrame, transport: str) -> str | None:
+    """Throughput and CPU/GiB of each option set to 0 against unset, and how far unset grew."""
+    from iobench.report import explain as ex
+    from iobench.units import format_duration, format_rate, format_size
+
+    unset = ex.select(summary, transport=transport, buffers="unset")
+    if unset.empty:
+        return None
+    base = unset.iloc[0]
+    parts = []
+    for which, label in (("rcvbuf", "SO_RCVBUF=0"), ("sndbuf", "SO_SNDBUF=0"), ("both", "both set to 0")):
+        zero = ex.select(summary, transport=transport, buffers=which, bufsize=0)
+        if zero.empty or not ex.finite(base["bytes_per_s"]) or not base["bytes_per_s"]:
+            continue
+        if which == "both" and parts:
+            continue  # the single options already say it
+        row = zero.iloc[0]
+        part = (
+            f"{label} ran at {format_rate(row['bytes_per_s'])} "
+            f"({ex.versus(row['bytes_per_s'] / base['bytes_per_s'])})"
+        )
+        cpu = _cpu_per_gib(row)
+        if cpu is not None:
+            part += f" for {format_duration(cpu)} CPU/GiB"
+        parts.append(part)
+    sentence = ""
+    if parts:
+        sentence = f"{_LABEL[transport]}, against {format_rate(base['bytes_per_s'])} with the options unset"
+        cpu_base = _cpu_per_gib(base)
+        if cpu_base is not None:
+            sentence += f" ({format_duration(cpu_base)} CPU/GiB, sender + receiver)"
+        sentence += ": " + ", ".join(parts)
+    start, end = base.get("effective_rcvbuf"), base.get("effective_rcvbuf_end")
+    if ex.finite(start) and ex.finite(end):
+        if end > start:
+            grew = (
+                f"unset, receive autotuning grew SO_RCVBUF from {format_size(start)} to {format_size(end)} "
+                "during the transfer (a size set by hand turns autotuning off and stays fixed)"
+            )
+        else:
+            grew = f"unset, SO_RCVBUF stayed at {format_size(start)} (no autotuning)"
+        sentence = f"{sentence}; {grew}" if sentence else f"{_LABEL[transport]}: {grew}"
+    return sentence + "." if sentence else None

@@ -11,12 +11,12 @@ import socket
 import struct
 import time
 from array import array
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from iobench.engine.stats import percentiles
 from iobench.errors import ParamError
 from iobench.experiments import register
-from iobench.experiments.base import Column, Experiment
+from iobench.experiments.base import Column, Experiment, FigureSpec
 from iobench.loops import libc
 from iobench.loops.children import Child, ChildError, fork_child
 from iobench.loops.sockets import (
@@ -29,6 +29,9 @@ from iobench.loops.sockets import (
     tcp_kernel_memory_bytes,
 )
 from iobench.params import Kind, Param, choice_param, size_param
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _STAMP = struct.Struct("q")  # each message starts with the sender's CLOCK_MONOTONIC ns
 #: Descriptors beyond the N connections: listener, pipes, stdio, Python's own.
@@ -120,6 +123,114 @@ class ZeroByteRecv(Experiment):
         Column("recv()s", "recv_calls"),
         Column("Wake-ups", "select_calls"),
     )
+
+    figures = (
+        FigureSpec(
+            "metric", title="Receive buffers held by the application",
+            metrics=("buffer_bytes_held", "rss_buffers_bytes"), unit="size",
+            y_label="memory held",
+        ),
+        FigureSpec(
+            "percentiles", title="Message latency (send to receive)", metrics=("lat_p50_ns", "lat_p99_ns"),
+            unit="duration", log_y=True, y_label="latency",
+        ),
+        FigureSpec("throughput", title="Throughput"),
+    )  # fmt: skip
+
+    @classmethod
+    def explain(cls, summary: pd.DataFrame) -> list[str]:
+        """N x B held by prepost against the pool, what the kernel held, latency and throughput."""
+        from iobench.report import explain as ex
+        from iobench.units import format_duration, format_rate, format_size
+
+        out = []
+        pre_rows = ex.select(summary, strategy="prepost")
+        zero_rows = ex.select(summary, strategy="zero-byte")
+        n = None
+        if not pre_rows.empty:
+            pre = pre_rows.sort_values("connections").iloc[-1]
+            n, size, held = pre["connections"], pre["recv_buffer"], pre["buffer_bytes_held"]
+            if ex.finite(held):
+                sentence = (
+                    f"prepost held {format_size(held)} of receive buffers for {n:,.0f} connections "
+                    f"({n:,.0f} x {ex.fmt(cls.name, 'recv_buffer', size)}, one per connection, idle or not)"
+                )
+                zero = ex.select(zero_rows, connections=n)
+                if not zero.empty and ex.finite(zero["buffer_bytes_held"].iloc[0]):
+                    row = zero.iloc[0]
+                    pool = row["buffer_bytes_held"]
+                    sentence += (
+                        f"; zero-byte held {format_size(pool)} (a pool of {row['pool_buffers']:,.0f} buffers "
+                        "plus partial messages)"
+                    )
+                    if pool:
+                        sentence += f", {ex.times(held / pool)} less"
+                rss = pre.get("rss_buffers_bytes")
+                if ex.finite(rss):
+                    sentence += f". Allocating prepost's buffers grew RSS by {format_size(rss)}"
+                out.append(sentence + ".")
+        kernel = (
+            summary["kernel_tcp_mem_idle_delta_bytes"].dropna()
+            if "kernel_tcp_mem_idle_delta_bytes" in summary
+            else ()
+        )
+        if len(kernel):
+            row = summary.loc[kernel.index[0]]
+            delta = kernel.iloc[0]
+            count = f"{row['connections']:,.0f}"
+            if abs(delta) < 1 << 20:
+                measured = (
+                    f"Opening {count} idle connections changed the kernel's TCP memory by {format_size(delta)}"
+                    if delta >= 0
+                    else f"While {count} idle connections opened, the kernel's TCP memory even fell by {format_size(-delta)}"
+                )
+            else:
+                measured = (
+                    f"Opening {count} idle connections moved the kernel's TCP memory by {format_size(abs(delta))}, "
+                    "a system-wide counter other sockets move too"
+                )
+            out.append(
+                f"{measured} (/proc/net/sockstat): an idle Linux socket holds no kernel receive memory and no "
+                "locked pages. So the saving seed 001 describes for Windows (every posted receive locks its pages "
+                "in the kernel; a zero-byte recv avoids that) does not exist here: what the zero-byte strategy "
+                "saves is only the application's own buffers."
+            )
+        probe = summary.iloc[0] if not summary.empty and "recv0_idle" in summary else None
+        if probe is not None and isinstance(probe["recv0_idle"], str):
+            left = probe.get("recv0_left_queued")
+            out.append(
+                f"A real 0-byte recv() on an idle socket returned {probe['recv0_idle']}, and with data queued it "
+                f"returned 0 and left the data there ({left:,.0f} byte(s) still queued): on Linux it only says "
+                '"readable", exactly what epoll says without a syscall per connection.'
+                if ex.finite(left)
+                else f"A real 0-byte recv() on an idle socket returned {probe['recv0_idle']}."
+            )
+        if not pre_rows.empty and not zero_rows.empty:
+            pre = pre_rows.sort_values("connections").iloc[-1]
+            zero = ex.select(zero_rows, connections=pre["connections"])
+            if not zero.empty:
+                z = zero.iloc[0]
+                parts = []
+                for label, row in (("prepost", pre), ("zero-byte", z)):
+                    if ex.finite(row.get("lat_p50_ns")) and ex.finite(row.get("lat_p99_ns")):
+                        parts.append(
+                            f"{label} p50 {format_duration(row['lat_p50_ns'])}, p99 {format_duration(row['lat_p99_ns'])}, "
+                            f"{format_rate(row['bytes_per_s'])}"
+                        )
+                if len(parts) == 2 and pre["bytes_per_s"]:
+                    ratio = z["bytes_per_s"] / pre["bytes_per_s"]
+                    verdict = (
+                        "borrowing a pool buffer only after readiness cost no throughput here"
+                        if ratio >= 0.95
+                        else f"borrowing a pool buffer after readiness cost {1 - ratio:.0%} of the throughput here"
+                    )
+                    out.append(
+                        f"At {pre['connections']:,.0f} connections: "
+                        + "; ".join(parts)
+                        + f" (zero-byte {ex.versus(ratio)}): {verdict}."
+                    )
+        return out
+
     _listener: socket.socket | None = None
     _child: Child | None = None
     _selector: selectors.BaseSelector | None = None

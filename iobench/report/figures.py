@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
 from iobench.experiments import get_experiment
 from iobench.experiments.base import FigureSpec
@@ -274,6 +274,8 @@ def _line_or_bars(
         return None
     everything = pd.concat([agg["high"] for _, agg in aggregated])
     divisor, unit_label = _unit_scale(unit, everything)
+    if spec.log_y and unit == "size":
+        divisor, unit_label = 1.0, "B"  # spelled per tick instead (see below)
     y_label = spec.y_label or (spec.title or metrics[0][1])
     y_label = f"{y_label}, {unit_label}" if unit_label else y_label
     long_labels = rows["run_id"].nunique() > 1 and bool(series)
@@ -322,7 +324,14 @@ def _line_or_bars(
         _category_ticks(ax, labels)
         ax.set_xlabel(" / ".join(varying))
         used = varying
-    if spec.log_y:
+    if spec.log_y and unit == "size" and divisor == 1.0 and unit_label == "B":
+        # Sizes on a log axis: ticks at powers of two spelled as sizes (2 KiB, 128 KiB, 2 MiB).
+        ax.set_yscale("log", base=2)
+        ax.yaxis.set_major_locator(LogLocator(base=4))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_size(int(v)) if v >= 1 else ""))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        y_label = y_label.removesuffix(", B") + " (log scale)"
+    elif spec.log_y:
         _plain_log_y(ax)
         y_label += " (log scale)"
     ax.set_ylabel(y_label)
@@ -391,11 +400,23 @@ def _stacked_cpu(experiment: Any, rows: pd.DataFrame, spec: FigureSpec, title: s
     return fig
 
 
+def _where(rows: pd.DataFrame, spec: FigureSpec) -> pd.DataFrame:
+    """The rows the spec's ``where`` allows (values compared as text: CSV reads 0 as 0.0)."""
+    for name, allowed in spec.where:
+        if name not in rows:
+            return rows.iloc[0:0]
+        wanted = {str(v) for v in allowed}
+        values = rows[name].map(lambda v: str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))
+        rows = rows[values.isin(wanted)]
+    return rows
+
+
 def render_figure(experiment_name: str, rows: pd.DataFrame, spec: FigureSpec) -> Figure | None:
     """One figure from the ok repetitions of one experiment (any number of runs), or None
     when the run lacks what the spec needs (its metrics, or at least one case).
     """
     experiment = get_experiment(experiment_name)
+    rows = _where(rows, spec)
     if rows.empty:
         return None
     if spec.kind == "throughput":
@@ -416,8 +437,11 @@ def render_figure(experiment_name: str, rows: pd.DataFrame, spec: FigureSpec) ->
         return _line_or_bars(experiment, rows, spec, metrics, spec.unit, spec.title or "Latency percentiles")
     if spec.kind == "metric":
         names = spec.metrics or (spec.metric,)
+        titles = {c.metric: c.title for c in experiment.columns if c.per is None}
         metrics = [
-            (m, m) for m in names if m in rows and not pd.to_numeric(rows[m], errors="coerce").isna().all()
+            (m, titles.get(m, m))
+            for m in names
+            if m in rows and not pd.to_numeric(rows[m], errors="coerce").isna().all()
         ]
         if not metrics:
             return None
