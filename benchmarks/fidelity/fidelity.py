@@ -119,7 +119,10 @@ def measure(args: argparse.Namespace) -> list[dict]:
                 samples: dict[str, list[int]] = {"c": [], **{e: [] for e in engines}}
                 fio_rates: list[float] = []
                 started = time.perf_counter()
-                for _ in range(args.rounds):
+                # Few calls per repetition (large bs) means milliseconds per repetition, where a
+                # neighbour's burst moves one tool's median: more, finer-interleaved rounds.
+                rounds = args.rounds * (4 if size // block < 1024 else 1)
+                for _ in range(rounds):
                     target = source if mode == "read" else work / "c-write.bin"
                     samples["c"] += c_loop(binary, mode, target, block, size, args.reps)
                     for engine in engines:
