@@ -230,3 +230,26 @@ def test_unreadable_counters_give_empty_columns_not_zeros(shared_tmp: Path) -> N
     frame = pd.read_csv(run / "results.csv")
     assert frame["syscalls_read"].isna().all() and frame["disk_read_bytes"].isna().all()
     assert frame["elapsed_ns"].notna().all() and (frame["ops"] == 17).all()
+
+
+def test_pinning_says_that_peers_share_the_cpu(tmp_path: Path) -> None:
+    """--cpu is inherited by forked peers and threads: the run must say so (a real process,
+    so the test runner itself stays unpinned)."""
+    cpu = max(os.sched_getaffinity(0))
+    done = subprocess.run(
+        [
+            *IOBENCH,
+            *("run", "syscall", "--call", "getppid", "--calls", "1000", *ONE_REP, "--cpu", str(cpu)),
+            *("--out", str(tmp_path), "--dir", str(tmp_path), "-q"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (run,) = [p for p in tmp_path.iterdir() if (p / "meta.json").exists()]
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["cpu_pinned"] == cpu
+    assert any(f"pinned to CPU {cpu}: forked peers and threads" in w for w in meta["warnings"])
+    assert f"pinned to CPU {cpu}" in done.stderr  # warnings are printed too

@@ -141,6 +141,12 @@ def run_plan(
         warnings.append(
             f"IO counters cannot be read ({counters_unavailable}): syscall and disk-byte columns are empty"
         )
+    if meta.get("cpu_pinned") is not None:
+        # Affinity is inherited: a forked receiver or a worker thread shares the one CPU.
+        warnings.append(
+            f"pinned to CPU {meta['cpu_pinned']}: forked peers and threads (socket experiments, "
+            "context-switch, file-concurrency) share that CPU, so they measure a one-CPU machine"
+        )
     started = time.perf_counter_ns()
     with private_scratch(target_dir) as scratch:
         if resume is None:
