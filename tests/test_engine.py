@@ -183,3 +183,25 @@ def test_protocol_validation() -> None:
         Protocol.from_values({"min_reps": 9, "max_reps": 3})
     with pytest.raises(ParamError, match="max_case_time"):
         Protocol.from_values({"max_case_time": "-1s"})
+
+
+class PeerDied(Reads):
+    name = "test-peer-died"
+
+    def run_once(self) -> dict[str, Any]:
+        from iobench.loops.children import ChildError
+
+        raise ChildError("child 4242 did not finish within 30 s")
+
+
+def test_an_experiment_error_fails_the_case_not_the_run(tmp_path: Path, tiny_protocol: Protocol) -> None:
+    """Seen in a full sweep: a receiver child outlived its wait and the traceback ended the run."""
+    Reads.calls = []
+    result = run_case(PeerDied, {"count": 1}, tiny_protocol, tmp_path, Progress())
+    (row,) = result.rows
+    assert (row["status"], row["status_reason"]) == (
+        "failed",
+        "ChildError: child 4242 did not finish within 30 s",
+    )
+    assert result.summary["status"] == "failed"
+    assert Reads.calls[-1] == "teardown" and list(tmp_path.iterdir()) == []

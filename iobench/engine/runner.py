@@ -22,7 +22,7 @@ from iobench.engine.counters import CounterProbe
 from iobench.engine.progress import Progress
 from iobench.engine.protocol import Protocol
 from iobench.engine.stats import ci_halfwidth_pct
-from iobench.errors import InsufficientSpaceError, UnsupportedCase
+from iobench.errors import InsufficientSpaceError, IobenchError, UnsupportedCase
 from iobench.experiments import get_experiment
 from iobench.experiments.base import Experiment
 from iobench.loops.engines import engine_for, loops_for
@@ -171,6 +171,12 @@ def run_case(
         summary.update(status="failed", reason=reason)
         if exc.errno in _SPACE_ERRNOS:
             raise CaseSpaceError(CaseResult(rows, summary), reason) from exc
+    except IobenchError:
+        raise  # the run's own verdicts (no space for this case): the session decides
+    except Exception as exc:  # an experiment bug or a dead child: record it, keep the other cases
+        reason = f"{type(exc).__name__}: {exc}"
+        rows = [{**base, "rep": 0, "status": "failed", "status_reason": reason}]
+        summary.update(status="failed", reason=reason)
     finally:
         try:
             instance.teardown()

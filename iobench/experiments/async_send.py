@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import psutil
 
 from iobench.engine.stats import percentiles
 from iobench.errors import UnsupportedCase
@@ -30,6 +31,7 @@ from iobench.loops.sockets import (
     set_blocking_timeouts,
 )
 from iobench.params import Kind, Param, choice_param, size_param
+from iobench.units import format_size
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -358,8 +360,17 @@ class AsyncSend(Experiment):
             self.total = sum(map(len, frames))
         elif self.mode in WRITER_MODES:
             self.size: int = self.case["writer_msg_size"]
-            self.payloads = [bytes([w + 1]) * self.size for w in range(self.concurrency)]
             self.total = self.size * self.messages * self.concurrency
+            # The receiver keeps every byte to check which writer's bytes follow which (then
+            # hands them back through a pipe): several copies of the total in memory at once.
+            room = psutil.virtual_memory().available // 4
+            if self.total > room:
+                raise UnsupportedCase(
+                    f"{format_size(self.total)} from {self.concurrency} writers is more than the receiver can "
+                    f"hold to verify here (a quarter of available memory: {format_size(room)}); "
+                    "lower --messages or --writer-msg-size"
+                )
+            self.payloads = [bytes([w + 1]) * self.size for w in range(self.concurrency)]
         else:
             self.size = self.case["msg_size"]
             self.total = self.size * self.messages * self.concurrency
@@ -478,7 +489,9 @@ class AsyncSend(Experiment):
 
     def after_rep(self) -> dict[str, Any]:
         assert self._child is not None
-        result, _ = self._child.wait(SOCKET_TIMEOUT_S)
+        # The receiver verifies every byte after the last one arrives; allow for that at a
+        # slow 20 MiB/s (one pinned CPU, gigabytes in the threads modes), never less than 30 s.
+        result, _ = self._child.wait(max(SOCKET_TIMEOUT_S, self.total / (20 << 20)))
         self._child = None
         self._close_rep()
         if self.mode in ECHO_MODES:
