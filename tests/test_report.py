@@ -339,3 +339,19 @@ def test_socket_explanations_are_empty_without_cases(name: str) -> None:
     import pandas as pd
 
     assert get_experiment(name).explain(pd.DataFrame()) == []
+
+
+def test_not_run_cases_are_grouped_by_reason_in_the_header() -> None:
+    from iobench.report.model import not_run_summary
+
+    rows = [
+        ("direct-io", "bs=4096", "unsupported", "EINVAL: O_DIRECT refused a misaligned buffer of 4096 bytes"),
+        ("direct-io", "bs=65536", "unsupported", "EINVAL: O_DIRECT refused a misaligned buffer of 65536 bytes"),
+        ("async-send", "c=64", "unsupported", "31.25 GiB from 64 writers is more than the receiver can hold"),
+        ("direct-io", "bs=1", "failed", "ENOSPC"),
+    ]
+    assert not_run_summary(rows) == [
+        ("direct-io", 2, "unsupported", "EINVAL: O_DIRECT refused a misaligned buffer of 4096 bytes"),
+        ("async-send", 1, "unsupported", "31.25 GiB from 64 writers is more than the receiver can hold"),
+        ("direct-io", 1, "failed", "ENOSPC"),
+    ]

@@ -9,7 +9,7 @@ from html import escape
 
 import pandas as pd
 
-from iobench.report.model import ReportModel, RunHeader, Section
+from iobench.report.model import ReportModel, RunHeader, Section, not_run_summary
 
 _CSS = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d1d1f;
@@ -72,10 +72,17 @@ def _run_header(run: RunHeader) -> str:
         items = "".join(f"<li>{escape(w)}</li>" for w in run.warnings)
         parts.append(f'<div class="warnings"><strong>Warnings</strong><ul>{items}</ul></div>')
     if run.not_run:
+        grouped = [
+            (f'<a href="#exp-{escape(exp)}">{escape(exp)}</a>', count, status, reason)
+            for exp, count, status, reason in not_run_summary(run.not_run)
+        ]
+        items = "".join(
+            f"<li>{link}: {count} case{'s' if count > 1 else ''} {escape(status)}, e.g. {escape(reason)}</li>"
+            for link, count, status, reason in grouped
+        )
         parts.append(
-            f'<div class="warnings"><strong>{len(run.not_run)} case(s) did not run</strong>'
-            + _not_run_table(run.not_run, ("experiment", "case", "status", "reason"))
-            + "</div>"
+            f'<div class="warnings"><strong>{len(run.not_run)} case(s) did not run</strong> '
+            f"(each experiment's section lists them)<ul>{items}</ul></div>"
         )
     parts.append("</section>")
     return "\n".join(parts)

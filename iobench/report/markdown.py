@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from iobench.report.model import ReportModel, RunHeader, Section
+from iobench.report.model import ReportModel, RunHeader, Section, not_run_summary
 
 
 def frame_to_markdown(table: pd.DataFrame) -> str:
@@ -26,7 +26,8 @@ def _run_header(run: RunHeader) -> list[str]:
     if run.not_run:
         lines += ["", f"**{len(run.not_run)} case(s) did not run**", ""]
         lines += [
-            f"- {experiment} `{case}`: {status}: {reason}" for experiment, case, status, reason in run.not_run
+            f"- {experiment}: {count} case{'s' if count > 1 else ''} {status}, e.g. {reason}"
+            for experiment, count, status, reason in not_run_summary(run.not_run)
         ]
     return [*lines, ""]
 

@@ -110,6 +110,27 @@ def _not_run(run: ResultSet) -> list[tuple[str, str, str, str]]:
     ]
 
 
+def not_run_summary(not_run: list[tuple[str, str, str, str]]) -> list[tuple[str, int, str, str]]:
+    """(experiment, cases, status, reason) per distinct reason: the header's short form.
+
+    A sweep can refuse dozens of cases for one reason (every misaligned O_DIRECT size); the
+    header says it once with a count, and each experiment's section lists the cases.
+    """
+    groups: dict[tuple[str, str, str], int] = {}
+    for experiment, _, status, reason in not_run:
+        # Reasons differ only by the numbers of each case ("a buffer of 4096 bytes"): group
+        # on the reason's words, show the first reason as it was.
+        shape = "".join("#" if ch.isdigit() else ch for ch in reason)
+        key = (experiment, status, shape)
+        groups[key] = groups.get(key, 0) + 1
+    first: dict[tuple[str, str, str], str] = {}
+    for experiment, _, status, reason in not_run:
+        first.setdefault((experiment, status, "".join("#" if ch.isdigit() else ch for ch in reason)), reason)
+    return [
+        (exp, count, status, first[(exp, status, shape)]) for (exp, status, shape), count in groups.items()
+    ]
+
+
 def _header(run: ResultSet, label: str) -> RunHeader:
     not_run = _not_run(run)
     # Case warnings repeat what the not-run table says, one long line each: keep the table.
