@@ -6,6 +6,7 @@ and Markdown writers only lay it out, so both say the same thing.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -110,6 +111,10 @@ def _not_run(run: ResultSet) -> list[tuple[str, str, str, str]]:
     ]
 
 
+def _shape(reason: str) -> str:
+    return re.sub(r"\d+(\.\d+)?", "#", reason)
+
+
 def not_run_summary(not_run: list[tuple[str, str, str, str]]) -> list[tuple[str, int, str, str]]:
     """(experiment, cases, status, reason) per distinct reason: the header's short form.
 
@@ -120,12 +125,11 @@ def not_run_summary(not_run: list[tuple[str, str, str, str]]) -> list[tuple[str,
     for experiment, _, status, reason in not_run:
         # Reasons differ only by the numbers of each case ("a buffer of 4096 bytes"): group
         # on the reason's words, show the first reason as it was.
-        shape = "".join("#" if ch.isdigit() else ch for ch in reason)
-        key = (experiment, status, shape)
+        key = (experiment, status, _shape(reason))
         groups[key] = groups.get(key, 0) + 1
     first: dict[tuple[str, str, str], str] = {}
     for experiment, _, status, reason in not_run:
-        first.setdefault((experiment, status, "".join("#" if ch.isdigit() else ch for ch in reason)), reason)
+        first.setdefault((experiment, status, _shape(reason)), reason)
     return [
         (exp, count, status, first[(exp, status, shape)]) for (exp, status, shape), count in groups.items()
     ]
