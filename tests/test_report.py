@@ -346,7 +346,12 @@ def test_not_run_cases_are_grouped_by_reason_in_the_header() -> None:
 
     rows = [
         ("direct-io", "bs=4096", "unsupported", "EINVAL: O_DIRECT refused a misaligned buffer of 4096 bytes"),
-        ("direct-io", "bs=65536", "unsupported", "EINVAL: O_DIRECT refused a misaligned buffer of 65536 bytes"),
+        (
+            "direct-io",
+            "bs=65536",
+            "unsupported",
+            "EINVAL: O_DIRECT refused a misaligned buffer of 65536 bytes",
+        ),
         ("async-send", "c=64", "unsupported", "31.25 GiB from 64 writers is more than the receiver can hold"),
         ("direct-io", "bs=1", "failed", "ENOSPC"),
     ]

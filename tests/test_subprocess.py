@@ -232,14 +232,17 @@ def test_unreadable_counters_give_empty_columns_not_zeros(shared_tmp: Path) -> N
     assert frame["elapsed_ns"].notna().all() and (frame["ops"] == 17).all()
 
 
-def test_pinning_says_that_peers_share_the_cpu(tmp_path: Path) -> None:
-    """--cpu is inherited by forked peers and threads: the run must say so (a real process,
-    so the test runner itself stays unpinned)."""
+def _pinned_run(tmp_path: Path, *experiment_args: str) -> tuple[dict, str]:
     cpu = max(os.sched_getaffinity(0))
+    tmp_path.mkdir()
     done = subprocess.run(
         [
             *IOBENCH,
-            *("run", "syscall", "--call", "getppid", "--calls", "1000", *ONE_REP, "--cpu", str(cpu)),
+            "run",
+            *experiment_args,
+            *ONE_REP,
+            "--cpu",
+            str(cpu),
             *("--out", str(tmp_path), "--dir", str(tmp_path), "-q"),
         ],
         capture_output=True,
@@ -251,5 +254,16 @@ def test_pinning_says_that_peers_share_the_cpu(tmp_path: Path) -> None:
     (run,) = [p for p in tmp_path.iterdir() if (p / "meta.json").exists()]
     meta = json.loads((run / "meta.json").read_text())
     assert meta["cpu_pinned"] == cpu
-    assert any(f"pinned to CPU {cpu}: forked peers and threads" in w for w in meta["warnings"])
-    assert f"pinned to CPU {cpu}" in done.stderr  # warnings are printed too
+    return meta, done.stderr
+
+
+def test_pinning_says_that_peers_share_the_cpu(tmp_path: Path) -> None:
+    """--cpu is inherited by forked peers and threads: a run with such an experiment must say
+    so, one without must not (real processes, so the test runner itself stays unpinned)."""
+    meta, stderr = _pinned_run(
+        tmp_path / "a", "context-switch", "--mode", "thread-queue", "--round-trips", "50"
+    )
+    assert any("forked peers and threads" in w for w in meta["warnings"])
+    assert "forked peers and threads" in stderr  # warnings are printed too
+    meta, stderr = _pinned_run(tmp_path / "b", "syscall", "--call", "getppid", "--calls", "1000")
+    assert not any("forked peers" in w for w in meta["warnings"]) and "forked peers" not in stderr

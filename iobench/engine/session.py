@@ -141,7 +141,7 @@ def run_plan(
         warnings.append(
             f"IO counters cannot be read ({counters_unavailable}): syscall and disk-byte columns are empty"
         )
-    if meta.get("cpu_pinned") is not None:
+    if meta.get("cpu_pinned") is not None and any(entry.experiment.has_peers for entry in entries):
         # Affinity is inherited: a forked receiver or a worker thread shares the one CPU.
         warnings.append(
             f"pinned to CPU {meta['cpu_pinned']}: forked peers and threads (socket experiments, "

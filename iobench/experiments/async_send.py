@@ -236,6 +236,7 @@ class AsyncSend(Experiment):
     """Sends in flight on one socket (what stays ordered), then echo servers by concurrency."""
 
     name = "async-send"
+    has_peers = True
     summary = "several sends in flight on one socket: order and sizes; echo throughput/latency by model"
     seed_idea = (
         "004: overlapped sends of 100, 200 and 150 bytes on one socket arrive whole and in "

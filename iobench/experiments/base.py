@@ -115,6 +115,9 @@ class Experiment:
     table_axis: ClassVar[str | None] = None
     #: The parameters that give one line per value in a report figure.
     series_params: ClassVar[tuple[str, ...]] = ()
+    #: Work also happens in forked children or other threads (a receiver, a ping-pong partner):
+    #: pinning the run to one CPU (--cpu) puts them on that CPU too, and the run says so.
+    has_peers: ClassVar[bool] = False
     #: Draw throughput (bytes/s) against x_param in reports (only where bytes/s means something).
     throughput_figure: ClassVar[bool] = False
     #: Columns of the summary table printed after a run and in reports.

@@ -41,6 +41,7 @@ class ContextSwitch(Experiment):
     """Round trips of one byte between two processes or two threads."""
 
     name = "context-switch"
+    has_peers = True
     summary = "round-trip latency and context switches of a one-byte ping-pong"
     seed_idea = (
         "000/003: every blocking hand-off between two tasks costs the kernel a context switch; "

@@ -58,6 +58,7 @@ class FileConcurrency(Experiment):
     """T threads write records into one file, or read it with T reads in flight."""
 
     name = "file-concurrency"
+    has_peers = True
     summary = "T writers via write() at shared offset 0 vs pwrite() vs O_APPEND; pread vs queue depth"
     seed_idea = (
         "004: overlapped file IO must carry its own offset, or concurrent writes land on top "

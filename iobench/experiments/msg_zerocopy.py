@@ -158,6 +158,7 @@ class MsgZerocopy(Experiment):
     """Stream over loopback TCP with plain send or MSG_ZEROCOPY, counting completions."""
 
     name = "msg-zerocopy"
+    has_peers = True
     summary = "MSG_ZEROCOPY vs send per message size: completions, copied anyway, ENOBUFS"
     seed_idea = (
         "000/001/004: zero-copy sends pin the user pages until the kernel is done with them; "

@@ -33,6 +33,7 @@ class PageFault(Experiment):
     """Touch every page of a mapping and let the kernel count the faults."""
 
     name = "page-fault"
+    has_peers = True
     summary = "minor faults of fresh memory, COW faults after fork, major faults of a cold file"
     seed_idea = (
         "003: memory is given on first touch (demand paging); fork shares pages until one "

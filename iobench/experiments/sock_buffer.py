@@ -32,6 +32,7 @@ class SockBuffer(Experiment):
     """Stream a transfer over TCP or a Unix socket with requested socket buffer sizes."""
 
     name = "sock-buffer"
+    has_peers = True
     summary = "SO_RCVBUF/SO_SNDBUF requested vs effective (incl. 0 and unset), TCP and Unix throughput"
     seed_idea = (
         "001: on Windows SO_RCVBUF=0 means no kernel buffer (data goes straight to posted user "

@@ -66,6 +66,7 @@ class ZeroByteRecv(Experiment):
     """N mostly idle connections: who holds receive memory while they wait."""
 
     name = "zero-byte-recv"
+    has_peers = True
     summary = "N sparse connections: a posted buffer per connection vs readiness + shared pool"
     seed_idea = (
         "001: with IOCP a server posts a receive buffer per connection and Windows locks it; a "

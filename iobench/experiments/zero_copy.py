@@ -45,6 +45,7 @@ class ZeroCopy(Experiment):
     """Copy a file to a file or to a loopback TCP socket, by several kernel paths."""
 
     name = "zero-copy"
+    has_peers = True
     summary = "read+write vs sendfile vs copy_file_range vs splice; file -> TCP with sendfile"
     seed_idea = (
         "000: read() copies kernel -> user and write() copies user -> kernel; sendfile, "
