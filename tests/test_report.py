@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -360,3 +361,29 @@ def test_not_run_cases_are_grouped_by_reason_in_the_header() -> None:
         ("async-send", 1, "unsupported", "31.25 GiB from 64 writers is more than the receiver can hold"),
         ("direct-io", 1, "failed", "ENOSPC"),
     ]
+
+
+def test_a_line_never_joins_different_cases_at_one_x() -> None:
+    """mmap-read's series are method and cache; with several madvise values per bs a line would
+    zigzag through them, so advice gets lines of its own."""
+    from iobench.experiments import get_experiment
+    from iobench.report.figures import _series_keys
+
+    experiment = get_experiment("mmap-read")
+    rows = pd.DataFrame(
+        [
+            {
+                "run_id": "r",
+                "method": "mmap-copy",
+                "file_size": 1,
+                "bs": bs,
+                "advice": advice,
+                "cache": "warm",
+            }
+            for bs in (4096, 65536)
+            for advice in ("none", "random")
+        ]
+    )
+    assert _series_keys(experiment, rows, "bs") == ["advice"]
+    one_advice = rows[rows["advice"] == "none"]
+    assert _series_keys(experiment, one_advice, "bs") == []

@@ -151,6 +151,16 @@ def _series_keys(experiment: Any, rows: pd.DataFrame, x: str | None) -> list[str
     keys = [k for k in experiment.series_params if k != x and k in rows and rows[k].nunique() > 1]
     if rows["run_id"].nunique() > 1:
         keys = ["run_id", *keys]
+    if x is not None and x in rows:
+        # A line must never join different cases at one x (a zigzag with error bars spanning
+        # cases): while some do, give the next varying parameter its own lines too.
+        params = [p.name for p in experiment.params if p.name in rows]
+        cases = rows.drop_duplicates(subset=["run_id", *params])
+        for name in params:
+            if not cases.duplicated(subset=[*keys, x]).any():
+                break
+            if name not in keys and name != x and cases[name].nunique() > 1:
+                keys.append(name)
     return keys
 
 
