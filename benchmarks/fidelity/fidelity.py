@@ -113,9 +113,6 @@ def measure(args: argparse.Namespace) -> list[dict]:
             for block in args.bs:
                 size = file_size(block)
                 source = work / "source.bin"
-                if mode == "read":
-                    source.write_bytes(os.urandom(size))
-                    source.read_bytes()  # warm
                 samples: dict[str, list[int]] = {"c": [], **{e: [] for e in engines}}
                 fio_rates: list[float] = []
                 started = time.perf_counter()
@@ -123,6 +120,13 @@ def measure(args: argparse.Namespace) -> list[dict]:
                 # neighbour's burst moves one tool's median: more, finer-interleaved rounds.
                 rounds = args.rounds * (4 if size // block < 1024 else 1)
                 for _ in range(rounds):
+                    if mode == "read":
+                        # A new file each round, as each iobench case makes its own: at large bs a
+                        # warm read is a memory copy whose speed depends on where the file's pages
+                        # and the buffer sit (±10% from case to case here); all tools get that.
+                        source.unlink(missing_ok=True)
+                        source.write_bytes(os.urandom(size))
+                        source.read_bytes()  # warm
                     target = source if mode == "read" else work / "c-write.bin"
                     samples["c"] += c_loop(binary, mode, target, block, size, args.reps)
                     for engine in engines:
