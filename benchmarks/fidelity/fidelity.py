@@ -116,9 +116,10 @@ def measure(args: argparse.Namespace) -> list[dict]:
                 samples: dict[str, list[int]] = {"c": [], **{e: [] for e in engines}}
                 fio_rates: list[float] = []
                 started = time.perf_counter()
-                # Few calls per repetition (large bs) means milliseconds per repetition, where a
-                # neighbour's burst moves one tool's median: more, finer-interleaved rounds.
-                rounds = args.rounds * (4 if size // block < 1024 else 1)
+                # From a few KiB up a warm read/write is a memory copy: its speed moves ±10% with
+                # where each case's file and buffer pages sit, and a repetition is milliseconds.
+                # More, finer-interleaved rounds (each a new case) average that out.
+                rounds = args.rounds * (4 if block >= 4096 else 1)
                 for _ in range(rounds):
                     if mode == "read":
                         # A new file each round, as each iobench case makes its own: at large bs a
