@@ -11,6 +11,7 @@ from iobench.engine import cache
 from iobench.errors import UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec, cache_param
+from iobench.loops.buffers import page_aligned_buffer
 from iobench.loops.files import create_random_file
 from iobench.loops.verify import file_matches_pattern
 from iobench.params import Kind, Param, choice_param, size_param
@@ -130,9 +131,8 @@ class DirectIo(Experiment):
         self.direct = self.case["io"] == "direct"
         self.path = self.scratch / "direct.bin"
         offset = 1 if self.direct and self.case["align"] == "misaligned" else 0
-        # Anonymous mmap memory starts on a page boundary: what O_DIRECT needs.
-        self._mapping = mmap.mmap(-1, self.block + mmap.PAGESIZE)
-        self._mapping[:] = os.urandom(len(self._mapping))  # touched before timing
+        # Page-aligned, what O_DIRECT needs; one page spare for the misaligned start.
+        self._mapping = page_aligned_buffer(self.block + mmap.PAGESIZE)
         self.view = memoryview(self._mapping)[offset : offset + self.block]
         self.pattern = bytes(self.view)
         if self.case["mode"] == "read":

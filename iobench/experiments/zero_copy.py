@@ -14,7 +14,7 @@ from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
 from iobench.loops.children import Child, fork_child
 from iobench.loops.files import create_random_file, open_new
-from iobench.loops.sockets import drain_to_eof, set_blocking_timeouts
+from iobench.loops.sockets import SOCKET_TIMEOUT_S, drain_to_eof, set_blocking_timeouts
 from iobench.loops.verify import file_digest
 from iobench.params import choice_param, size_param
 
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 MIB = 1 << 20
 GIB = 1 << 30
-SOCKET_TIMEOUT_S = 30
 FILE_METHODS = ("read-write", "sendfile", "copy_file_range", "splice")
 TCP_METHODS = ("tcp-sendall", "tcp-sendfile")
 

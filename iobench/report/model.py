@@ -121,18 +121,13 @@ def not_run_summary(not_run: list[tuple[str, str, str, str]]) -> list[tuple[str,
     A sweep can refuse dozens of cases for one reason (every misaligned O_DIRECT size); the
     header says it once with a count, and each experiment's section lists the cases.
     """
-    groups: dict[tuple[str, str, str], int] = {}
+    # Reasons differ only by the numbers of each case ("a buffer of 4096 bytes"): group on the
+    # reason's words, show the first reason as it was. Dicts keep first-seen order.
+    groups: dict[tuple[str, str, str], list] = {}
     for experiment, _, status, reason in not_run:
-        # Reasons differ only by the numbers of each case ("a buffer of 4096 bytes"): group
-        # on the reason's words, show the first reason as it was.
-        key = (experiment, status, _shape(reason))
-        groups[key] = groups.get(key, 0) + 1
-    first: dict[tuple[str, str, str], str] = {}
-    for experiment, _, status, reason in not_run:
-        first.setdefault((experiment, status, _shape(reason)), reason)
-    return [
-        (exp, count, status, first[(exp, status, shape)]) for (exp, status, shape), count in groups.items()
-    ]
+        group = groups.setdefault((experiment, status, _shape(reason)), [0, reason])
+        group[0] += 1
+    return [(exp, count, status, reason) for (exp, status, _), (count, reason) in groups.items()]
 
 
 def _header(run: ResultSet, label: str) -> RunHeader:
