@@ -298,7 +298,8 @@ def _print_tables(rows: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from iobench.report.tables import book_table, describe_group, summarize
+    from iobench.metrics import summarize
+    from iobench.report.tables import book_table, describe_group
 
     if not rows:
         return
@@ -307,9 +308,10 @@ def _print_tables(rows: list[dict[str, Any]]) -> None:
         return
     console = Console(soft_wrap=False, width=max(140, Console().width))
     for experiment_name in summary["experiment"].unique():
-        for key, frame in book_table(summary, str(experiment_name)):
+        experiment = get_experiment(str(experiment_name))
+        for key, frame in book_table(summary, experiment):
             table = Table(
-                title=f"{experiment_name}: {describe_group(str(experiment_name), key)}",
+                title=f"{experiment_name}: {describe_group(experiment, key)}",
                 title_justify="left",
             )
             for index, column in enumerate(frame.columns):

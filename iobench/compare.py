@@ -32,6 +32,7 @@ import pandas as pd
 
 from iobench.errors import IobenchError
 from iobench.results import ResultSet
+from iobench.stats import hodges_lehmann
 
 #: Metrics where a larger value is better; everything else (times, faults, calls) is cost.
 HIGHER_IS_BETTER = {"throughput"}
@@ -96,26 +97,6 @@ class Comparison:
             "only_in_new": self.only_in_new,
             "cases": [asdict(c) for c in self.cases],
         }
-
-
-def hodges_lehmann(base: np.ndarray, new: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
-    """Shift estimate of ``new - base`` and its distribution-free confidence interval.
-
-    Moses' interval: with the n*m pairwise differences sorted, the bounds are the
-    (k+1)-th smallest and largest, k from the Mann-Whitney U distribution (normal
-    approximation with continuity correction). When k < 0 the data cannot support the
-    confidence level and the interval is infinite.
-    """
-    from scipy.stats import norm  # deferred: scipy costs start-up time
-
-    differences = np.sort(np.subtract.outer(new, base).ravel())
-    n, m = len(base), len(new)
-    estimate = float(np.median(differences))
-    z = float(norm.ppf(0.5 + confidence / 2))
-    k = math.floor(n * m / 2 - z * math.sqrt(n * m * (n + m + 1) / 12) - 0.5)
-    if k < 0:
-        return estimate, -math.inf, math.inf
-    return estimate, float(differences[k]), float(differences[n * m - 1 - k])
 
 
 def metric_values(frame: pd.DataFrame, metric: str) -> pd.Series:

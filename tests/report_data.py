@@ -181,7 +181,7 @@ def socket_summary(experiment: str, cases: list[dict[str, Any]]) -> pd.DataFrame
     """The per-case summary of ``socket_rows`` (through a CSV round trip, as a report reads it)."""
     import io
 
-    from iobench.report.tables import summarize
+    from iobench.metrics import summarize
 
     buffer = io.StringIO()
     pd.DataFrame(socket_rows(experiment, cases)).to_csv(buffer, index=False)

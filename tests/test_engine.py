@@ -13,10 +13,10 @@ from iobench.engine.counters import CounterProbe
 from iobench.engine.progress import Progress
 from iobench.engine.protocol import Protocol
 from iobench.engine.runner import CaseSpaceError, run_case
-from iobench.engine.stats import ci_halfwidth_pct
 from iobench.errors import InsufficientSpaceError, ParamError, UnsupportedCase
 from iobench.experiments.base import Experiment
 from iobench.params import Kind, Param
+from iobench.stats import ci_halfwidth_pct
 
 
 @pytest.mark.parametrize("scope", ["thread", "process"])
@@ -189,7 +189,7 @@ class PeerDied(Reads):
     name = "test-peer-died"
 
     def run_once(self) -> dict[str, Any]:
-        from iobench.loops.children import ChildError
+        from iobench.osutil.children import ChildError
 
         raise ChildError("child 4242 did not finish within 30 s")
 

@@ -11,9 +11,9 @@ import pytest
 from iobench.engine.progress import Progress
 from iobench.engine.protocol import Protocol
 from iobench.engine.runner import CaseResult, PlanEntry, run_case
-from iobench.engine.stats import percentiles
 from iobench.experiments import get_experiment
-from iobench.loops.children import ChildError, run_in_child
+from iobench.osutil.children import ChildError, run_in_child
+from iobench.stats import percentiles
 
 PAGE = resource.getpagesize()
 

@@ -13,10 +13,10 @@ from iobench.cli import cli
 from iobench.experiments import all_experiments, get_experiment
 from iobench.experiments.base import Experiment
 from iobench.experiments.rw_buffer import RwBuffer
+from iobench.explain import plateau
+from iobench.metrics import summarize
 from iobench.report import build_report, parse_formats
-from iobench.report.explain import plateau
 from iobench.report.model import build_model
-from iobench.report.tables import summarize
 from tests.report_data import FLAT, STEEP, make_run, write_run
 
 

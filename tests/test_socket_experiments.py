@@ -17,7 +17,7 @@ from iobench.engine.protocol import Protocol
 from iobench.engine.runner import CaseResult, run_case
 from iobench.experiments import get_experiment
 from iobench.experiments.async_send import interleaving, message_sizes, verify_frames
-from iobench.loops import libc
+from iobench.osutil import libc
 
 ONE = Protocol(warmup=0, min_reps=1, max_reps=1, max_case_time=30 * 10**9, target_ci=100.0)
 
@@ -103,7 +103,7 @@ def test_zero_length_recv_is_a_real_syscall(tmp_path: Path) -> None:
         pytest.skip("strace not installed")
     script = (
         "import socket\n"
-        "from iobench.loops import libc\n"
+        "from iobench.osutil import libc\n"
         "a, b = socket.socketpair()\n"
         "a.send(b'x')\n"
         "print(libc.recv_zero(b.fileno()), len(b.recv(4)))\n"

@@ -132,8 +132,8 @@ def _as_nobody(args: list[str], dumpable: bool = True) -> tuple[int, str]:
 
     import iobench.report.tables  # noqa: F401
     from iobench.cli import cli
-    from iobench.engine.stats import ci_halfwidth_pct
     from iobench.experiments import all_experiments
+    from iobench.stats import ci_halfwidth_pct
 
     # This interpreter may live under a root-only folder (/root/.pyenv here): load every
     # module the run needs before giving up root, as an installed copy would not need.

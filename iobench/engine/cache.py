@@ -12,7 +12,7 @@ import mmap
 import os
 from pathlib import Path
 
-from iobench.loops import libc
+from iobench.osutil import libc
 
 PAGE_SIZE = mmap.PAGESIZE
 

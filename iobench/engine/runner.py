@@ -21,12 +21,12 @@ from typing import Any
 from iobench.engine.counters import CounterProbe
 from iobench.engine.progress import Progress
 from iobench.engine.protocol import Protocol
-from iobench.engine.stats import ci_halfwidth_pct
 from iobench.errors import InsufficientSpaceError, IobenchError, UnsupportedCase
 from iobench.experiments import get_experiment
 from iobench.experiments.base import Experiment
 from iobench.loops.engines import engine_for, loops_for
 from iobench.params import case_id, expand_cases, resolve
+from iobench.stats import ci_halfwidth_pct
 from iobench.units import format_size
 
 #: Errors that mean the disk is full: the case is recorded as failed and the run stops.

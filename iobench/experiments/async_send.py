@@ -18,12 +18,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import psutil
 
-from iobench.engine.stats import percentiles
 from iobench.errors import UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
-from iobench.loops.children import Child, fork_child
-from iobench.loops.sockets import (
+from iobench.osutil.children import Child, fork_child
+from iobench.osutil.sockets import (
     SOCKET_TIMEOUT_S,
     accept_with_timeouts,
     connect_loopback,
@@ -31,6 +30,7 @@ from iobench.loops.sockets import (
     set_blocking_timeouts,
 )
 from iobench.params import Kind, Param, choice_param, size_param
+from iobench.stats import percentiles
 from iobench.units import format_size
 
 if TYPE_CHECKING:
@@ -307,7 +307,7 @@ class AsyncSend(Experiment):
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:
         """In-flight order/size checks, torn messages of shared sendall, echo models compared."""
-        inflight = [r for r in (_inflight(cls.name, summary, m) for m in INFLIGHT_MODES) if r]
+        inflight = [r for r in (_inflight(cls, summary, m) for m in INFLIGHT_MODES) if r]
         out = [sentence for sentence, _ in inflight]
         if inflight and all(ok for _, ok in inflight):
             out.append(
@@ -315,7 +315,7 @@ class AsyncSend(Experiment):
                 "nothing overlapped to reorder: send() copies into the socket buffer before it returns, in "
                 "call order."
             )
-        writers = _writers(cls.name, summary)
+        writers = _writers(cls, summary)
         if writers:
             out.append(writers)
         out += _echo(summary)
@@ -535,9 +535,9 @@ def _ok(value: Any) -> bool | None:
     return {"true": True, "false": False, "1.0": True, "0.0": False}.get(text)
 
 
-def _inflight(name: str, summary: pd.DataFrame, mode: str) -> tuple[str, bool] | None:
+def _inflight(experiment: Any, summary: pd.DataFrame, mode: str) -> tuple[str, bool] | None:
     """The sentence for one in-flight mode and whether order and sizes were both right."""
-    from iobench.report import explain as ex
+    from iobench import explain as ex
 
     rows = ex.select(summary, mode=mode)
     if rows.empty:
@@ -549,7 +549,7 @@ def _inflight(name: str, summary: pd.DataFrame, mode: str) -> tuple[str, bool] |
     what = (
         "of 100, 200 and 150 bytes in turn"
         if mode == "inflight-100-200-150"
-        else f"of random sizes up to {ex.fmt(name, 'msg_size', row['msg_size'])}"
+        else f"of random sizes up to {ex.fmt(experiment, 'msg_size', row['msg_size'])}"
     )
     calls = row.get("send_calls")
     how = f"in {calls:,.0f} sendmsg() call(s)" if ex.finite(calls) else "at once"
@@ -565,8 +565,8 @@ def _inflight(name: str, summary: pd.DataFrame, mode: str) -> tuple[str, bool] |
     )
 
 
-def _writers(name: str, summary: pd.DataFrame) -> str | None:
-    from iobench.report import explain as ex
+def _writers(experiment: Any, summary: pd.DataFrame) -> str | None:
+    from iobench import explain as ex
 
     shared = ex.select(summary, mode="threads-sendall")
     if shared.empty or "interleaved_messages" not in shared:
@@ -575,7 +575,7 @@ def _writers(name: str, summary: pd.DataFrame) -> str | None:
     torn, total, threads = row["interleaved_messages"], row["ops"], row["concurrency"]
     if not ex.finite(torn):
         return None
-    size = ex.fmt(name, "writer_msg_size", row["writer_msg_size"])
+    size = ex.fmt(experiment, "writer_msg_size", row["writer_msg_size"])
     if threads < 2:
         sentence = f"threads-sendall ran with one thread only, so nothing could tear ({torn:,.0f} torn)"
     elif torn:
@@ -598,7 +598,7 @@ def _writers(name: str, summary: pd.DataFrame) -> str | None:
 
 
 def _echo(summary: pd.DataFrame) -> list[str]:
-    from iobench.report import explain as ex
+    from iobench import explain as ex
     from iobench.units import format_duration, format_rate
 
     rows = summary[summary["mode"].astype(str).isin(ECHO_MODES)] if "mode" in summary else summary.iloc[0:0]

@@ -9,12 +9,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from iobench.engine.counters import Scope
 from iobench.loops import pyloops
+from iobench.metrics import Metric, Unit
 from iobench.params import Param, choice_param
 
 if TYPE_CHECKING:  # pandas is only needed by reports; experiments must import fast
     import pandas as pd
-
-Unit = Literal["duration", "size", "rate", "count", "ratio", "percent", "text"]
 
 
 @dataclass(frozen=True)
@@ -124,6 +123,9 @@ class Experiment:
     columns: ClassVar[tuple[Column, ...]] = BOOK_COLUMNS
     #: Report figures that answer this experiment's question (empty: ``default_figures``).
     figures: ClassVar[tuple[FigureSpec, ...]] = ()
+    #: The experiment's own result columns (beyond the common ones): title, unit, meaning,
+    #: direction. The data dictionary (``iobench columns``) and reports read them.
+    metrics: ClassVar[tuple[Metric, ...]] = ()
 
     #: The inner loops to time with: the engine sets the native module or pyloops (same API).
     loops: ModuleType = pyloops
@@ -180,10 +182,10 @@ class Experiment:
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:
         """Sentences for "what this shows", computed from one run's summary rows of this
-        experiment (``iobench.report.tables.summarize``). Return [] when the cases needed are
+        experiment (``iobench.metrics.summarize``). Return [] when the cases needed are
         absent. The default compares the cases on the first numeric table column.
         """
-        from iobench.report.explain import generic_sentences
+        from iobench.explain import generic_sentences
 
         return generic_sentences(cls, summary)
 

@@ -10,12 +10,12 @@ import time
 from array import array
 from typing import TYPE_CHECKING, Any
 
-from iobench.engine.stats import percentiles
 from iobench.errors import UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
-from iobench.loops.children import Child, fork_child
+from iobench.osutil.children import Child, fork_child
 from iobench.params import Kind, Param, choice_param
+from iobench.stats import percentiles
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -89,7 +89,7 @@ class ContextSwitch(Experiment):
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:
         """Round-trip p50/p99 per mode and switches per round trip."""
-        from iobench.report import explain as ex
+        from iobench import explain as ex
         from iobench.units import format_duration
 
         parts = []

@@ -12,8 +12,8 @@ from iobench.errors import UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec, cache_param
 from iobench.loops.buffers import page_aligned_buffer
-from iobench.loops.files import create_random_file
-from iobench.loops.verify import file_matches_pattern
+from iobench.osutil.files import create_random_file
+from iobench.osutil.verify import file_matches_pattern
 from iobench.params import Kind, Param, choice_param, size_param
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ class DirectIo(Experiment):
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:
         """O_DIRECT against buffered IO per mode and bs."""
-        from iobench.report import explain as ex
+        from iobench import explain as ex
         from iobench.units import format_rate
 
         out = []
@@ -94,7 +94,7 @@ class DirectIo(Experiment):
                 buffered = ex.one(summary, "bytes_per_s", mode=mode, io="buffered", bs=bs)
                 if direct and buffered:
                     parts.append(
-                        f"{format_rate(direct)} vs {format_rate(buffered)} at bs={ex.fmt(cls.name, 'bs', bs)} "
+                        f"{format_rate(direct)} vs {format_rate(buffered)} at bs={ex.fmt(cls, 'bs', bs)} "
                         f"({ex.versus(direct / buffered)})"
                     )
             if parts:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from iobench.engine import cache
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec, cache_param
-from iobench.loops.files import create_random_file, open_new
+from iobench.osutil.files import create_random_file, open_new
 from iobench.params import Kind, Param, choice_param, size_param
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ class FileConcurrency(Experiment):
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:
         """How many records the racing writer lost, and whether pwrite/O_APPEND lost any."""
-        from iobench.report import explain as ex
+        from iobench import explain as ex
 
         out = []
         racing = ex.select(summary, mode="write-racing").sort_values("threads")

@@ -11,7 +11,7 @@ from iobench.engine import cache
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec, cache_param
 from iobench.loops.buffers import page_aligned_buffer
-from iobench.loops.files import create_random_file
+from iobench.osutil.files import create_random_file
 from iobench.params import Kind, Param, choice_param, size_param
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ class MmapRead(Experiment):
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:
         """Fastest method warm and cold; faults per MiB against one per 4 KiB page."""
-        from iobench.report import explain as ex
+        from iobench import explain as ex
         from iobench.units import format_rate
 
         out = []

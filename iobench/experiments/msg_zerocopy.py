@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from iobench.errors import UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
-from iobench.loops.children import Child, ChildError, fork_child, run_in_child
-from iobench.loops.sockets import (
+from iobench.osutil.children import Child, ChildError, fork_child, run_in_child
+from iobench.osutil.sockets import (
     SOCKET_TIMEOUT_S,
     accept_with_timeouts,
     connect_loopback,
@@ -218,7 +218,7 @@ class MsgZerocopy(Experiment):
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:
         """zerocopy vs send per size, completions that say COPIED, ENOBUFS past RLIMIT_MEMLOCK."""
-        from iobench.report import explain as ex
+        from iobench import explain as ex
         from iobench.units import format_duration, format_rate, format_size
 
         out = []
@@ -233,7 +233,7 @@ class MsgZerocopy(Experiment):
             ratio = z_row["bytes_per_s"] / s_row["bytes_per_s"]
             slower.append(ratio)
             part = (
-                f"at {ex.fmt(cls.name, 'msg_size', size)} zerocopy {format_rate(z_row['bytes_per_s'])} vs send "
+                f"at {ex.fmt(cls, 'msg_size', size)} zerocopy {format_rate(z_row['bytes_per_s'])} vs send "
                 f"{format_rate(s_row['bytes_per_s'])} ({ex.versus(ratio)})"
             )
             s_cpu, z_cpu = ex.per(send, "cpu_ns", "bytes"), ex.per(zero, "cpu_ns", "bytes")

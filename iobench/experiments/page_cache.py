@@ -11,7 +11,7 @@ from iobench.engine import cache
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec, cache_param
 from iobench.loops.buffers import page_aligned_buffer
-from iobench.loops.files import create_random_file
+from iobench.osutil.files import create_random_file
 from iobench.params import Kind, Param, choice_param
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ class PageCache(Experiment):
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:
         """Cold vs warm, random vs sequential, and what fadvise(RANDOM) does to read-ahead."""
-        from iobench.report import explain as ex
+        from iobench import explain as ex
         from iobench.units import format_duration
 
         out = []

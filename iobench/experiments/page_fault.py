@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 from iobench.engine import cache
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
-from iobench.loops.children import fork_child
-from iobench.loops.files import create_random_file
+from iobench.osutil.children import fork_child
+from iobench.osutil.files import create_random_file
 from iobench.params import choice_param, size_param
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ class PageFault(Experiment):
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:
         """Faults per page: fresh memory, COW after fork, cold file with and without read-ahead."""
-        from iobench.report import explain as ex
+        from iobench import explain as ex
 
         out = []
         anon = ex.per(summary, "minflt", "pages", mode="anon")

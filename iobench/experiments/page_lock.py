@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from iobench.errors import UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
-from iobench.loops import libc
-from iobench.loops.children import run_in_child
+from iobench.osutil import libc
+from iobench.osutil.children import run_in_child
 from iobench.params import choice_param, size_param
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ class PageLock(Experiment):
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:
         """RLIMIT_MEMLOCK, what happened past it, and how Linux's limit differs from seed 001's."""
-        from iobench.report import explain as ex
+        from iobench import explain as ex
         from iobench.units import format_size
 
         out = []

@@ -13,8 +13,8 @@ from iobench.engine import cache
 from iobench.experiments import register
 from iobench.experiments.base import Experiment, FigureSpec, cache_param
 from iobench.loops.buffers import page_aligned_buffer
-from iobench.loops.files import create_random_file, open_new
-from iobench.loops.verify import file_digest, file_matches_pattern
+from iobench.osutil.files import create_random_file, open_new
+from iobench.osutil.verify import file_digest, file_matches_pattern
 from iobench.params import choice_param, size_param
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ class RwBuffer(Experiment):
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:
         """Where a larger buffer stops paying, the kernel's CPU share at the smallest buffer."""
-        from iobench.report import explain as ex
+        from iobench import explain as ex
         from iobench.units import format_rate
 
         out = []
@@ -89,25 +89,23 @@ class RwBuffer(Experiment):
             small, large = rows.iloc[0], rows.iloc[-1]
             sentence = (
                 f"{mode} ({rows['cache'].iloc[0]} cache): {format_rate(small['bytes_per_s'])} at "
-                f"bs={ex.fmt(cls.name, 'bs', small['bs'])}, {format_rate(large['bytes_per_s'])} at "
-                f"{ex.fmt(cls.name, 'bs', large['bs'])} ({ex.times(large['bytes_per_s'] / small['bytes_per_s'])})"
+                f"bs={ex.fmt(cls, 'bs', small['bs'])}, {format_rate(large['bytes_per_s'])} at "
+                f"{ex.fmt(cls, 'bs', large['bs'])} ({ex.times(large['bytes_per_s'] / small['bytes_per_s'])})"
             )
             stop = ex.plateau(rows, "bs")
             if stop is None:
-                sentence += (
-                    f"; every larger buffer still paid >= 5% up to {ex.fmt(cls.name, 'bs', large['bs'])}."
-                )
+                sentence += f"; every larger buffer still paid >= 5% up to {ex.fmt(cls, 'bs', large['bs'])}."
             else:
-                sentence += f"; beyond bs={ex.fmt(cls.name, 'bs', stop)} the next size gains < 5%."
+                sentence += f"; beyond bs={ex.fmt(cls, 'bs', stop)} the next size gains < 5%."
             cpu = small["user_ns"] + small["sys_ns"]
             if ex.finite(cpu) and cpu > 0:
                 sentence += (
-                    f" At bs={ex.fmt(cls.name, 'bs', small['bs'])} the kernel takes {small['sys_ns'] / cpu:.0%} "
+                    f" At bs={ex.fmt(cls, 'bs', small['bs'])} the kernel takes {small['sys_ns'] / cpu:.0%} "
                     "of the CPU time: the cost is the syscalls, not the bytes."
                 )
             out.append(sentence)
             if mode == "read" or (mode == "copy" and len(out) == 1):
-                out.append(_seed_note(cls.name, rows, stop))
+                out.append(_seed_note(cls, rows, stop))
         cold, warm = (
             ex.one(summary, "bytes_per_s", mode="read", cache="cold", bs=summary["bs"].max()),
             ex.one(summary, "bytes_per_s", mode="read", cache="warm", bs=summary["bs"].max()),
@@ -216,9 +214,9 @@ class RwBuffer(Experiment):
             path.unlink(missing_ok=True)
 
 
-def _seed_note(name: str, rows: pd.DataFrame, stop: Any) -> str:
+def _seed_note(experiment: Any, rows: pd.DataFrame, stop: Any) -> str:
     """Seed 002 (TLPI 13-1) says about 4 KiB is close to optimal: does this run agree?"""
-    from iobench.report import explain as ex
+    from iobench import explain as ex
 
     largest = rows["bs"].max()
     if largest <= 4096:
@@ -231,7 +229,9 @@ def _seed_note(name: str, rows: pd.DataFrame, stop: Any) -> str:
     top = rows["bytes_per_s"].max()
     gain = f" ({ex.times(top / at_4k)} over 4 KiB)" if at_4k else ""
     where = (
-        f"until {ex.fmt(name, 'bs', stop)}" if stop is not None else f"up to {ex.fmt(name, 'bs', largest)}"
+        f"until {ex.fmt(experiment, 'bs', stop)}"
+        if stop is not None
+        else f"up to {ex.fmt(experiment, 'bs', largest)}"
     )
     return (
         "Unlike seed 002's claim (TLPI, 2010 hardware) that about 4 KiB is close to optimal, larger buffers "

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
-from iobench.loops.children import Child, fork_child
-from iobench.loops.sockets import (
+from iobench.osutil.children import Child, fork_child
+from iobench.osutil.sockets import (
     SOCKET_TIMEOUT_S,
     connect_loopback,
     drain_to_eof,
@@ -104,7 +104,7 @@ class SockBuffer(Experiment):
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:
         """What 0 and other requests became, and what 0 did to throughput against unset."""
-        from iobench.report import explain as ex
+        from iobench import explain as ex
 
         out = []
         zero = []
@@ -130,11 +130,11 @@ class SockBuffer(Experiment):
                 "kernel buffer: unlike seed 001's Windows, where SO_RCVBUF=0 means no kernel buffer and data "
                 "goes straight into posted user buffers, here every byte is still copied through the socket."
             )
-        doubled = _doubling(cls.name, summary)
+        doubled = _doubling(cls, summary)
         if doubled:
             out.append(doubled)
         for transport in ("tcp", "unix"):
-            sentence = _zero_vs_unset(cls.name, summary, transport)
+            sentence = _zero_vs_unset(cls, summary, transport)
             if sentence:
                 out.append(sentence)
         return out
@@ -225,7 +225,7 @@ class SockBuffer(Experiment):
 
 def _cpu_per_gib(row: pd.Series) -> float | None:
     """Sender + receiver CPU per GiB moved, or None."""
-    from iobench.report import explain as ex
+    from iobench import explain as ex
 
     cpu, peer, moved = row.get("cpu_ns"), row.get("peer_cpu_ns"), row.get("bytes")
     if not (ex.finite(cpu) and ex.finite(peer) and ex.finite(moved) and moved):
@@ -233,9 +233,9 @@ def _cpu_per_gib(row: pd.Series) -> float | None:
     return (cpu + peer) / moved * GIB
 
 
-def _doubling(name: str, summary: pd.DataFrame) -> str | None:
+def _doubling(experiment: Any, summary: pd.DataFrame) -> str | None:
     """``SO_RCVBUF=64KiB became 128 KiB (2.0x)``, for every non-zero request of one transport."""
-    from iobench.report import explain as ex
+    from iobench import explain as ex
     from iobench.units import format_size
 
     for transport in ("tcp", "unix"):
@@ -250,7 +250,7 @@ def _doubling(name: str, summary: pd.DataFrame) -> str | None:
         ]
         if not pairs:
             continue
-        parts = [f"{ex.fmt(name, 'bufsize', req)} became {format_size(got)}" for req, got in pairs]
+        parts = [f"{ex.fmt(experiment, 'bufsize', req)} became {format_size(got)}" for req, got in pairs]
         exact = all(got == 2 * req for req, got in pairs)
         capped = [req for req, got in pairs if got < 2 * req]
         tail = (
@@ -258,7 +258,7 @@ def _doubling(name: str, summary: pd.DataFrame) -> str | None:
             if exact
             else "twice the request where it fits"
             + (
-                f"; from {ex.fmt(name, 'bufsize', capped[0])} on, net.core.rmem_max capped it"
+                f"; from {ex.fmt(experiment, 'bufsize', capped[0])} on, net.core.rmem_max capped it"
                 if capped
                 else ""
             )
@@ -270,9 +270,9 @@ def _doubling(name: str, summary: pd.DataFrame) -> str | None:
     return None
 
 
-def _zero_vs_unset(name: str, summary: pd.DataFrame, transport: str) -> str | None:
+def _zero_vs_unset(experiment: Any, summary: pd.DataFrame, transport: str) -> str | None:
     """Throughput and CPU/GiB of each option set to 0 against unset, and how far unset grew."""
-    from iobench.report import explain as ex
+    from iobench import explain as ex
     from iobench.units import format_duration, format_rate, format_size
 
     unset = ex.select(summary, transport=transport, buffers="unset")

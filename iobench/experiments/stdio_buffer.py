@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
-from iobench.loops.files import open_new
-from iobench.loops.verify import file_matches_pattern
+from iobench.osutil.files import open_new
+from iobench.osutil.verify import file_matches_pattern
 from iobench.params import Kind, Param, size_param
 
 if TYPE_CHECKING:
@@ -80,22 +80,22 @@ class StdioBuffer(Experiment):
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:
         """Unbuffered vs the largest buffer: syscalls saved, speed gained, where it stops paying."""
-        from iobench.report import explain as ex
+        from iobench import explain as ex
 
         rows = ex.select(summary, flush_every=0)
         rows = (rows if not rows.empty else summary).sort_values("buffer_size")
         if rows["buffer_size"].nunique() < 2:
             return []
         small, large = rows.iloc[0], rows.iloc[-1]
-        name = ex.fmt(cls.name, "buffer_size", small["buffer_size"])
+        name = ex.fmt(cls, "buffer_size", small["buffer_size"])
         out = [
-            f"Going from buffer_size={name} to {ex.fmt(cls.name, 'buffer_size', large['buffer_size'])} cut "
+            f"Going from buffer_size={name} to {ex.fmt(cls, 'buffer_size', large['buffer_size'])} cut "
             f"write() calls from {small['syscalls_write']:,.0f} to {large['syscalls_write']:,.0f} and made "
             f"writing the records {ex.times(large['bytes_per_s'] / small['bytes_per_s'])} faster."
         ]
         stop = ex.plateau(rows, "buffer_size")
         if stop is not None:
-            out.append(f"Past buffer_size={ex.fmt(cls.name, 'buffer_size', stop)} the next size gains < 5%.")
+            out.append(f"Past buffer_size={ex.fmt(cls, 'buffer_size', stop)} the next size gains < 5%.")
         flushed = ex.select(summary, buffer_size=large["buffer_size"], flush_every=100)
         if not flushed.empty and flushed["bytes_per_s"].iloc[0] > 0:
             out.append(

@@ -7,13 +7,13 @@ from array import array
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from iobench.engine.stats import percentiles
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
 from iobench.loops.buffers import page_aligned_buffer
-from iobench.loops.files import open_new
-from iobench.loops.verify import file_matches_pattern
+from iobench.osutil.files import open_new
+from iobench.osutil.verify import file_matches_pattern
 from iobench.params import Kind, Param, choice_param, size_param
+from iobench.stats import percentiles
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -91,7 +91,7 @@ class SyncWrite(Experiment):
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:
         """O_SYNC's slowdown factor per bs, fsync vs fdatasync, and TLPI's numbers."""
-        from iobench.report import explain as ex
+        from iobench import explain as ex
 
         out = []
         factors = []
@@ -103,7 +103,7 @@ class SyncWrite(Experiment):
         if factors:
             out.append(
                 "O_SYNC makes the same writes "
-                + ", ".join(f"{ex.times(f)} slower at bs={ex.fmt(cls.name, 'bs', bs)}" for bs, f in factors)
+                + ", ".join(f"{ex.times(f)} slower at bs={ex.fmt(cls, 'bs', bs)}" for bs, f in factors)
                 + " than buffered writes."
             )
             at_4k = dict(factors).get(4096)
@@ -119,7 +119,7 @@ class SyncWrite(Experiment):
             if full and data:
                 out.append(
                     f"fsync per write takes {ex.times(full / data)} the time of fdatasync per write at "
-                    f"bs={ex.fmt(cls.name, 'bs', bs)} (fdatasync may skip metadata such as mtime)."
+                    f"bs={ex.fmt(cls, 'bs', bs)} (fdatasync may skip metadata such as mtime)."
                 )
                 break
         for bs in sorted(summary["bs"].unique()):
@@ -128,7 +128,7 @@ class SyncWrite(Experiment):
             if end and each:
                 out.append(
                     f"One fsync at the end instead of one per write is {ex.times(each / end)} faster "
-                    f"at bs={ex.fmt(cls.name, 'bs', bs)}."
+                    f"at bs={ex.fmt(cls, 'bs', bs)}."
                 )
                 break
         return out

@@ -62,7 +62,7 @@ class Syscall(Experiment):
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:
         """ns per null syscall next to a pure-Python call, and the kernel's share."""
-        from iobench.report import explain as ex
+        from iobench import explain as ex
         from iobench.units import format_duration
 
         times = {

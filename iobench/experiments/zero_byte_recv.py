@@ -13,13 +13,12 @@ import time
 from array import array
 from typing import TYPE_CHECKING, Any
 
-from iobench.engine.stats import percentiles
 from iobench.errors import ParamError
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
-from iobench.loops import libc
-from iobench.loops.children import Child, ChildError, fork_child
-from iobench.loops.sockets import (
+from iobench.osutil import libc
+from iobench.osutil.children import Child, ChildError, fork_child
+from iobench.osutil.sockets import (
     SOCKET_TIMEOUT_S,
     connect_loopback,
     loopback_listener,
@@ -29,6 +28,7 @@ from iobench.loops.sockets import (
     tcp_kernel_memory_bytes,
 )
 from iobench.params import Kind, Param, choice_param, size_param
+from iobench.stats import percentiles
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -141,7 +141,7 @@ class ZeroByteRecv(Experiment):
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:
         """N x B held by prepost against the pool, what the kernel held, latency and throughput."""
-        from iobench.report import explain as ex
+        from iobench import explain as ex
         from iobench.units import format_duration, format_rate, format_size
 
         out = []
@@ -154,7 +154,7 @@ class ZeroByteRecv(Experiment):
             if ex.finite(held):
                 sentence = (
                     f"prepost held {format_size(held)} of receive buffers for {n:,.0f} connections "
-                    f"({n:,.0f} x {ex.fmt(cls.name, 'recv_buffer', size)}, one per connection, idle or not)"
+                    f"({n:,.0f} x {ex.fmt(cls, 'recv_buffer', size)}, one per connection, idle or not)"
                 )
                 zero = ex.select(zero_rows, connections=n)
                 if not zero.empty and ex.finite(zero["buffer_bytes_held"].iloc[0]):

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 from iobench.errors import UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
-from iobench.loops.children import Child, fork_child
-from iobench.loops.files import create_random_file, open_new
-from iobench.loops.sockets import SOCKET_TIMEOUT_S, drain_to_eof, set_blocking_timeouts
-from iobench.loops.verify import file_digest
+from iobench.osutil.children import Child, fork_child
+from iobench.osutil.files import create_random_file, open_new
+from iobench.osutil.sockets import SOCKET_TIMEOUT_S, drain_to_eof, set_blocking_timeouts
+from iobench.osutil.verify import file_digest
 from iobench.params import choice_param, size_param
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ class ZeroCopy(Experiment):
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:
         """CPU per GiB of read+write vs the zero-copy calls, and throughput."""
-        from iobench.report import explain as ex
+        from iobench import explain as ex
         from iobench.units import format_duration, format_rate
 
         out = []

@@ -23,10 +23,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
-from iobench.experiments import get_experiment
 from iobench.experiments.base import FigureSpec
+from iobench.metrics import format_param, rep_values
 from iobench.params import Kind
-from iobench.report.tables import format_param
 from iobench.units import format_size
 
 MIB = 1 << 20
@@ -67,20 +66,7 @@ class RenderedFigure:
 
 def _values(rows: pd.DataFrame, metric: str, per: str | None, scale: float) -> pd.Series | None:
     """The per-repetition value of ``metric`` (divided by ``per``, times ``scale``)."""
-    if metric == "bytes_per_s":
-        if "bytes" not in rows or "elapsed_ns" not in rows:
-            return None
-        values = rows["bytes"] / (rows["elapsed_ns"] / 1e9)
-    elif metric not in rows:
-        return None
-    else:
-        values = pd.to_numeric(rows[metric], errors="coerce")
-    if per is not None:
-        if per not in rows:
-            return None
-        values = values / pd.to_numeric(rows[per], errors="coerce").replace(0, math.nan)
-    values = (values * scale).replace([math.inf, -math.inf], math.nan)
-    return None if values.dropna().empty else values
+    return rep_values(rows, metric, per, scale)
 
 
 def _aggregate(rows: pd.DataFrame, keys: list[str], values: pd.Series) -> pd.DataFrame:
@@ -167,9 +153,7 @@ def _series_keys(experiment: Any, rows: pd.DataFrame, x: str | None) -> list[str
 def _label(experiment: Any, keys: list[str], key: tuple[Any, ...]) -> str:
     parts = []
     for name, value in zip(keys, key, strict=True):
-        parts.append(
-            str(value) if name == "run_id" else f"{name}={format_param(experiment.name, name, value)}"
-        )
+        parts.append(str(value) if name == "run_id" else f"{name}={format_param(experiment, name, value)}")
     return " ".join(parts) or experiment.name
 
 
@@ -178,9 +162,7 @@ def _fixed_context(experiment: Any, rows: pd.DataFrame, used: list[str]) -> str:
     parts = []
     for param in experiment.params:
         if param.name in rows and param.name not in used and rows[param.name].nunique() == 1:
-            parts.append(
-                f"{param.name}={format_param(experiment.name, param.name, rows[param.name].iloc[0])}"
-            )
+            parts.append(f"{param.name}={format_param(experiment, param.name, rows[param.name].iloc[0])}")
     return ", ".join(parts)
 
 
@@ -189,7 +171,7 @@ def _category_labels(experiment: Any, frame: pd.DataFrame, names: list[str]) -> 
     if not names:
         return [experiment.name] * len(frame)
     # One line per label: stacked multi-line labels collide once they must be rotated.
-    return [" ".join(format_param(experiment.name, n, row[n]) for n in names) for _, row in frame.iterrows()]
+    return [" ".join(format_param(experiment, n, row[n]) for n in names) for _, row in frame.iterrows()]
 
 
 def _category_ticks(ax: Any, labels: list[str], fontsize: str = "small") -> None:
@@ -421,11 +403,10 @@ def _where(rows: pd.DataFrame, spec: FigureSpec) -> pd.DataFrame:
     return rows
 
 
-def render_figure(experiment_name: str, rows: pd.DataFrame, spec: FigureSpec) -> Figure | None:
-    """One figure from the ok repetitions of one experiment (any number of runs), or None
-    when the run lacks what the spec needs (its metrics, or at least one case).
+def render_figure(experiment: Any, rows: pd.DataFrame, spec: FigureSpec) -> Figure | None:
+    """One figure from the ok repetitions of one experiment (the class; any number of runs),
+    or None when the run lacks what the spec needs (its metrics, or at least one case).
     """
-    experiment = get_experiment(experiment_name)
     rows = _where(rows, spec)
     if rows.empty:
         return None
@@ -460,12 +441,12 @@ def render_figure(experiment_name: str, rows: pd.DataFrame, spec: FigureSpec) ->
     raise ValueError(f"unknown figure kind {spec.kind!r}")
 
 
-def experiment_figures(experiment_name: str, rows: pd.DataFrame) -> list[RenderedFigure]:
-    """All figures the experiment declares that this run can draw, in declared order."""
-    experiment = get_experiment(experiment_name)
+def experiment_figures(experiment: Any, rows: pd.DataFrame) -> list[RenderedFigure]:
+    """All figures the experiment (the class) declares that this run can draw, in order."""
+    experiment_name = experiment.name
     drawn = []
     for index, spec in enumerate(experiment.report_figures()):
-        figure = render_figure(experiment_name, rows, spec)
+        figure = render_figure(experiment, rows, spec)
         if figure is None:
             continue
         suffix = spec.kind if spec.kind != "metric" else (spec.metric or str(index))

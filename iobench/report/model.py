@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from iobench.experiments import get_experiment
+from iobench.metrics import summarize
 from iobench.report.figures import RenderedFigure, experiment_figures
-from iobench.report.tables import book_table, describe_group, summarize
+from iobench.report.tables import book_table, describe_group
 from iobench.results import ResultSet
 from iobench.units import format_size
 
@@ -181,10 +182,12 @@ def build_model(runs: list[ResultSet], draw: bool = True) -> ReportModel:
         section = Section(name, experiment.summary, experiment.seed_idea)
         rows = ok[ok["experiment"] == name].dropna(axis=1, how="all") if not ok.empty else ok
         if draw and not rows.empty:
-            section.figures = experiment_figures(name, rows)
+            section.figures = experiment_figures(experiment, rows)
         if not summary.empty and name in set(summary["experiment"]):
             section.explanations = _explanations(name, summary, list(labels.values()))
-            section.tables = [(describe_group(name, key), table) for key, table in book_table(summary, name)]
+            section.tables = [
+                (describe_group(experiment, key), table) for key, table in book_table(summary, experiment)
+            ]
         section.not_run = [
             (f"{header.label}: {case}" if len(runs) > 1 else case, status, reason)
             for header in headers

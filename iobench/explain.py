@@ -2,6 +2,11 @@
 
 Experiments call these from their ``explain`` classmethod; nothing here knows a particular
 experiment. Every helper copes with missing cases by returning None (the sentence is skipped).
+
+The noise rule: a sentence may call one case faster, slower, larger or smaller than another
+only when ``difference`` finds the gap measurable (the 95% Hodges-Lehmann interval of the pair
+excludes "no difference"); otherwise it says "no measurable difference" with the interval.
+``contrast`` words both outcomes, so an explanation cannot forget the second one.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from iobench.report.tables import format_param, format_value
+from iobench import stats
+from iobench.metrics import format_param, format_value
 
 #: A larger buffer "stops paying" when the next step gains less than this.
 PLATEAU_GAIN = 0.05
@@ -67,9 +73,9 @@ def plateau(rows: pd.DataFrame, x: str, metric: str = "bytes_per_s", gain: float
     return None
 
 
-def fmt(experiment_name: str, name: str, value: Any) -> str:
-    """A parameter value as the experiment spells it (4KiB, O_SYNC)."""
-    return format_param(experiment_name, name, value)
+def fmt(experiment: Any, name: str, value: Any) -> str:
+    """A parameter value as the experiment (the class) spells it (4KiB, O_SYNC)."""
+    return format_param(experiment, name, value)
 
 
 def times(ratio: float) -> str:
@@ -79,8 +85,57 @@ def times(ratio: float) -> str:
     return f"{ratio:.2g}x" if ratio < 1 else f"{ratio:.1f}x"
 
 
+def samples(summary: pd.DataFrame, metric: str, **params: Any) -> tuple[float, ...] | None:
+    """Per-repetition values of ``metric`` for the single case matching params, or None."""
+    rows = select(summary, **params)
+    if rows.empty or "samples" not in rows:
+        return None
+    found = rows["samples"].iloc[0]
+    if not isinstance(found, dict) or metric not in found:
+        return None
+    values = tuple(v for v in found[metric] if finite(v))
+    return values or None
+
+
+def difference(
+    summary: pd.DataFrame, metric: str, a: dict[str, Any], b: dict[str, Any]
+) -> stats.Difference | None:
+    """How case ``b`` differs from case ``a`` in ``metric`` (b / a with its 95% interval);
+    None when either case or its repetitions are missing."""
+    left, right = samples(summary, metric, **a), samples(summary, metric, **b)
+    if left is None or right is None:
+        return None
+    return stats.difference(left, right)
+
+
+def contrast(
+    found: stats.Difference | None,
+    higher_is_better: bool = False,
+    words: tuple[str, str] = ("faster", "slower"),
+) -> str:
+    """How b compares with a, worded for people: ``2.1x faster``, ``1.3x slower``, or ``no
+    measurable difference (within ±7%)`` / ``too few repetitions to tell (3 and 3)``.
+
+    ``higher_is_better`` says which direction of the metric is ``words[0]`` (a time: lower
+    is better, so b/a = 0.5 is "2x faster"). ``words`` may be e.g. ("larger", "smaller")
+    for a quantity that is neither better nor worse (then higher_is_better picks words[0]).
+    """
+    if found is None:
+        return "not measured"
+    if not found.decided:
+        return f"too few repetitions to tell ({found.n_a} and {found.n_b}; {stats.min_reps_for_significance()} a side are needed)"
+    if not found.measurable:
+        return f"no measurable difference (within ±{found.within:.0%})"
+    better = found.ratio > 1 if higher_is_better else found.ratio < 1
+    factor = found.ratio if found.ratio >= 1 else 1 / found.ratio
+    return f"{times(factor)} {words[0] if better else words[1]}"
+
+
 def versus(ratio: float) -> str:
-    """``24x slower`` / ``1.3x faster`` / ``about as fast`` for a speed ratio new/old."""
+    """``24x slower`` / ``1.3x faster`` / ``about as fast`` for a speed ratio new/old.
+
+    Point estimates only: prefer ``contrast(difference(...))``, which tests the gap.
+    """
     if 0.95 <= ratio <= 1.05:
         return "about as fast"
     return f"{times(ratio)} faster" if ratio > 1 else f"{times(1 / ratio)} slower"
@@ -89,7 +144,7 @@ def versus(ratio: float) -> str:
 def case_label(experiment: Any, row: pd.Series) -> str:
     """``mode=read bs=4KiB``: the parameters that distinguish this case, compact."""
     names = [p.name for p in experiment.params]
-    return " ".join(f"{n}={format_param(experiment.name, n, row[n])}" for n in names if n in row)
+    return " ".join(f"{n}={format_param(experiment, n, row[n])}" for n in names if n in row)
 
 
 def varying_label(experiment: Any, summary: pd.DataFrame, row: pd.Series) -> str:
@@ -97,7 +152,7 @@ def varying_label(experiment: Any, summary: pd.DataFrame, row: pd.Series) -> str
     names = [p.name for p in experiment.params if p.name in summary and summary[p.name].nunique() > 1]
     if not names:
         return "the only case"
-    return " ".join(f"{n}={format_param(experiment.name, n, row[n])}" for n in names)
+    return " ".join(f"{n}={format_param(experiment, n, row[n])}" for n in names)
 
 
 def generic_sentences(experiment: Any, summary: pd.DataFrame) -> list[str]:
