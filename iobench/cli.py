@@ -1,7 +1,9 @@
-"""The command line: parse, call the core, print. Nothing is measured here.
+"""The command line: parse, call the API (``iobench.api``), print. Nothing is measured or
+decided here.
 
 Every error a user can cause ends as one line on stderr and exit status 2; an interrupted
-run exits 130 after keeping what it finished.
+run exits 130 after keeping what it finished; a run in which a case failed exits 3.
+Imports are deferred to the command that needs them, so ``--help`` and ``list`` start fast.
 """
 
 from __future__ import annotations
@@ -15,20 +17,12 @@ from typing import Any
 
 import click
 
-from iobench import __version__, hostinfo
-from iobench.config import DEFAULT_CONFIG, find_config, load_config
-from iobench.engine.progress import make_progress
-from iobench.engine.protocol import PROTOCOL_PARAMS, Protocol
-from iobench.engine.runner import PlanEntry
-from iobench.engine.session import TIME_BUDGET, check_target_dir, pin_cpu, run_plan
+from iobench import __version__
 from iobench.errors import ExitCode, IobenchError
-from iobench.experiments import all_experiments, get_experiment
-from iobench.experiments.base import Experiment
-from iobench.params import Kind, Param, resolve
-from iobench.results import RunWriter, latest_run, load_run, load_runs
-from iobench.units import format_size
+from iobench.params import Kind, Param
 
 DEFAULT_OUT = "results"
+DEFAULT_CONFIG = "quick.toml"
 
 
 class _RawChecked(click.ParamType):
@@ -63,12 +57,18 @@ def _param_option(param: Param, envvar: str | None = None) -> click.Option:
     )
 
 
+def _protocol_params() -> tuple[Param, ...]:
+    from iobench.engine.protocol import PROTOCOL_PARAMS
+
+    return PROTOCOL_PARAMS
+
+
 def _protocol_options() -> list[click.Option]:
-    return [_param_option(p, envvar=f"IOBENCH_{p.name.upper()}") for p in PROTOCOL_PARAMS]
+    return [_param_option(p, envvar=f"IOBENCH_{p.name.upper()}") for p in _protocol_params()]
 
 
 def _dir_option(purpose: str) -> click.Option:
-    """``--dir``, shared by sysinfo and every run command (IOBENCH_DIR; default: here)."""
+    """``--dir``, shared by sysinfo, clean and every run command (IOBENCH_DIR; default: here)."""
     return click.Option(
         ["--dir", "target_dir"],
         type=click.Path(path_type=Path),
@@ -79,19 +79,32 @@ def _dir_option(purpose: str) -> click.Option:
     )
 
 
+def _out_option(purpose: str) -> click.Option:
+    """``--out``: the results folder, for every command (IOBENCH_OUT; default results/)."""
+    return click.Option(
+        ["--out", "out_dir"],
+        type=click.Path(path_type=Path),
+        default=Path(DEFAULT_OUT),
+        envvar="IOBENCH_OUT",
+        show_envvar=True,
+        help=f"The results folder: {purpose} [default: {DEFAULT_OUT}/]",
+    )
+
+
 def _run_options() -> list[click.Option]:
     """Options every run command shares: where scratch files go, where results land, output."""
+    from iobench.engine.protocol import TIME_BUDGET
+
     return [
         _dir_option("Folder where a private scratch folder is made for test files."),
-        click.Option(
-            ["--out", "out_dir"],
-            type=click.Path(path_type=Path),
-            default=Path(DEFAULT_OUT),
-            envvar="IOBENCH_OUT",
-            show_envvar=True,
-            help=f"Folder where the run folder lands. [default: {DEFAULT_OUT}/]",
-        ),
+        _out_option("where the run folder lands."),
         click.Option(["--quiet", "-q"], is_flag=True, help="No progress display."),
+        click.Option(
+            ["--json", "as_json"],
+            is_flag=True,
+            help="Print the run's per-case summary as JSON on stdout (progress and tables go to stderr).",
+        ),
+        click.Option(["--rows"], is_flag=True, help="With --json: include every repetition row."),
         click.Option(
             ["--cpu"],
             type=int,
@@ -106,7 +119,7 @@ def _run_options() -> list[click.Option]:
 
 def _pop_protocol(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Remove the protocol flags from ``kwargs``; return those given (raw strings)."""
-    given = {p.name: kwargs.pop(p.name, None) for p in PROTOCOL_PARAMS}
+    given = {p.name: kwargs.pop(p.name, None) for p in _protocol_params()}
     return {name: value for name, value in given.items() if value is not None}
 
 
@@ -117,6 +130,9 @@ class IobenchGroup(click.Group):
         extra["standalone_mode"] = False
         try:
             rv = super().main(args, prog_name or "iobench", **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+            sys.exit(ExitCode.USAGE)
         except click.UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
             _fail(f"{exc.format_message()}{hint}", ExitCode.USAGE)
@@ -126,9 +142,15 @@ class IobenchGroup(click.Group):
             _fail(str(exc), exc.exit_code)
         except click.Abort:
             _fail("interrupted", ExitCode.INTERRUPTED)
+        except MemoryError:
+            _fail("not enough memory to run (check ulimit -v)", ExitCode.USAGE)
+        except RecursionError:
+            _fail("input nested too deeply to read", ExitCode.USAGE)
         except OSError as exc:
             if exc.errno == errno.EPIPE:
                 sys.exit(ExitCode.OK)
+            if exc.errno == errno.ENAMETOOLONG:
+                _fail(f"a path is too long: {exc.filename or exc}", ExitCode.USAGE)
             raise
         sys.exit(rv if isinstance(rv, int) else ExitCode.OK)
 
@@ -138,7 +160,7 @@ def _fail(message: str, code: int) -> None:
     sys.exit(int(code))
 
 
-@click.group(cls=IobenchGroup)
+@click.group(cls=IobenchGroup, no_args_is_help=True)
 @click.version_option(__version__, prog_name="iobench")
 def cli() -> None:
     """Measure what IO really costs on this machine.
@@ -153,6 +175,7 @@ def cli() -> None:
       iobench run rw-buffer --mode copy --file-size 16MiB --bs 1,256,4096 --cache cold
       iobench run sweep quick.toml
       iobench report
+      iobench compare results/baselines/ci results/<run>
     """
 
 
@@ -162,18 +185,54 @@ def list_command() -> None:
 
     Example: iobench list
     """
-    for experiment in all_experiments():
-        click.echo(f"{experiment.name}: {experiment.summary}")
-        click.echo(f"  seed idea: {experiment.seed_idea}")
-        for param in experiment.params:
+    from iobench.api import experiments
+
+    for info in experiments().values():
+        click.echo(f"{info.name}: {info.summary}")
+        click.echo(f"  idea: {info.idea}")
+        for param in info.params:
             choices = f" (one of {', '.join(param.choices)})" if param.choices else ""
             many = ", sweepable" if param.sweep else ""
             click.echo(f"  {param.option} {param.metavar}  default {param.describe_default()}{choices}{many}")
             click.echo(f"      {param.help}")
         click.echo("")
     click.echo("Repetition protocol (every run command; config [protocol]; IOBENCH_<NAME>):")
-    for param in PROTOCOL_PARAMS:
+    for param in _protocol_params():
         click.echo(f"  {param.option} {param.metavar}  default {param.describe_default()}  {param.help}")
+
+
+@cli.command("columns")
+@click.argument("experiment", required=False)
+@click.option(
+    "--format", "output_format", type=click.Choice(["text", "md", "json"]), default="text", show_default=True
+)
+def columns_command(experiment: str | None, output_format: str) -> None:
+    """The data dictionary: every result column, its unit, dtype and meaning.
+
+    With EXPERIMENT, the columns that experiment's runs hold; without, all of them.
+
+    Example: iobench columns rw-buffer --format md
+    """
+    from iobench.dictionary import columns, derived_columns, render_markdown
+    from iobench.experiments import all_experiments, get_experiment
+
+    chosen = [get_experiment(experiment)] if experiment else all_experiments()
+    docs = columns(chosen)
+    if output_format == "md":
+        click.echo(render_markdown([*docs, *derived_columns()]), nl=False)
+        return
+    if output_format == "json":
+        rows = [
+            {"name": d.name, "unit": d.unit, "dtype": d.dtype, "kind": d.kind, "meaning": d.meaning,
+             "experiments": list(d.experiments), "choices": list(d.choices)}
+            for d in [*docs, *derived_columns()]
+        ]  # fmt: skip
+        click.echo(json.dumps(rows, indent=2))
+        return
+    width = max(len(d.name) for d in docs)
+    for doc in [*docs, *derived_columns()]:
+        derived = " (derived, not stored)" if doc.kind == "derived" else ""
+        click.echo(f"{doc.name:<{width}}  {doc.unit:<9} {doc.dtype:<8} {doc.meaning}{derived}")
 
 
 @cli.command("sysinfo", params=[_dir_option("Folder to describe.")])
@@ -181,68 +240,84 @@ def list_command() -> None:
 def sysinfo_command(target_dir: Path, as_json: bool) -> None:
     """Show host and target-folder facts and what could skew results.
 
+    Also lists scratch folders that killed runs left under --dir (remove them with
+    `iobench clean`).
+
     Example: iobench sysinfo --dir /mnt/nvme --json
     """
-    check_target_dir(target_dir)
+    from iobench import hostinfo, scratch
+    from iobench.units import format_size
+
+    scratch.check_target_dir(target_dir)
     host = hostinfo.host_facts()
     target = hostinfo.target_facts(target_dir)
     warnings = hostinfo.warnings_for(host, target)
+    left = scratch.leftovers(target_dir)
+    for item in left:
+        warnings.append(
+            f"leftover scratch folder {item.path} ({format_size(item.size_bytes)}) from a run that was killed; "
+            f"remove it with: iobench clean --dir {target_dir}"
+        )
     if as_json:
-        click.echo(json.dumps({"host": host, "target": target, "warnings": warnings}, indent=2))
+        leftovers = [{"path": str(i.path), "size_bytes": i.size_bytes, "run": i.run} for i in left]
+        click.echo(
+            json.dumps(
+                {"host": host, "target": target, "warnings": warnings, "leftovers": leftovers}, indent=2
+            )
+        )
         return
-    memlock = host["rlimit_memlock"]
-    lines = [
-        ("kernel", f"{host['kernel']} ({host['machine']})"),
-        (
-            "cpu",
-            f"{host['cpu_model']} x{host['cpu_count']} ({host['cpus_usable']} usable)"
-            + (", under a hypervisor" if host["hypervisor"] else ""),
-        ),
-        (
-            "memory",
-            f"{format_size(host['memory_total_bytes'])} total, "
-            f"{format_size(host['memory_available_bytes'])} available",
-        ),
-        ("python", f"{host['python']} ({host['python_implementation']})"),
-        ("user", f"euid {host['euid']}" + (" (root)" if host["is_root"] else "")),
-        ("load average", " ".join(f"{v:.2f}" for v in host["load_average"])),
-        ("cpu governor", host["cpu_governor"] or "not readable"),
-        (
-            "RLIMIT_MEMLOCK",
-            f"soft {_limit_text(memlock['soft'])}, hard {_limit_text(memlock['hard'])}",
-        ),
-        ("target", target["path"]),
-        (
-            "filesystem",
-            f"{target['fs_type']} on {target['mount_source']} at {target['mount_point']}",
-        ),
-        ("mount options", f"{target['mount_options']} ({target['super_options']})"),
-        ("block device", target["block_device"] or "none"),
-        ("IO scheduler", target["scheduler"] or "n/a"),
-        ("rotational", {True: "yes", False: "no", None: "n/a"}[target["rotational"]]),
-        (
-            "free space",
-            f"{format_size(target['free_bytes'])} of {format_size(target['total_bytes'])}",
-        ),
-    ]
-    width = max(len(k) for k, _ in lines)
+    lines = hostinfo.describe(host, target)
+    width = max(len(key) for key, _ in lines)
     for key, value in lines:
         click.echo(f"{key:<{width}}  {value}")
     for warning in warnings:
         click.echo(f"warning: {warning}")
 
 
-def _limit_text(value: int | None) -> str:
-    return "unlimited" if value is None else format_size(value)
+@cli.command(
+    "clean",
+    params=[
+        _dir_option("Folder whose leftover scratch folders to remove."),
+        _out_option("where runs killed mid-way are marked crashed."),
+    ],
+)
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+def clean_command(target_dir: Path, out_dir: Path, dry_run: bool) -> None:
+    """Remove what killed runs left behind: scratch folders (their test files) under --dir,
+    and mark their runs under --out as crashed. Folders of running iobench processes are never
+    touched (each holds a lock).
+
+    Example: iobench clean --dir /mnt/disk
+    """
+    from iobench import scratch
+    from iobench.results import list_runs, mark_if_crashed, read_meta
+    from iobench.units import format_size
+
+    scratch.check_target_dir(target_dir)
+    for item in scratch.leftovers(target_dir):
+        click.echo(f"{'would remove' if dry_run else 'removed'} {item.path} ({format_size(item.size_bytes)})")
+        if not dry_run:
+            scratch.remove(item)
+    for path in list_runs(out_dir):
+        try:
+            meta = read_meta(path)
+        except IobenchError:
+            continue
+        if not dry_run and mark_if_crashed(path, meta):
+            click.echo(f"marked {path} crashed (continue it with: iobench run sweep --resume {path})")
 
 
 class RunGroup(click.Group):
     """``run sweep`` plus one command per registered experiment, built from its params."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        from iobench.experiments import all_experiments
+
         return ["sweep", *(e.name for e in all_experiments())]
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        from iobench.experiments import get_experiment
+
         if name == "sweep":
             return sweep_command
         try:
@@ -251,13 +326,15 @@ class RunGroup(click.Group):
             return None
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        from iobench.experiments import get_experiment
+
         name = click.utils.make_str(args[0]) if args else ""
         if args and not name.startswith("-") and self.get_command(ctx, name) is None:
             get_experiment(name)  # raises UnknownExperimentError naming the known ones
         return super().resolve_command(ctx, args)
 
 
-@cli.group("run", cls=RunGroup)
+@cli.group("run", cls=RunGroup, no_args_is_help=True)
 def run_group() -> None:
     """Run one experiment, or a sweep from a config.
 
@@ -269,44 +346,68 @@ def run_group() -> None:
     """
 
 
-def _execute(
-    entries: list[PlanEntry],
-    target_dir: Path,
-    out_dir: Path,
-    quiet: bool,
-    config: dict[str, Any],
-    max_time: str | None,
-    resume: RunWriter | None = None,
-    cpu: int | None = None,
-) -> None:
-    meta = {"command": ["iobench", *sys.argv[1:]], "config": config, "cpu_pinned": pin_cpu(cpu)}
-    budget = TIME_BUDGET.parse(max_time) if max_time is not None else None
-    writer = run_plan(entries, target_dir, out_dir, make_progress(quiet), meta, budget, resume)
-    _print_tables(writer.rows)
-    for warning in writer.meta.get("warnings", []):
-        click.echo(f"warning: {warning}", err=True)
-    if writer.meta["status"] == "stopped":
+def _drive(events: Any, quiet: bool, as_json: bool, with_rows: bool) -> None:
+    """Render a run's events, then its tables (stderr with --json), then where it is."""
+    from iobench.engine.events import RunFinished
+    from iobench.render import make_renderer
+
+    renderer = make_renderer(quiet)
+    run = None
+    try:
+        for event in events:
+            if renderer is not None:
+                renderer(event)
+            if isinstance(event, RunFinished):
+                run = event.run
+    finally:
+        if renderer is not None and hasattr(renderer, "close"):
+            renderer.close()
+    assert run is not None
+    _report_run(run, as_json, with_rows)
+
+
+def _report_run(run: Any, as_json: bool, with_rows: bool) -> None:
+    """Tables, warnings, where the results are, and the exit status (3: a case failed).
+
+    Ctrl-C while this prints does not lose anything: the run is already complete on disk.
+    """
+    try:
+        if as_json:
+            click.echo(json.dumps(run.summary_records(with_rows), indent=2, default=str))
+        _print_tables(run.summary, err=as_json)
+        for warning in run.meta.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        if run.status == "stopped":
+            click.echo(
+                f"stopped: {run.meta.get('error')}; continue with: iobench run sweep --resume {run.path}",
+                err=True,
+            )
+    except KeyboardInterrupt:
+        click.echo("", err=True)
+    click.echo(f"results: {run.path or 'not written (no --out)'}", err=as_json)
+    failed = run.failed_cases
+    if failed:
         click.echo(
-            f"stopped: {writer.meta['error']}; continue with: iobench run sweep --resume {writer.path}",
+            f"{len(failed)} case(s) failed (see the warnings above); exit status {int(ExitCode.CASES_FAILED)}",
             err=True,
         )
-    click.echo(f"results: {writer.path}")
+        sys.exit(ExitCode.CASES_FAILED)
 
 
-def _print_tables(rows: list[dict[str, Any]]) -> None:
-    import pandas as pd
+def _print_tables(summary: Any, err: bool = False) -> None:
+    """Each experiment's book-shaped tables (rich) for the cases that ran."""
     from rich.console import Console
     from rich.table import Table
 
-    from iobench.metrics import summarize
+    from iobench.experiments import get_experiment
     from iobench.report.tables import book_table, describe_group
 
-    if not rows:
+    if summary is None or summary.empty or "status" not in summary:
         return
-    summary = summarize(pd.DataFrame(rows))
+    summary = summary[summary["status"] == "ok"]
     if summary.empty:
         return
-    console = Console(soft_wrap=False, width=max(140, Console().width))
+    console = Console(soft_wrap=False, width=max(140, Console().width), stderr=err)
     for experiment_name in summary["experiment"].unique():
         experiment = get_experiment(str(experiment_name))
         for key, frame in book_table(summary, experiment):
@@ -321,25 +422,48 @@ def _print_tables(rows: list[dict[str, Any]]) -> None:
             console.print(table)
 
 
-def _experiment_command(experiment: type[Experiment]) -> click.Command:
+def _experiment_command(experiment: Any) -> click.Command:
     def callback(
-        target_dir: Path, out_dir: Path, quiet: bool, max_time: str | None, cpu: int | None, **kwargs: Any
+        target_dir: Path,
+        out_dir: Path,
+        quiet: bool,
+        as_json: bool,
+        rows: bool,
+        max_time: str | None,
+        cpu: int | None,
+        **kwargs: Any,
     ) -> None:
-        protocol = Protocol.from_values(_pop_protocol(kwargs))
-        values = resolve(experiment.params, {k: v for k, v in kwargs.items() if v is not None})
-        entry = PlanEntry(experiment, values, protocol)
-        config = {"file": None, "entries": [entry.describe()]}
-        _execute([entry], target_dir, out_dir, quiet, config, max_time, cpu=cpu)
+        from iobench.api import current_command, run_iter
+
+        protocol = _pop_protocol(kwargs)
+        params = {k: v for k, v in kwargs.items() if v is not None}
+        events = run_iter(
+            experiment.name,
+            dir=target_dir,
+            out=_checked_out(out_dir),
+            cpu=cpu,
+            max_time=max_time,
+            command=current_command(),
+            **params,
+            **protocol,
+        )
+        _drive(events, quiet, as_json, rows)
 
     return click.Command(
         experiment.name,
         callback=callback,
         params=[*(_param_option(p) for p in experiment.params), *_run_options()],
-        help=f"{experiment.summary}.\n\nSeed idea: {experiment.seed_idea}\n\n"
+        help=f"{experiment.summary}.\n\nThe idea: {experiment.seed_idea}\n\n"
         f"Example: iobench run {experiment.name} "
         + " ".join(f"{p.option} {p.format(p.default)}" for p in experiment.params[:2]),
         short_help=experiment.summary,
     )
+
+
+def _checked_out(out_dir: Path) -> Path:
+    if not str(out_dir).strip():
+        raise click.UsageError("--out: give a folder (an empty path would write into the current folder)")
+    return out_dir
 
 
 def _sweep(
@@ -349,28 +473,45 @@ def _sweep(
     target_dir: Path,
     out_dir: Path,
     quiet: bool,
+    as_json: bool,
+    rows: bool,
     max_time: str | None,
     cpu: int | None,
     **kwargs: Any,
 ) -> None:
+    from iobench.api import current_command, resume_iter, sweep_iter
+
+    protocol = _pop_protocol(kwargs)
     if resume is not None:
         if config is not None or only is not None:
             raise click.UsageError("--resume continues a run with its own config: give no CONFIG or --only")
-        run_path = _run_path(resume, out_dir)
-        writer = RunWriter.reopen(run_path, ["iobench", *sys.argv[1:]])
-        entries = [PlanEntry.from_description(e) for e in writer.meta["config"]["entries"]]
-        if any(value is not None for value in _pop_protocol(kwargs).values()):
+        if protocol:
             raise click.UsageError("--resume keeps the run's own protocol: give no protocol options")
-        _execute(entries, target_dir, run_path.parent, quiet, writer.meta["config"], max_time, writer, cpu)
+        events = resume_iter(
+            _run_path(resume, _checked_out(out_dir)),
+            dir=target_dir,
+            cpu=cpu,
+            max_time=max_time,
+            command=current_command(),
+        )
+        _drive(events, quiet, as_json, rows)
         return
-    names = [name.strip() for name in only.split(",") if name.strip()] if only else None
-    plan = load_config(find_config(config), _pop_protocol(kwargs), only=names)
-    summary = {
-        "file": str(plan.source),
-        "description": plan.description,
-        "entries": [entry.describe() for entry in plan.entries],
-    }
-    _execute(plan.entries, target_dir, out_dir, quiet, summary, max_time, cpu=cpu)
+    names = None
+    if only is not None:
+        names = [name.strip() for name in only.split(",") if name.strip()]
+        if not names:
+            raise click.UsageError("--only: give at least one experiment name")
+    events = sweep_iter(
+        config,
+        only=names,
+        dir=target_dir,
+        out=_checked_out(out_dir),
+        cpu=cpu,
+        max_time=max_time,
+        command=current_command(),
+        **protocol,
+    )
+    _drive(events, quiet, as_json, rows)
 
 
 sweep_command = click.Command(
@@ -382,8 +523,8 @@ sweep_command = click.Command(
         click.Option(
             ["--resume"],
             metavar="RUN",
-            help="Continue an interrupted or stopped run (a folder, or a run id under --out): "
-            "finished cases are kept, the rest run.",
+            help="Continue an interrupted, stopped or crashed run (a folder, or a run id under --out): "
+            "finished cases are kept, the rest run. Refused while another process writes that run.",
         ),
         *_run_options(),
     ],
@@ -398,14 +539,16 @@ sweep_command = click.Command(
 
 
 def _results_option(purpose: str) -> click.Option:
-    """``--results``: where run ids are looked up (report, compare; IOBENCH_OUT)."""
+    """``--out``: the results folder, where run ids are looked up (report, compare; IOBENCH_OUT).
+
+    ``--results`` is accepted as an older spelling."""
     return click.Option(
-        ["--results", "results_dir"],
+        ["--out", "--results", "results_dir"],
         type=click.Path(path_type=Path),
         default=Path(DEFAULT_OUT),
         envvar="IOBENCH_OUT",
         show_envvar=True,
-        help=f"Folder the runs are in, {purpose}. [default: {DEFAULT_OUT}/]",
+        help=f"The results folder, {purpose}. [default: {DEFAULT_OUT}/]",
     )
 
 
@@ -421,7 +564,7 @@ def _results_option(purpose: str) -> click.Option:
     "PR comment or CI summary; links the PNGs when png is chosen), png, svg (one file per figure).",
 )
 @click.option(
-    "--out",
+    "--report-dir",
     "out_dir",
     type=click.Path(path_type=Path),
     default=None,
@@ -430,18 +573,23 @@ def _results_option(purpose: str) -> click.Option:
 def report_command(runs: tuple[str, ...], formats: str, results_dir: Path, out_dir: Path | None) -> None:
     """Write a report of runs (default: the latest): report.html, report.md and figures.
 
-    RUNS are run folders or run ids under --results. Several runs (two machines, before and
+    RUNS are run folders or run ids under --out. Several runs (two machines, before and
     after a change) share figures: one series per run.
 
     Example: iobench report 20261121-170102-3fa9 20261122-091500-77aa --format html,md
     """
     from iobench.report import build_report, parse_formats
+    from iobench.results import latest_run, load_run
 
     chosen = parse_formats(formats)
     paths = [_run_path(r, results_dir) for r in runs] or [latest_run(results_dir)]
     loaded = [load_run(p) for p in paths]
     destination = out_dir or (paths[0] / "report")
-    for path in build_report(loaded, destination, chosen):
+    try:
+        written = build_report(loaded, destination, chosen)
+    except OSError as exc:
+        raise IobenchError(f"cannot write the report in {destination}: {exc.strerror or exc}") from None
+    for path in written:
         click.echo(str(path))
 
 
@@ -489,6 +637,7 @@ def compare_command(
     Example: iobench compare results/baselines/ci results/20261121-170102-3fa9 --format md
     """
     from iobench.compare import compare, render_markdown
+    from iobench.results import load_runs
 
     limit = Param("threshold", Kind.PERCENT, 5.0, "", minimum=0, maximum=1000).parse(threshold, "--threshold")
     base_runs = load_runs(_run_path(base, results_dir))

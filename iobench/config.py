@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from iobench.engine.protocol import Protocol
-from iobench.engine.runner import PlanEntry
 from iobench.errors import ConfigError, IobenchError
 from iobench.experiments import get_experiment
 from iobench.params import resolve
+from iobench.plan import PlanEntry
 
 DEFAULT_CONFIG = "quick.toml"
 _TOP_KEYS = {"description", "protocol", "experiment"}

@@ -13,8 +13,12 @@ class ExitCode(IntEnum):
     """Every exit status iobench uses."""
 
     OK = 0
+    #: compare: a case got significantly worse (or went missing).
     REGRESSION = 1
+    #: Bad input, an unusable folder, runs that cannot be compared, a full results disk.
     USAGE = 2
+    #: A run finished, but at least one case failed (not merely unsupported on this host).
+    CASES_FAILED = 3
     INTERRUPTED = 130
 
 
@@ -46,6 +50,14 @@ class InsufficientSpaceError(IobenchError):
 
 class ResultsError(IobenchError):
     """A results folder that is missing, incomplete or of an unknown schema."""
+
+
+class ResultsFullError(IobenchError):
+    """The results folder ran out of space while recording a case (what was recorded stays)."""
+
+
+class RunLockedError(IobenchError):
+    """Another live process is writing the run folder."""
 
 
 class UnsupportedCase(Exception):

@@ -227,3 +227,67 @@ def warnings_for(host: dict[str, Any], target: dict[str, Any] | None) -> list[st
     if available is not None and available < 1 << 30:
         found.append(f"only {format_size(available)} of memory available: the page cache will be small")
     return found
+
+
+def _limit_text(value: int | None) -> str:
+    return "unlimited" if value is None else format_size(value)
+
+
+def describe(host: dict[str, Any], target: dict[str, Any]) -> list[tuple[str, str]]:
+    """Host and target facts as (label, text) lines: sysinfo prints them, reports show them."""
+    memlock = host.get("rlimit_memlock") or {}
+    rotational = {True: "yes", False: "no", None: "n/a"}[target.get("rotational")]
+    return [
+        ("kernel", f"{host.get('kernel')} ({host.get('machine')})"),
+        (
+            "cpu",
+            f"{host.get('cpu_model')} x{host.get('cpu_count')} ({host.get('cpus_usable')} usable)"
+            + (", under a hypervisor" if host.get("hypervisor") else ""),
+        ),
+        (
+            "memory",
+            f"{format_size(host.get('memory_total_bytes') or 0)} total, "
+            f"{format_size(host.get('memory_available_bytes') or 0)} available",
+        ),
+        ("python", f"{host.get('python')} ({host.get('python_implementation')})"),
+        ("user", f"euid {host.get('euid')}" + (" (root)" if host.get("is_root") else "")),
+        ("load average", " ".join(f"{v:.2f}" for v in host.get("load_average") or [])),
+        ("cpu governor", host.get("cpu_governor") or "not readable"),
+        (
+            "RLIMIT_MEMLOCK",
+            f"soft {_limit_text(memlock.get('soft'))}, hard {_limit_text(memlock.get('hard'))}",
+        ),
+        ("target", str(target.get("path"))),
+        (
+            "filesystem",
+            f"{target.get('fs_type')} on {target.get('mount_source')} at {target.get('mount_point')}",
+        ),
+        ("mount options", f"{target.get('mount_options')} ({target.get('super_options')})"),
+        ("block device", target.get("block_device") or "none"),
+        ("IO scheduler", target.get("scheduler") or "n/a"),
+        ("rotational", rotational),
+        (
+            "free space",
+            f"{format_size(target.get('free_bytes') or 0)} of {format_size(target.get('total_bytes') or 0)}",
+        ),
+    ]
+
+
+def git_facts(directory: Path | None = None) -> dict[str, Any] | None:
+    """``git describe --always --dirty`` and the commit of the repository holding
+    ``directory`` (default: the working directory), or None outside one / without git."""
+    import subprocess
+
+    where = str(directory or Path.cwd())
+    try:
+        describe = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], cwd=where, capture_output=True, text=True, timeout=5
+        )
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if describe.returncode != 0 or commit.returncode != 0:
+        return None
+    return {"describe": describe.stdout.strip(), "commit": commit.stdout.strip(), "directory": where}

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from iobench.cli import cli
 from iobench.compare import CompareError, compare, hodges_lehmann, judge, noise_floor
 from iobench.errors import ExitCode, ResultsError
-from iobench.results import COMMON_COLUMNS, RunWriter, load_run, load_runs
+from iobench.results import COMMON_COLUMNS, RunStore, load_run, load_runs
 
 
 def samples(rng: np.random.Generator, median: float, sigma: float, n: int) -> np.ndarray:
@@ -22,7 +22,7 @@ def samples(rng: np.random.Generator, median: float, sigma: float, n: int) -> np
 
 def write_run(folder: Path, cases: dict[str, np.ndarray], host: dict | None = None) -> Path:
     """A run folder holding the given elapsed_ns samples per case."""
-    writer = RunWriter.create(
+    writer = RunStore.create(
         folder, {"host": host or {"cpu_model": "X", "kernel": "6"}, "target": {"fs_type": "ext4"}}
     )
     for case, values in cases.items():
@@ -39,9 +39,10 @@ def write_run(folder: Path, cases: dict[str, np.ndarray], host: dict | None = No
                 target_fs="ext4",
                 elapsed_ns=float(value),
                 bytes=1000,
+                **dict(part.split("=", 1) for part in case.split(",")),
             )
             rows.append(row)
-        writer.add_case(rows, {"experiment": "syscall", "case": case, "status": "ok"})
+        writer.commit(rows, {"experiment": "syscall", "case": case, "status": "ok"})
     writer.finish("complete")
     return writer.path
 
@@ -209,8 +210,8 @@ def test_compare_input_errors_exit_2(tmp_path: Path) -> None:
         )
     schema = next(new.iterdir()) / "meta.json"
     meta = json.loads(schema.read_text())
-    schema.write_text(json.dumps({**meta, "schema_version": 2}))
-    with pytest.raises(ResultsError, match="schema version 2"):
+    schema.write_text(json.dumps({**meta, "schema_version": 99}))
+    with pytest.raises(ResultsError, match="schema version 99"):
         load_runs(new)
 
 

@@ -10,7 +10,6 @@ from typing import Any, ClassVar
 import pytest
 
 from iobench.engine.counters import CounterProbe
-from iobench.engine.progress import Progress
 from iobench.engine.protocol import Protocol
 from iobench.engine.runner import CaseSpaceError, run_case
 from iobench.errors import InsufficientSpaceError, ParamError, UnsupportedCase
@@ -104,7 +103,7 @@ class Reads(Experiment):
 def test_run_case_protocol_rows_and_order(tmp_path: Path) -> None:
     Reads.calls = []
     protocol = Protocol(warmup=2, min_reps=3, max_reps=3, max_case_time=60 * 10**9, target_ci=0.0)
-    result = run_case(Reads, {"count": 25}, protocol, tmp_path, Progress(), "ext4")
+    result = run_case(Reads, {"count": 25}, protocol, tmp_path, None, "ext4")
     assert [row["rep"] for row in result.rows] == [1, 2, 3]
     assert Reads.calls.count("run") == 5  # 2 warmup + 3 recorded
     assert Reads.calls[0] == "prepare" and Reads.calls[-1] == "teardown"
@@ -123,14 +122,14 @@ def test_run_case_protocol_rows_and_order(tmp_path: Path) -> None:
 
 def test_run_case_stops_on_ci_target(tmp_path: Path) -> None:
     protocol = Protocol(warmup=0, min_reps=2, max_reps=50, max_case_time=60 * 10**9, target_ci=100.0)
-    result = run_case(Reads, {"count": 1000}, protocol, tmp_path, Progress())
+    result = run_case(Reads, {"count": 1000}, protocol, tmp_path)
     assert result.summary["stop_reason"] == "ci_target"
     assert 2 <= result.summary["reps"] < 50
 
 
 def test_run_case_max_case_time_keeps_at_least_one(tmp_path: Path) -> None:
     protocol = Protocol(warmup=0, min_reps=10, max_reps=50, max_case_time=1, target_ci=0.0)
-    result = run_case(Reads, {"count": 10}, protocol, tmp_path, Progress())
+    result = run_case(Reads, {"count": 10}, protocol, tmp_path)
     assert result.summary["stop_reason"] == "max_case_time"
     assert result.summary["reps"] == 1
 
@@ -157,7 +156,7 @@ class Greedy(Reads):
 
 
 def test_unsupported_case_is_a_row_not_a_crash(tmp_path: Path, tiny_protocol: Protocol) -> None:
-    result = run_case(Refuses, {"count": 1}, tiny_protocol, tmp_path, Progress())
+    result = run_case(Refuses, {"count": 1}, tiny_protocol, tmp_path)
     (row,) = result.rows
     assert row["status"] == "unsupported"
     assert "EINVAL" in row["status_reason"]
@@ -166,7 +165,7 @@ def test_unsupported_case_is_a_row_not_a_crash(tmp_path: Path, tiny_protocol: Pr
 
 def test_disk_full_is_recorded_then_raised(tmp_path: Path, tiny_protocol: Protocol) -> None:
     with pytest.raises(CaseSpaceError) as info:
-        run_case(DiskFull, {"count": 1}, tiny_protocol, tmp_path, Progress())
+        run_case(DiskFull, {"count": 1}, tiny_protocol, tmp_path)
     (row,) = info.value.result.rows
     assert row["status"] == "failed" and "ENOSPC" in row["status_reason"]
     assert list(tmp_path.iterdir()) == []
@@ -174,7 +173,7 @@ def test_disk_full_is_recorded_then_raised(tmp_path: Path, tiny_protocol: Protoc
 
 def test_space_is_checked_before_a_case(tmp_path: Path, tiny_protocol: Protocol) -> None:
     with pytest.raises(InsufficientSpaceError, match=r"needs 1 EiB|needs .* free on"):
-        run_case(Greedy, {"count": 1}, tiny_protocol, tmp_path, Progress())
+        run_case(Greedy, {"count": 1}, tiny_protocol, tmp_path)
 
 
 def test_protocol_validation() -> None:
@@ -197,7 +196,7 @@ class PeerDied(Reads):
 def test_an_experiment_error_fails_the_case_not_the_run(tmp_path: Path, tiny_protocol: Protocol) -> None:
     """Seen in a full sweep: a receiver child outlived its wait and the traceback ended the run."""
     Reads.calls = []
-    result = run_case(PeerDied, {"count": 1}, tiny_protocol, tmp_path, Progress())
+    result = run_case(PeerDied, {"count": 1}, tiny_protocol, tmp_path)
     (row,) = result.rows
     assert (row["status"], row["status_reason"]) == (
         "failed",

@@ -11,7 +11,6 @@ import pytest
 from click.testing import CliRunner
 
 from iobench.cli import cli
-from iobench.engine.progress import Progress
 from iobench.engine.protocol import Protocol
 from iobench.engine.runner import CaseResult, run_case
 from iobench.experiments import get_experiment
@@ -25,7 +24,7 @@ MIB = 1 << 20
 def run(name: str, folder: Path, protocol: Protocol, **case: object) -> CaseResult:
     experiment = get_experiment(name)
     full = {p.name: (p.default[0] if p.sweep else p.default) for p in experiment.params} | case
-    return run_case(experiment, full, protocol, folder, Progress())
+    return run_case(experiment, full, protocol, folder)
 
 
 def rows(name: str, folder: Path, protocol: Protocol, **case: object) -> list[dict]:

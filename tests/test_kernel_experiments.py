@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from iobench.engine.progress import Progress
 from iobench.engine.protocol import Protocol
-from iobench.engine.runner import CaseResult, PlanEntry, run_case
+from iobench.engine.runner import CaseResult, run_case
 from iobench.experiments import get_experiment
 from iobench.osutil.children import ChildError, run_in_child
+from iobench.plan import PlanEntry
 from iobench.stats import percentiles
 
 PAGE = resource.getpagesize()
@@ -21,7 +21,7 @@ PAGE = resource.getpagesize()
 def run(name: str, folder: Path, protocol: Protocol, **case: object) -> CaseResult:
     experiment = get_experiment(name)
     full = {p.name: (p.default[0] if p.sweep else p.default) for p in experiment.params} | case
-    return run_case(experiment, full, protocol, folder, Progress())
+    return run_case(experiment, full, protocol, folder)
 
 
 # --- syscall -----------------------------------------------------------------------------

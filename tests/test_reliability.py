@@ -20,14 +20,13 @@ from hypothesis import strategies as st
 
 from iobench.cli import cli
 from iobench.config import load_config
-from iobench.engine.progress import Progress
 from iobench.engine.protocol import Protocol
-from iobench.engine.runner import PlanEntry
-from iobench.engine.session import run_plan
 from iobench.errors import ConfigError, ExitCode, InsufficientSpaceError
 from iobench.experiments import all_experiments
 from iobench.experiments.base import Experiment
 from iobench.params import Kind, Param
+from iobench.plan import PlanEntry
+from iobench.session import RunRequest, execute
 from tests.helpers import IOBENCH
 
 TWO_CASES = """
@@ -98,7 +97,8 @@ def test_disk_full_mid_run_keeps_finished_cases(tiny_tmpfs: Path, tmp_path: Path
     entries = [PlanEntry(Small, {"chunk": 4096}, protocol), PlanEntry(Filler, {"chunk": 65536}, protocol)]
     out = tmp_path / "out"
     with pytest.raises(InsufficientSpaceError, match="disk full during chunk=65536"):
-        run_plan(entries, tiny_tmpfs, out, Progress(), {"command": ["test"], "config": {}})
+        lookup = {Small.name: Small, Filler.name: Filler}.__getitem__
+        execute(RunRequest(entries, lookup, tiny_tmpfs, out, command=["test"]))
     (run,) = list(out.iterdir())
     meta = json.loads((run / "meta.json").read_text())
     assert meta["status"] == "failed"
@@ -129,9 +129,12 @@ def test_space_is_checked_before_writing(tiny_tmpfs: Path, tmp_path: Path) -> No
         ],
     )
     assert result.exit_code == ExitCode.USAGE
-    assert result.stderr.startswith("Error: needs 1.5 MiB, has ") and result.stderr.count("\n") == 1
-    assert f"free on {tiny_tmpfs}/iobench-" in result.stderr
+    assert result.stderr.startswith(
+        "Error: rw-buffer mode=copy file_size=768KiB bs=64KiB cache=warm needs 1.5 MiB"
+    )
+    assert f"--dir {tiny_tmpfs} has " in result.stderr and result.stderr.count("\n") == 1
     assert list(tiny_tmpfs.iterdir()) == []
+    assert not (tmp_path / "out").exists()  # refused before any run folder was made
 
 
 # --- time budget and resume --------------------------------------------------------------

@@ -155,7 +155,7 @@ def test_cli_formats_and_default_latest(tmp_path: Path) -> None:
     write_run(tmp_path, make_run("20260102-000000-bbbb", speed=FLAT))
     out = tmp_path / "out"
     result = CliRunner().invoke(
-        cli, ["report", "--results", str(tmp_path), "--format", "md,png", "--out", str(out)]
+        cli, ["report", "--out", str(tmp_path), "--format", "md,png", "--report-dir", str(out)]
     )
     assert result.exit_code == 0, result.output
     assert "20260102-000000-bbbb" in (out / "report.md").read_text()

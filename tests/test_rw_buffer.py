@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from iobench.engine.progress import Progress
 from iobench.engine.protocol import Protocol
 from iobench.engine.runner import run_case
 from iobench.experiments import get_experiment
@@ -18,7 +17,7 @@ MIB = 1 << 20
 
 def run(folder: Path, protocol: Protocol, **case: object) -> list[dict]:
     full = {"mode": "read", "file_size": MIB, "bs": 4096, "cache": "warm", **case}
-    return run_case(RW, full, protocol, folder, Progress()).rows
+    return run_case(RW, full, protocol, folder).rows
 
 
 @pytest.mark.parametrize(

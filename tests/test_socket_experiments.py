@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from iobench.engine.progress import Progress
 from iobench.engine.protocol import Protocol
 from iobench.engine.runner import CaseResult, run_case
 from iobench.experiments import get_experiment
@@ -25,7 +24,7 @@ ONE = Protocol(warmup=0, min_reps=1, max_reps=1, max_case_time=30 * 10**9, targe
 def run(name: str, folder: Path, **case: object) -> CaseResult:
     experiment = get_experiment(name)
     full = {p.name: (p.default[0] if p.sweep else p.default) for p in experiment.params} | case
-    result = run_case(experiment, full, ONE, folder, Progress())
+    result = run_case(experiment, full, ONE, folder)
     assert result.summary["status"] in ("ok", "unsupported"), result.summary
     return result
 

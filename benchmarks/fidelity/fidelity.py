@@ -26,7 +26,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from iobench.engine.progress import make_progress
 from iobench.engine.protocol import Protocol
 from iobench.engine.runner import run_case
 from iobench.experiments import get_experiment
@@ -67,7 +66,7 @@ def iobench_loop(engine: str, mode: str, block: int, size: int, reps: int, scrat
         warmup=1, min_reps=reps, max_reps=reps, max_case_time=3600 * 10**9, target_ci=0.0, engine=engine
     )
     case = {"mode": mode, "file_size": size, "bs": block, "cache": "warm"}
-    result = run_case(experiment, case, protocol, scratch, make_progress(quiet=True))
+    result = run_case(experiment, case, protocol, scratch)
     rows = result.rows
     if result.summary.get("status") != "ok" or not all(row.get("integrity_ok") for row in rows):
         raise RuntimeError(f"iobench {engine} case failed: {result.summary}")

@@ -55,6 +55,18 @@ PROTOCOL_PARAMS: tuple[Param, ...] = (
 )
 
 
+#: The whole run's time budget (per-case budgets are the protocol's max_case_time).
+TIME_BUDGET = Param(
+    "max_time",
+    Kind.DURATION,
+    None,
+    "Time budget of the whole run: once used, stop at the next case boundary "
+    "(the run is kept as 'stopped'; continue it with run sweep --resume).",
+    minimum=1,
+    maximum=366 * 24 * 3600 * 10**9,
+)
+
+
 @dataclass(frozen=True)
 class Protocol:
     """Resolved repetition settings for one case."""
@@ -82,6 +94,46 @@ class Protocol:
                 f"({native_unavailable_reason()}); use --engine python or auto"
             )
         return cls(**values)
+
+    @classmethod
+    def from_record(cls, record: Any, where: str = "protocol") -> Protocol:
+        """The protocol back from ``as_dict()`` (meta.json: base units), checked field by
+        field, so a hand-edited record fails with one line naming the field."""
+        from iobench.errors import ParamError
+
+        if not isinstance(record, Mapping):
+            raise ParamError(f"{where} must be a table of protocol settings")
+        by_name = {p.name: p for p in PROTOCOL_PARAMS}
+        unknown = sorted(set(record) - set(by_name))
+        if unknown:
+            raise ParamError(f"{where}: unknown setting {unknown[0]!r}")
+        values: dict[str, Any] = {}
+        for name, param in by_name.items():
+            if name not in record:
+                continue
+            value = record[name]
+            if param.kind is Kind.CHOICE:
+                ok = isinstance(value, str) and value in param.choices
+            elif param.kind is Kind.PERCENT:
+                ok = isinstance(value, int | float) and not isinstance(value, bool) and value == value
+            else:
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            in_range = ok and (
+                param.kind is Kind.CHOICE
+                or (
+                    (param.minimum is None or value >= param.minimum)
+                    and (param.maximum is None or value <= param.maximum)
+                )
+            )
+            if not in_range:
+                raise ParamError(f"{where}.{name}: {value!r} is not a valid {param.kind.value} setting")
+            values[name] = value
+        protocol = cls(**values)
+        if protocol.min_reps > protocol.max_reps:
+            raise ParamError(
+                f"{where}: min_reps ({protocol.min_reps}) is larger than max_reps ({protocol.max_reps})"
+            )
+        return protocol
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

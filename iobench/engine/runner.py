@@ -1,83 +1,48 @@
-"""The engine: runs cases under the repetition protocol and turns counters into rows.
+"""The engine: runs one case under the repetition protocol and turns counters into rows.
 
 An experiment owns only its loop. This module owns the order of calls, warmup, the
-stopping rule, GC, the counters around the timed section, and what goes into each row.
+stopping rule, GC, the counters around the timed section, and what goes into each row. It
+takes the experiment class it is given: it never looks experiments up (the registry lives
+above the engine).
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import gc
 import math
 import shutil
 import statistics
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from iobench.engine.counters import CounterProbe
-from iobench.engine.progress import Progress
+from iobench.engine.events import Events, RepDone
 from iobench.engine.protocol import Protocol
 from iobench.errors import InsufficientSpaceError, IobenchError, UnsupportedCase
-from iobench.experiments import get_experiment
-from iobench.experiments.base import Experiment
 from iobench.loops.engines import engine_for, loops_for
-from iobench.params import case_id, expand_cases, resolve
+from iobench.params import case_id
 from iobench.stats import ci_halfwidth_pct
 from iobench.units import format_size
+
+if TYPE_CHECKING:  # the engine takes the class it is given; it never imports the registry
+    from iobench.experiments.base import Experiment
 
 #: Errors that mean the disk is full: the case is recorded as failed and the run stops.
 _SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 
 
-@dataclass(frozen=True)
-class PlanEntry:
-    """One experiment with its resolved parameter values (sweeps as tuples) and protocol."""
-
-    experiment: type[Experiment]
-    values: dict[str, Any]
-    protocol: Protocol
-
-    @classmethod
-    def from_description(cls, description: dict[str, Any]) -> PlanEntry:
-        """The entry back from ``describe()`` (its size labels are exact, so values round-trip)."""
-        experiment = get_experiment(description["experiment"])
-        values = resolve(experiment.params, description["values"])
-        return cls(experiment, values, Protocol(**description["protocol"]))
-
-    def describe(self) -> dict[str, Any]:
-        """The entry as meta.json records it: human values, resolved protocol."""
-        return {
-            "experiment": self.experiment.name,
-            "values": {p.name: p.format(self.values[p.name]) for p in self.experiment.params},
-            "protocol": self.protocol.as_dict(),
-        }
-
-    def cases(self) -> list[dict[str, Any]]:
-        """Every combination of the sweep values, without cases that would measure the same."""
-        unique: dict[tuple, dict[str, Any]] = {}
-        for case in expand_cases(self.experiment.params, self.values):
-            ignored = self.experiment.irrelevant_params(case)
-            key = tuple((name, value) for name, value in case.items() if name not in ignored)
-            unique.setdefault(key, case)
-        return list(unique.values())
-
-
 @dataclass
 class CaseResult:
-    """Rows of one case plus its summary for meta.json."""
+    """Rows of one case plus its summary for meta.json; picklable (plain dicts)."""
 
     rows: list[dict[str, Any]]
     summary: dict[str, Any]
-
-
-def case_label(experiment: type[Experiment], case: dict[str, Any]) -> str:
-    """Human label: ``rw-buffer mode=copy file_size=1MiB bs=4KiB cache=cold``."""
-    parts = " ".join(f"{p.name}={p.format(case[p.name])}" for p in experiment.params)
-    return f"{experiment.name} {parts}"
+    #: Where the case ran: 1-based position in the plan (0 when run on its own).
+    index: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def check_space(directory: Path, needed: int) -> None:
@@ -106,14 +71,18 @@ def run_case(
     case: dict[str, Any],
     protocol: Protocol,
     scratch: Path,
-    progress: Progress,
+    events: Events | None = None,
     target_fs: str = "",
+    clock_origin_ns: int | None = None,
 ) -> CaseResult:
     """Measure one case: prepare, warm up, repeat until the protocol says stop, tear down.
 
     ``scratch`` must be an existing private folder; the case works in a sub-folder of it
-    that is removed afterwards whatever happens.
+    that is removed afterwards whatever happens. ``events`` receives a RepDone per recorded
+    repetition. Each row's ``t_start_ns`` is its start on the monotonic clock, counted from
+    ``clock_origin_ns`` (a perf_counter_ns value; default: the start of this case).
     """
+    events = events or Events()
     experiment.check_case(case)
     engine = engine_for(protocol.engine, experiment.uses_loops(case))
     base = _base_row(experiment, case, target_fs, engine)
@@ -123,6 +92,7 @@ def run_case(
     instance = experiment(case, case_dir)
     instance.loops = loops_for(engine)
     rows: list[dict[str, Any]] = []
+    origin = time.perf_counter_ns() if clock_origin_ns is None else clock_origin_ns
     probe = CounterProbe(experiment.counter_scope)
     try:
         check_space(case_dir, instance.space_needed())
@@ -133,14 +103,19 @@ def run_case(
             instance.run_once()
             instance.after_rep()
         times: list[int] = []
-        # Only whole-process counters see the progress thread's writes; pause it for those.
-        quiet = progress.quiet if experiment.counter_scope == "process" else contextlib.nullcontext
+        # Only whole-process counters see a display thread's writes; pause it for those.
+        pause = experiment.counter_scope == "process"
         while True:
             pre = instance.before_rep()
             gc_was_enabled = gc.isenabled()
             gc.disable()
             try:
-                with quiet():
+                if pause:
+                    with events.quiet():
+                        before = probe.before()
+                        work = instance.run_once()
+                        delta = probe.after(before)
+                else:
                     before = probe.before()
                     work = instance.run_once()
                     delta = probe.after(before)
@@ -149,9 +124,11 @@ def run_case(
                     gc.enable()
             post = instance.after_rep()
             times.append(delta.time_ns)
-            rows.append(_row(base, len(times), delta, work, pre, post, io_known=probe.unavailable is None))
+            row = _row(base, len(times), delta, work, pre, post, io_known=probe.unavailable is None)
+            row["t_start_ns"] = before.time_ns - origin
+            rows.append(row)
             ci = ci_halfwidth_pct(times)
-            progress.rep_done(len(times), protocol.max_reps, ci)
+            events.emit(RepDone(len(times), protocol.max_reps, ci))
             stop_reason = _stop_reason(protocol, len(times), time.perf_counter_ns() - started, ci)
             if stop_reason:
                 break
@@ -237,7 +214,3 @@ def _row(
         **{k: v for k, v in work.items() if k not in ("bytes", "ops")},
         **post,
     }
-
-
-def count_cases(entries: Sequence[PlanEntry]) -> int:
-    return sum(len(entry.cases()) for entry in entries)

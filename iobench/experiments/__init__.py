@@ -1,9 +1,9 @@
 """The experiment registry.
 
-Experiments are found through the ``iobench.experiments`` entry-point group, the same path a
-third-party plugin takes; a plugin's class is registered when its entry point loads. When the
-package runs from a source tree that was never installed (no entry points), the built-in
-modules of this package are imported instead.
+Built-in experiments are the modules of this package: each registers its class with
+``@register`` when imported, so adding an experiment is adding one module (no list to edit).
+Third-party plugins register through the ``iobench.experiments`` entry-point group; a
+plugin's class is registered when its entry point loads.
 """
 
 from __future__ import annotations
@@ -30,20 +30,26 @@ def register(cls: type[Experiment]) -> type[Experiment]:
     return cls
 
 
+def builtin_modules() -> list[str]:
+    """Names of this package's experiment modules (every module but ``base``)."""
+    return sorted(
+        m.name for m in pkgutil.iter_modules(__path__) if m.name != "base" and not m.name.startswith("_")
+    )
+
+
 def _load() -> None:
     global _loaded
     if _loaded:
         return
     _loaded = True
-    found = entry_points(group=ENTRY_POINT_GROUP)
-    for entry in found:
+    for name in builtin_modules():
+        importlib.import_module(f"{__name__}.{name}")
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        if entry.value.startswith(f"{__name__}."):
+            continue  # a built-in, already imported above
         loaded = entry.load()
         if isinstance(loaded, type) and issubclass(loaded, Experiment):
             register(loaded)
-    if not found:
-        for module in pkgutil.iter_modules(__path__):
-            if module.name != "base":
-                importlib.import_module(f"{__name__}.{module.name}")
 
 
 def all_experiments() -> list[type[Experiment]]:

@@ -15,7 +15,6 @@ from array import array
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import psutil
 
 from iobench.errors import UnsupportedCase
@@ -79,6 +78,8 @@ def verify_frames(data: bytes, sizes: list[int]) -> dict[str, Any]:
 def interleaving(data: bytes, writers: int, size: int) -> dict[str, Any]:
     """Writer w's bytes are all w+1: split the stream into runs of one writer and count the
     messages whose bytes are not contiguous (torn by another writer's bytes)."""
+    import numpy as np  # deferred: `iobench list` and --help must not pay for numpy
+
     stream = np.frombuffer(data, dtype=np.uint8)
     if not len(stream):
         return {"sizes_ok": False, "interleaved_messages": 0, "writer_switches": 0, "bytes_ok": False}

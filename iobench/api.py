@@ -1,0 +1,452 @@
+"""The Python API: everything the command line does, callable from a script or a notebook.
+
+>>> import iobench
+>>> res = iobench.run("syscall", call="getppid", calls=1000, min_reps=5, max_reps=5, warmup=0)
+>>> res.status, len(res.frame), int(res.summary["reps"].iloc[0])
+('complete', 5, 5)
+>>> sorted(iobench.experiments())[:2]
+['async-send', 'context-switch']
+
+``run`` measures one experiment, ``sweep`` a config, ``resume`` continues a run folder,
+``load`` reads one or many. With ``out=None`` nothing is written: the rows stay in memory.
+``progress`` takes a callable that receives every event (``iobench.engine.events``);
+``run_iter``/``sweep_iter`` yield the case events instead. Errors are ``iobench.errors``
+exceptions carrying the one-line message the CLI prints.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from iobench.engine.events import Event, RunFinished
+from iobench.engine.protocol import PROTOCOL_PARAMS, TIME_BUDGET, Protocol
+from iobench.errors import ParamError, ResultsError
+from iobench.params import Param, resolve
+from iobench.plan import PlanEntry
+from iobench.session import RunOutcome, RunRequest, execute_events
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from iobench.experiments.base import Experiment
+
+Progress = Callable[[Event], None]
+_PROTOCOL_NAMES = {p.name for p in PROTOCOL_PARAMS}
+
+
+# ------------------------------------------------------------------ results
+
+
+class Meta(Mapping[str, Any]):
+    """A run's meta.json as an object: ``meta.host``, ``meta.target``, ``meta.status``... and
+    still a mapping (``meta["host"]``) for everything else."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self._data = dict(data)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"Meta(run_id={self.run_id!r}, status={self.status!r}, host={self.host.get('hostname')!r})"
+
+    @property
+    def run_id(self) -> str:
+        return str(self._data.get("run_id", ""))
+
+    @property
+    def status(self) -> str:
+        return str(self._data.get("status", ""))
+
+    @property
+    def host(self) -> dict[str, Any]:
+        return dict(self._data.get("host") or {})
+
+    @property
+    def target(self) -> dict[str, Any]:
+        return dict(self._data.get("target") or {})
+
+    @property
+    def protocols(self) -> list[Protocol]:
+        """The repetition protocol of each plan entry."""
+        entries = (self._data.get("config") or {}).get("entries") or []
+        return [Protocol.from_record(e.get("protocol", {})) for e in entries if isinstance(e, dict)]
+
+    @property
+    def versions(self) -> dict[str, Any]:
+        host = self.host
+        return {
+            "iobench": self._data.get("iobench_version"),
+            "schema": self._data.get("schema_version"),
+            "python": host.get("python"),
+            "kernel": host.get("kernel"),
+        }
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self._data.get("warnings") or [])
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+class Run:
+    """One run: its rows (``frame``), per-case ``summary`` and ``meta``; ``path`` when on disk."""
+
+    def __init__(self, rows_frame: pd.DataFrame, meta: Mapping[str, Any], path: Path | None = None) -> None:
+        self._raw = rows_frame
+        self.meta = Meta(meta)
+        self.path = path
+
+    @classmethod
+    def _from_outcome(cls, outcome: RunOutcome) -> Run:
+        from iobench.results import load_run, rows_to_csv
+
+        if outcome.path is not None:
+            loaded = load_run(outcome.path)
+            return cls(loaded.frame, loaded.meta, outcome.path)
+        import io
+
+        import pandas as pd
+
+        rows = outcome.rows
+        frame = (
+            pd.read_csv(io.BytesIO(rows_to_csv(rows)))
+            if rows
+            else pd.DataFrame(columns=["run_id", "experiment", "case", "rep", "status"])
+        )
+        return cls(frame, outcome.meta, None)
+
+    def __repr__(self) -> str:
+        where = str(self.path) if self.path else "in memory"
+        return f"<Run {self.meta.run_id} {self.status}: {len(self.meta.get('cases', []))} cases, {where}>"
+
+    @property
+    def run_id(self) -> str:
+        return self.meta.run_id
+
+    @property
+    def status(self) -> str:
+        return self.meta.status
+
+    @cached_property
+    def frame(self) -> pd.DataFrame:
+        """One row per repetition with declared dtypes (Int64 counts, boolean flags,
+        category for choice parameters)."""
+        from iobench.dictionary import columns, typed_frame
+
+        return typed_frame(self._raw, columns(_experiments_in(self._raw)))
+
+    @cached_property
+    def summary(self) -> pd.DataFrame:
+        """One row per case: medians, the median's 95% interval, reps, stop reason, status.
+        Cases that did not run are rows too (status unsupported/failed, with the reason)."""
+        import pandas as pd
+
+        from iobench.metrics import DEFAULT_TICK_NS, summarize
+
+        cases = self.meta.get("cases", [])
+        tick = self.meta.host.get("cpu_tick_ns") or DEFAULT_TICK_NS
+        done = summarize(self._raw, cases=cases, tick_ns=int(tick)) if len(self._raw) else pd.DataFrame()
+        if not done.empty:
+            done["status"] = "ok"
+        missing = [
+            {"run_id": self.run_id, "experiment": c.get("experiment"), "case": c.get("case"),
+             "status": c.get("status"), "reason": c.get("reason", "")}
+            for c in cases if c.get("status") != "ok"
+        ]  # fmt: skip
+        if missing:
+            done = pd.concat([done, pd.DataFrame(missing)], ignore_index=True)
+        return done
+
+    @property
+    def failed_cases(self) -> list[dict[str, Any]]:
+        return [c for c in self.meta.get("cases", []) if c.get("status") == "failed"]
+
+    def summary_records(self, with_rows: bool = False) -> dict[str, Any]:
+        """The run as plain JSON-able data: meta essentials, per-case summaries (and rows)."""
+        summary = self.summary.drop(columns=["samples"], errors="ignore")
+        data: dict[str, Any] = {
+            "run_id": self.run_id,
+            "status": self.status,
+            "path": str(self.path) if self.path else None,
+            "cases": _records(summary),
+            "warnings": self.meta.warnings,
+        }
+        if with_rows:
+            data["rows"] = _records(self._raw)
+        return data
+
+
+class Runs(list[Run]):
+    """Several runs (a folder of runs); ``frame`` concatenates their rows."""
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        frames = [run.frame for run in self if len(run.frame)]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        import pandas as pd
+
+        frames = [run.summary for run in self if len(run.summary)]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-safe dicts: NaN/NA become None."""
+    text = frame.to_json(orient="records", default_handler=str)
+    return json.loads(text)
+
+
+def _experiments_in(frame: pd.DataFrame) -> list[type[Experiment]]:
+    from iobench.errors import UnknownExperimentError
+    from iobench.experiments import get_experiment
+
+    found = []
+    names = frame["experiment"].dropna().unique() if "experiment" in frame else []
+    for name in names:
+        try:
+            found.append(get_experiment(str(name)))
+        except UnknownExperimentError:
+            continue  # a plugin not installed here: its columns stay untyped
+    return found
+
+
+# ------------------------------------------------------------------ discovery
+
+
+@dataclass(frozen=True)
+class ExperimentInfo:
+    """An experiment's description: what it measures and its parameters."""
+
+    name: str
+    summary: str
+    idea: str
+    params: tuple[Param, ...]
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return {p.name: p.default for p in self.params}
+
+
+def experiments() -> dict[str, ExperimentInfo]:
+    """Every registered experiment by name, with parameters, defaults, units and help."""
+    from iobench.experiments import all_experiments
+
+    return {e.name: ExperimentInfo(e.name, e.summary, e.seed_idea, e.params) for e in all_experiments()}
+
+
+def protocol_params() -> tuple[Param, ...]:
+    """The repetition protocol's settings (warmup, min_reps, ...), shared by every run."""
+    return PROTOCOL_PARAMS
+
+
+# ------------------------------------------------------------------ running
+
+
+def _split_protocol(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    protocol = {k: v for k, v in values.items() if k in _PROTOCOL_NAMES and v is not None}
+    rest = {k: v for k, v in values.items() if k not in _PROTOCOL_NAMES and v is not None}
+    return protocol, rest
+
+
+def _budget(max_time: Any) -> int | None:
+    return None if max_time is None else TIME_BUDGET.parse(max_time, "max_time")
+
+
+def _request(
+    entries: Sequence[PlanEntry],
+    config: dict[str, Any],
+    dir: str | Path,
+    out: str | Path | None,
+    progress: Progress | None,
+    cpu: int | None,
+    max_time: Any,
+    command: list[str] | None,
+) -> RunRequest:
+    from iobench.experiments import get_experiment
+
+    return RunRequest(
+        entries=list(entries),
+        lookup=get_experiment,
+        target_dir=Path(dir),
+        out_dir=None if out is None else _out_path(out),
+        config=config,
+        command=command if command is not None else ["python", "iobench.api"],
+        cpu=cpu,
+        time_budget_ns=_budget(max_time),
+        subscribers=[progress] if progress else [],
+    )
+
+
+def _out_path(out: str | Path) -> Path:
+    text = str(out)
+    if not text.strip():
+        raise ParamError("--out: give a folder (an empty path would write into the current folder)")
+    return Path(out)
+
+
+def _drive(request: RunRequest) -> Iterator[Event]:
+    """Events of the run; the last one is RunFinished whose ``run`` is a Run."""
+    for event in execute_events(request):
+        if isinstance(event, RunFinished):
+            yield RunFinished(event.status, event.path, Run._from_outcome(event.run))
+        else:
+            yield event
+
+
+def _finish(events: Iterator[Event]) -> Run:
+    run = None
+    for event in events:
+        if isinstance(event, RunFinished):
+            run = event.run
+    assert run is not None
+    return run
+
+
+def experiment_entry(experiment: str, params: Mapping[str, Any], protocol: Mapping[str, Any]) -> PlanEntry:
+    """One plan entry from an experiment name, parameter values (raw: "4KiB" or 4096, lists
+    for sweeps) and protocol settings."""
+    from iobench.experiments import get_experiment
+
+    cls = get_experiment(experiment)
+    values = resolve(cls.params, dict(params), "")
+    return PlanEntry(cls, values, Protocol.from_values(dict(protocol)))
+
+
+def run_iter(
+    experiment: str,
+    *,
+    dir: str | Path = ".",
+    out: str | Path | None = None,
+    progress: Progress | None = None,
+    cpu: int | None = None,
+    max_time: Any = None,
+    command: list[str] | None = None,
+    **values: Any,
+) -> Iterator[Event]:
+    """``run``, as an iterator of events (RunStarted, CaseFinished..., RunFinished(run=Run))."""
+    protocol, params = _split_protocol(values)
+    entry = experiment_entry(experiment, params, protocol)
+    config = {"file": None, "entries": [entry.describe()]}
+    return _drive(_request([entry], config, dir, out, progress, cpu, max_time, command))
+
+
+def run(experiment: str, **kwargs: Any) -> Run:
+    """Measure one experiment; parameters and protocol settings as keyword arguments.
+
+    ``iobench.run("rw-buffer", mode="read", bs=["4KiB", 65536], file_size="8MiB",
+    cache="warm", dir="/mnt/fast", out=None)``. ``out=None`` (the default) keeps the rows in
+    memory; give a folder to write a run folder there (crash-safe, resumable).
+    """
+    return _finish(run_iter(experiment, **kwargs))
+
+
+def sweep_iter(
+    config: str | Path | None = None,
+    *,
+    only: Sequence[str] | None = None,
+    dir: str | Path = ".",
+    out: str | Path | None = "results",
+    progress: Progress | None = None,
+    cpu: int | None = None,
+    max_time: Any = None,
+    command: list[str] | None = None,
+    **protocol: Any,
+) -> Iterator[Event]:
+    """``sweep``, as an iterator of events."""
+    from iobench.config import find_config, load_config
+
+    unknown = sorted(set(protocol) - _PROTOCOL_NAMES)
+    if unknown:
+        raise ParamError(
+            f"unknown protocol setting {unknown[0]!r} (allowed: {', '.join(sorted(_PROTOCOL_NAMES))})"
+        )
+    plan = load_config(find_config(None if config is None else str(config)), protocol, only=only)
+    description = {
+        "file": str(plan.source),
+        "description": plan.description,
+        "entries": [entry.describe() for entry in plan.entries],
+    }
+    return _drive(_request(plan.entries, description, dir, out, progress, cpu, max_time, command))
+
+
+def sweep(config: str | Path | None = None, **kwargs: Any) -> Run:
+    """Run every entry of a TOML config (a path or a name in bench_configs: "quick")."""
+    return _finish(sweep_iter(config, **kwargs))
+
+
+def resume_iter(
+    path: str | Path,
+    *,
+    dir: str | Path = ".",
+    progress: Progress | None = None,
+    cpu: int | None = None,
+    max_time: Any = None,
+    command: list[str] | None = None,
+) -> Iterator[Event]:
+    """``resume``, as an iterator of events."""
+    from iobench.experiments import get_experiment
+    from iobench.results import RunStore
+
+    store = RunStore.reopen(Path(path), command or ["python", "iobench.resume"])
+    try:
+        entries = [PlanEntry.from_description(e, get_experiment) for e in store.meta["config"]["entries"]]
+        request = _request(entries, store.meta["config"], dir, None, progress, cpu, max_time, command)
+        request.resume = store
+        request.out_dir = store.path.parent
+        _remove_leftover_scratch(store.meta.get("scratch"))
+    except BaseException:
+        store.close()
+        raise
+    return _drive(request)
+
+
+def resume(path: str | Path, **kwargs: Any) -> Run:
+    """Continue an interrupted, stopped or crashed run folder: finished cases are kept."""
+    return _finish(resume_iter(path, **kwargs))
+
+
+def _remove_leftover_scratch(scratch: Any) -> None:
+    """A crashed run's scratch folder, if nobody holds it any more."""
+    from iobench import scratch as scratch_folders
+
+    if isinstance(scratch, str) and Path(scratch).name.startswith(scratch_folders.PREFIX):
+        path = Path(scratch)
+        if path.is_dir():
+            scratch_folders.remove(scratch_folders.Leftover(path, 0, None))
+
+
+def load(path: str | Path) -> Run | Runs:
+    """A run folder (-> Run) or a folder of runs (-> Runs)."""
+    from iobench.results import META, load_run, load_runs
+
+    path = Path(path)
+    if (path / META).is_file():
+        loaded = load_run(path)
+        return Run(loaded.frame, loaded.meta, loaded.path)
+    try:
+        return Runs(Run(r.frame, r.meta, r.path) for r in load_runs(path))
+    except ResultsError:
+        raise
+
+
+def current_command() -> list[str]:
+    """How this process was started, for meta.json."""
+    return ["iobench", *sys.argv[1:]]

@@ -1,0 +1,343 @@
+"""A whole run: plan -> execute -> record, with host facts, a time budget and signals.
+
+``execute_events`` is the core every front end drives (the CLI, ``iobench.api``): it checks the
+target, records host facts, makes the run's sink (a crash-safe run folder, or memory), plans
+the cases still to run, hands them to an executor, records each result as it arrives, and
+yields case events. SIGINT, SIGTERM and SIGHUP end the run between (or inside) cases: the run
+is marked interrupted, scratch files are removed, and RunInterrupted (exit 130) is raised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from iobench import hostinfo
+from iobench.dictionary import columns, render_markdown, typed_frame
+from iobench.engine.counters import CounterProbe
+from iobench.engine.events import CaseFinished, Event, Events, RunFinished, RunStarted, Subscriber
+from iobench.engine.runner import CaseSpaceError
+from iobench.errors import InsufficientSpaceError, ParamError, ResultsFullError, RunInterrupted
+from iobench.execute import Executor, LocalExecutor
+from iobench.loops.engines import native_available, native_unavailable_reason
+from iobench.plan import CaseSpec, Lookup, PlanEntry, plan_cases
+from iobench.record import MemorySink, Sink
+from iobench.results import COLUMNS_DOC, RunStore
+from iobench.scratch import check_target_dir, note_run, private_scratch
+from iobench.units import format_size
+
+
+def pin_cpu(cpu: int | None) -> int | None:
+    """Restrict this process (and what it forks) to one CPU; None leaves it free."""
+    if cpu is None:
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    if cpu not in allowed:
+        raise ParamError(
+            f"--cpu: {cpu} is not one of the CPUs this process may use ({', '.join(map(str, allowed))})"
+        )
+    os.sched_setaffinity(0, {cpu})
+    return cpu
+
+
+@dataclass
+class RunRequest:
+    """Everything a run needs; front ends build one and call ``execute``."""
+
+    entries: Sequence[PlanEntry]
+    lookup: Lookup
+    target_dir: Path = Path(".")
+    #: Where the run folder goes; None keeps everything in memory.
+    out_dir: Path | None = Path("results")
+    #: What meta.json records as the run's config (file, description, entries).
+    config: dict[str, Any] = field(default_factory=dict)
+    command: list[str] = field(default_factory=list)
+    cpu: int | None = None
+    time_budget_ns: int | None = None
+    subscribers: list[Subscriber] = field(default_factory=list)
+    #: Continue this run (its store is open and locked) instead of making a new one.
+    resume: RunStore | None = None
+    #: Builds the executor (default: LocalExecutor in this process).
+    executor: Callable[..., Executor] | None = None
+
+
+@dataclass
+class RunOutcome:
+    """What a finished (or stopped) run left: its sink and final status."""
+
+    sink: Sink
+    status: str
+
+    @property
+    def path(self) -> Path | None:
+        return self.sink.path
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.sink.meta
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return self.sink.rows
+
+    @property
+    def failed_cases(self) -> list[dict[str, Any]]:
+        """Summaries of cases that failed (not merely unsupported here)."""
+        return [c for c in self.meta.get("cases", []) if c.get("status") == "failed"]
+
+
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised in the main thread like KeyboardInterrupt."""
+
+
+_TERMINATING = (signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def _termination_raises() -> Iterator[None]:
+    """SIGTERM and SIGHUP (a closed terminal, a dropped ssh session) end the run like Ctrl-C:
+    finished cases kept, scratch removed. Left to their default, they kill the process on
+    the spot and leave both behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    previous = {signum: signal.signal(signum, handler) for signum in _TERMINATING}
+    try:
+        yield
+    finally:
+        for signum, action in previous.items():
+            signal.signal(signum, action)
+
+
+def _facts(
+    entries: Sequence[PlanEntry], target_dir: Path, cpu: int | None
+) -> tuple[dict[str, Any], list[str]]:
+    host = hostinfo.host_facts()
+    target = hostinfo.target_facts(target_dir)
+    with CounterProbe("thread") as probe:
+        counter_source = probe.source
+        counters_unavailable = probe.unavailable
+    facts = {
+        "engine": ",".join(sorted({entry.protocol.engine for entry in entries})) or "auto",
+        "native_engine": "built" if native_available() else f"not built: {native_unavailable_reason()}",
+        "counter_source": counter_source,
+        "host": host,
+        "target": target,
+        "git": hostinfo.git_facts(),
+    }
+    warnings = hostinfo.warnings_for(host, target)
+    if counters_unavailable:
+        warnings.append(
+            f"IO counters cannot be read ({counters_unavailable}): syscall and disk-byte columns are empty"
+        )
+    if cpu is not None and any(entry.experiment.has_peers for entry in entries):
+        # Affinity is inherited: a forked receiver or a worker thread shares the one CPU.
+        warnings.append(
+            f"pinned to CPU {cpu}: forked peers and threads (socket experiments, "
+            "context-switch, file-concurrency) share that CPU, so they measure a one-CPU machine"
+        )
+    return facts, warnings
+
+
+def _check_space(specs: Sequence[CaseSpec], lookup: Lookup, target_dir: Path) -> None:
+    """Refuse, before any folder is made, a case that cannot fit in --dir's free space."""
+    free = shutil.disk_usage(target_dir).free
+    for spec in specs:
+        experiment = lookup(spec.experiment)
+        needed = experiment(spec.params, target_dir).space_needed()
+        if needed > free:
+            raise InsufficientSpaceError(
+                f"{spec.label} needs {format_size(needed)} of scratch space; --dir {target_dir} has "
+                f"{format_size(free)} free"
+            )
+
+
+def _open_sink(request: RunRequest, meta: dict[str, Any], facts: dict[str, Any], warnings: list[str]) -> Sink:
+    if request.resume is not None:
+        store = request.resume
+        store.meta.setdefault("resumed", [{}])[-1].update(facts)
+        for warning in warnings:
+            store.warn(warning)
+        return store
+    full = {**meta, **facts, "warnings": warnings}
+    if request.out_dir is None:
+        return MemorySink(full)
+    return RunStore.create(Path(request.out_dir), full)
+
+
+def case_warnings(summary: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
+    """What a finished case should add to the run's warnings."""
+    found = []
+    if summary.get("status") in ("unsupported", "failed"):
+        found.append(
+            f"{summary['case']} ({summary['experiment']}) {summary['status']}: {summary.get('reason')}"
+        )
+    unverified = [r for r in rows if r.get("cache_verified") is False]
+    if unverified:
+        worst = max(r.get("resident_before", 0) for r in unverified)
+        found.append(
+            f"{summary['experiment']} {summary['case']}: cache={summary.get('cache')} was not achieved in "
+            f"{len(unverified)} repetition(s) (up to {worst:.0%} of the file resident before timing)"
+        )
+    return found
+
+
+def execute_events(request: RunRequest) -> Iterator[Event]:
+    """Run the request, yielding RunStarted, a CaseFinished per case and RunFinished (whose
+    ``run`` is the RunOutcome). Subscribers get every event, RepDone included, as it happens."""
+    events = Events(*request.subscribers)
+    target_dir = check_target_dir(request.target_dir)
+    cpu = pin_cpu(request.cpu)
+    done = request.resume.finished_cases() if request.resume is not None else set()
+    specs = plan_cases(request.entries, done, cpu)
+    _check_space(specs, request.lookup, target_dir)
+    facts, warnings = _facts(request.entries, target_dir, cpu)
+    clock_origin = time.perf_counter_ns()
+    meta = {
+        "command": request.command,
+        "config": request.config,
+        "cpu_pinned": cpu,
+        "clock_origin": {"unix_ns": time.time_ns(), "note": "t_start_ns of a row counts from this instant"},
+    }
+    if request.resume is not None:
+        # Rows of a resumed run keep counting from the run's first start.
+        origin = (request.resume.meta.get("clock_origin") or {}).get("unix_ns")
+        if isinstance(origin, int):
+            clock_origin -= time.time_ns() - origin
+    total = specs[0].total if specs else len(done)
+    experiments = list({entry.experiment.name: entry.experiment for entry in request.entries}.values())
+    outcome: RunOutcome | None = None
+    # The scratch folder first: when --dir is unusable, no run folder is left behind.
+    with private_scratch(target_dir) as scratch:
+        sink = _open_sink(request, meta, facts, warnings)
+        try:
+            if sink.path is not None:
+                sink.meta["scratch"] = str(scratch)
+                note_run(scratch, sink.path)
+            with contextlib.suppress(OSError):
+                sink.write_extra(
+                    COLUMNS_DOC, render_markdown(columns(experiments), "Columns of this run").encode()
+                )
+            factory = request.executor or LocalExecutor
+            executor = factory(
+                request.lookup, scratch, events, facts["target"].get("fs_type") or "", clock_origin
+            )
+            started_event = RunStarted(total, len(done), str(sink.path) if sink.path else None)
+            events.emit(started_event)
+            yield started_event
+            with _termination_raises():
+                status, error = yield from _run_cases(request, specs, executor, sink, events, total)
+            sink.finish(status, error)
+            _write_parquet(sink, experiments)
+            outcome = RunOutcome(sink, status)
+        except GeneratorExit:
+            _finish_quietly(sink, "interrupted", "the caller stopped the run")
+            raise
+        except (KeyboardInterrupt, _Terminated):
+            finished = len(sink.meta.get("cases", []))
+            where = sink.path or "memory"
+            _finish_quietly(sink, "interrupted", f"interrupted after {finished} of {total} cases")
+            resume = f" (continue with: iobench run sweep --resume {sink.path})" if sink.path else ""
+            raise RunInterrupted(
+                f"interrupted; {finished} of {total} finished cases kept in {where}{resume}"
+            ) from None
+        except BaseException as exc:
+            if sink.meta.get("status") == "running":
+                _finish_quietly(sink, "failed", str(exc) or type(exc).__name__)
+            raise
+        finally:
+            sink.close()
+    finished_event = RunFinished(outcome.status, str(sink.path) if sink.path else None, outcome)
+    events.emit(finished_event)
+    yield finished_event
+
+
+def _run_cases(
+    request: RunRequest,
+    specs: Sequence[CaseSpec],
+    executor: Executor,
+    sink: Sink,
+    events: Events,
+    total: int,
+) -> Iterator[Event]:
+    """Records each result the executor yields; returns (status, error) via StopIteration."""
+    started = time.perf_counter_ns()
+    results = executor.map(specs)
+    labels = {spec.index: spec.label for spec in specs}
+    ran = 0
+    while True:
+        # At least one case per invocation, so resuming under a budget progresses.
+        budget = request.time_budget_ns
+        if ran and budget is not None and time.perf_counter_ns() - started >= budget:
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()
+            return "stopped", f"time budget reached after {len(sink.meta['cases'])} of {total} cases"
+        try:
+            result = next(results)
+        except StopIteration:
+            return "complete", None
+        except CaseSpaceError as exc:
+            sink.commit(exc.result.rows, exc.result.summary)
+            sink.finish("failed", str(exc))
+            raise
+        sink.commit(result.rows, result.summary)
+        ran += 1
+        for warning in case_warnings(result.summary, result.rows):
+            sink.warn(warning)
+        label = labels.get(result.index, f"{result.summary.get('experiment')} {result.summary.get('case')}")
+        finished = CaseFinished(result.index, total, label, result.summary)
+        events.emit(finished)
+        yield finished
+
+
+def _write_parquet(sink: Sink, experiments: Sequence[Any]) -> None:
+    """results.parquet with typed columns, when pyarrow is installed (after all measuring)."""
+    if sink.path is None or not sink.rows:
+        return
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return
+    import io
+
+    import pandas as pd
+
+    from iobench.results import PARQUET, rows_to_csv
+
+    frame = typed_frame(pd.read_csv(io.BytesIO(rows_to_csv(sink.rows))), columns(experiments))
+    buffer = io.BytesIO()
+    try:
+        frame.to_parquet(buffer, index=False)
+        sink.write_extra(PARQUET, buffer.getvalue())
+    except (OSError, ValueError, TypeError) as exc:
+        sink.warn(f"results.parquet not written: {exc}")
+
+
+def _finish_quietly(sink: Sink, status: str, error: str) -> None:
+    """Mark the run's end, unless the disk is too full even for that (the cases are kept)."""
+    with contextlib.suppress(OSError, ResultsFullError):
+        if sink.meta.get("status") == "running":
+            sink.finish(status, error)
+
+
+def execute(request: RunRequest) -> RunOutcome:
+    """Run the request to the end (or the budget) and return what it left."""
+    outcome = None
+    for event in execute_events(request):
+        if isinstance(event, RunFinished):
+            outcome = event.run
+    assert outcome is not None
+    return outcome
