@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +33,7 @@ from iobench.session import RunOutcome, RunRequest, execute_events
 if TYPE_CHECKING:
     import pandas as pd
 
+    from iobench.experiments import ExperimentInfo
     from iobench.experiments.base import Experiment
 
 Progress = Callable[[Event], None]
@@ -231,25 +231,11 @@ def _experiments_in(frame: pd.DataFrame) -> list[type[Experiment]]:
 # ------------------------------------------------------------------ discovery
 
 
-@dataclass(frozen=True)
-class ExperimentInfo:
-    """An experiment's description: what it measures and its parameters."""
-
-    name: str
-    summary: str
-    idea: str
-    params: tuple[Param, ...]
-
-    @property
-    def defaults(self) -> dict[str, Any]:
-        return {p.name: p.default for p in self.params}
-
-
 def experiments() -> dict[str, ExperimentInfo]:
     """Every registered experiment by name, with parameters, defaults, units and help."""
-    from iobench.experiments import all_experiments
+    from iobench.experiments import describe_all
 
-    return {e.name: ExperimentInfo(e.name, e.summary, e.seed_idea, e.params) for e in all_experiments()}
+    return describe_all()
 
 
 def protocol_params() -> tuple[Param, ...]:

@@ -201,7 +201,43 @@ DERIVED_METRICS: tuple[Metric, ...] = (
     ),
 )
 
-_COMMON_BY_NAME = {m.name: m for m in (*COMMON_METRICS, *DERIVED_METRICS)}
+# Columns several experiments fill; an experiment lists the ones it fills in ``metrics``.
+INTEGRITY_OK = _m(
+    "integrity_ok",
+    "Integrity",
+    "flag",
+    "The data read back or received matched what was written or sent (checked after the timed loop).",
+    kind="check",
+)
+RESIDENT_BEFORE = _m(
+    "resident_before",
+    "Resident before",
+    "fraction",
+    "Fraction (0..1) of the file in the page cache just before timing, from mincore(2).",
+)
+CACHE_VERIFIED = _m(
+    "cache_verified",
+    "Cache verified",
+    "flag",
+    "The requested cache state (warm/cold) was checked and achieved before timing.",
+    kind="check",
+)
+LAT_P50 = _m(
+    "lat_p50_ns", "p50", "duration", "Median latency of one operation within the repetition.", "lower"
+)
+LAT_P99 = _m(
+    "lat_p99_ns",
+    "p99",
+    "duration",
+    "99th-percentile latency of one operation within the repetition.",
+    "lower",
+)
+LAT_MAX = _m(
+    "lat_max_ns", "max", "duration", "Largest latency of one operation within the repetition.", "lower"
+)
+SHARED_METRICS = (INTEGRITY_OK, RESIDENT_BEFORE, CACHE_VERIFIED, LAT_P50, LAT_P99, LAT_MAX)
+
+_COMMON_BY_NAME = {m.name: m for m in (*COMMON_METRICS, *DERIVED_METRICS, *SHARED_METRICS)}
 
 #: Row columns that identify a case rather than measure it.
 IDENTITY_COLUMNS = frozenset(m.name for m in COMMON_METRICS if m.kind == "identity")

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
+import types
+from dataclasses import dataclass
 from importlib.metadata import entry_points
+from typing import Any
 
 from iobench.errors import UnknownExperimentError
 from iobench.experiments.base import Experiment
+from iobench.params import Param
 
 ENTRY_POINT_GROUP = "iobench.experiments"
 
@@ -66,3 +71,33 @@ def get_experiment(name: str) -> type[Experiment]:
     except KeyError:
         known = ", ".join(sorted(_REGISTRY)) or "none"
         raise UnknownExperimentError(f"unknown experiment {name!r} (known: {known})") from None
+
+
+@dataclass(frozen=True)
+class ExperimentInfo:
+    """An experiment's description: what it measures and its parameters."""
+
+    name: str
+    summary: str
+    idea: str
+    params: tuple[Param, ...]
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return {p.name: p.default for p in self.params}
+
+
+def describe_all() -> dict[str, ExperimentInfo]:
+    """Every registered experiment by name, with parameters, defaults, units and help."""
+    return {e.name: ExperimentInfo(e.name, e.summary, e.seed_idea, e.params) for e in all_experiments()}
+
+
+class _CallablePackage(types.ModuleType):
+    """``iobench.experiments()`` is the API's listing; once this package is imported, Python
+    makes ``iobench.experiments`` the package itself, so the package answers the call."""
+
+    def __call__(self) -> dict[str, ExperimentInfo]:
+        return describe_all()
+
+
+sys.modules[__name__].__class__ = _CallablePackage

@@ -13,6 +13,7 @@ from iobench.engine import cache
 from iobench.experiments import register
 from iobench.experiments.base import Experiment, FigureSpec, cache_param
 from iobench.loops.buffers import page_aligned_buffer
+from iobench.metrics import CACHE_VERIFIED, INTEGRITY_OK, RESIDENT_BEFORE
 from iobench.osutil.files import create_random_file, open_new
 from iobench.osutil.verify import file_digest, file_matches_pattern
 from iobench.params import choice_param, size_param
@@ -63,6 +64,7 @@ class RwBuffer(Experiment):
             "new file, so it does not apply there.",
         ),
     )
+    metrics = (RESIDENT_BEFORE, CACHE_VERIFIED, INTEGRITY_OK)
     x_param = "bs"
     series_params = ("mode", "cache")
     throughput_figure = True
