@@ -25,9 +25,10 @@ they are the same measurement, not two draws that happen to agree.
 Repetitions of one run are not independent of the machine's state at the time, so on a
 shared machine two runs of the same code can differ by more than their repetitions vary
 (measured here: up to 36% between runs 15 s apart). A side may therefore be several runs
-(a baseline folder of runs): from the per-run medians comes that case's measured noise
-floor (a 95% prediction interval for one more run of the same code), and the limit is the
-larger of it and the threshold.
+(a baseline folder of runs): from the spread of the per-run medians comes that case's
+measured noise floor (the 95% interval of the difference between the two sides' mean run were
+the code the same; with one new run, the prediction interval for one more run), and the limit
+is the larger of it and the threshold.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ class CaseComparison:
     change: float
     ci_low: float
     ci_high: float
-    #: How far another run of the same code may land, from either side's runs; None: unmeasured.
+    #: How far the sides' runs may differ on the same code (their run-to-run spread); None: unmeasured.
     noise_floor: float | None
     limit: float
     verdict: str
@@ -192,10 +193,9 @@ class Comparison:
         floors = [c.noise_floor for c in self.cases if c.noise_floor is not None]
         if not floors:
             return "not measured (one run a side; a baseline of several runs measures it)"
-        runs = max(len(self.base.runs), len(self.new.runs))
         return (
-            f"measured per case from up to {runs} runs a side: median {statistics.median(floors):.0%}, "
-            f"largest {max(floors):.0%}"
+            f"measured per case from the spread between runs ({len(self.base.runs)} base, "
+            f"{len(self.new.runs)} new): median {statistics.median(floors):.0%}, largest {max(floors):.0%}"
         )
 
     def as_dict(self, allow_missing: bool = False, fail_on_noisy: bool = False) -> dict[str, Any]:
@@ -234,18 +234,24 @@ def metric_values(frame: pd.DataFrame, metric: str) -> pd.Series:
     return values
 
 
-def noise_floor(run_medians: Sequence[float]) -> float | None:
-    """How far one more run's median may land from these runs' on the same code.
+def noise_floor(base_medians: Sequence[float], new_medians: Sequence[float] = ()) -> float | None:
+    """How far the new side's runs may land from the base side's on the same code.
 
-    The 95% prediction interval for a new observation from k run medians (on logs, Student
-    t with k-1 degrees of freedom), as a ratio: exp(t * sd * sqrt(1 + 1/k)) - 1. Wide with 3
-    runs, tighter with more. None with fewer than 2 runs: unmeasured (not zero).
+    From the run-to-run spread: the standard deviation of log run medians around each side's
+    mean, pooled over both sides (k1 + k2 - 2 degrees of freedom), times Student t and
+    sqrt(1/k1 + 1/k2), as a ratio: the 95% interval of the difference between the two sides'
+    mean run, were the code the same. With one new run (or none given) this is the 95%
+    prediction interval for one more run, exp(t * sd * sqrt(1 + 1/k)) - 1. None when neither
+    side has two runs: unmeasured (not zero).
     """
-    logs = [math.log(m) for m in run_medians if m == m and m > 0]
-    k = len(logs)
-    if k < 2:
+    sides = [[math.log(m) for m in medians if m == m and m > 0] for medians in (base_medians, new_medians)]
+    dof = sum(len(logs) - 1 for logs in sides if logs)
+    if dof < 1:
         return None
-    return math.expm1(t_quantile_975(k - 1) * statistics.stdev(logs) * math.sqrt(1 + 1 / k))
+    squares = sum(sum((x - statistics.fmean(logs)) ** 2 for x in logs) for logs in sides if logs)
+    spread = math.sqrt(squares / dof)
+    k1, k2 = (max(len(logs), 1) for logs in sides)
+    return math.expm1(t_quantile_975(dof) * spread * math.sqrt(1 / k1 + 1 / k2))
 
 
 def judge(
@@ -342,7 +348,8 @@ def host_warnings(base: Sequence[ResultSet], new: Sequence[ResultSet]) -> list[s
 @dataclass
 class _SideData:
     samples: dict[tuple[str, str], np.ndarray]
-    floors: dict[tuple[str, str], float | None]
+    #: Each case's median per run (the run-to-run spread gives the noise floor).
+    run_medians: dict[tuple[str, str], list[float]]
     #: (experiment, case) -> (status, reason) of cases that have no good repetition.
     failures: dict[tuple[str, str], tuple[str, str]]
 
@@ -360,7 +367,7 @@ def _side(runs: Sequence[ResultSet], metric: str) -> _SideData:
         for key, index in ok.groupby(["experiment", "case"]).groups.items():
             data.samples[key] = values[index].dropna().to_numpy(float)
             per_run = values[index].groupby(ok.loc[index, "run_id"]).median().tolist()
-            data.floors[key] = noise_floor(per_run)
+            data.run_medians[key] = per_run
     for row in frame[frame["status"] != "ok"].itertuples():
         key = (row.experiment, row.case)
         if key not in data.samples:
@@ -450,8 +457,7 @@ def compare(
     for key in common:
         experiment, case = key
         base_values, new_values = left.samples[key], right.samples[key]
-        measured = [f for f in (left.floors[key], right.floors[key]) if f is not None]
-        floor = max(measured) if measured else None
+        floor = noise_floor(left.run_medians[key], right.run_medians[key])
         higher = metric in HIGHER_IS_BETTER or higher_is_better(metric, _experiment_class(experiment))
         result = judge(base_values, new_values, threshold, floor, higher)
         cases.append(

@@ -134,6 +134,28 @@ def test_noise_floor_is_a_prediction_interval() -> None:
     assert wide is not None and narrow is not None and wide > 0.2 and narrow < 0.05
 
 
+def test_the_noise_floor_pools_both_sides_runs() -> None:
+    base, new = [100.0, 110.0, 95.0, 105.0, 98.0], [100.0, 104.0]
+    assert noise_floor(base, new) == pytest.approx(noise_floor(new, base), rel=1e-12)
+    assert noise_floor(base, [101.0]) == noise_floor(base)  # one new run: the prediction interval
+    # Two runs alone give t(0.975, 1) = 12.7: pooled with the base's spread the floor stays usable.
+    alone = noise_floor(new)
+    pooled = noise_floor(base, new)
+    assert alone is not None and pooled is not None and pooled < 0.2 < alone
+    assert noise_floor([100.0], [120.0]) is None
+
+
+def test_two_new_runs_do_not_hide_a_fifty_percent_slowdown(tmp_path: Path) -> None:
+    """Taking the larger of each side's own floor let two new runs (t = 12.7) hide anything."""
+    rng = np.random.default_rng(31)
+    for drift in (1.0, 1.03, 0.97, 1.01, 0.99):
+        write_run(tmp_path / "base", {"call=a": samples(rng, 1e6 * drift, 0.01, 10)})
+    for drift in (1.47, 1.53):
+        write_run(tmp_path / "new", {"call=a": samples(rng, 1e6 * drift, 0.01, 10)})
+    (case,) = compare(load_runs(tmp_path / "base"), load_runs(tmp_path / "new")).cases
+    assert case.verdict == "slower" and case.noise_floor is not None and case.noise_floor < 0.2
+
+
 MIRROR = {"slower": "faster", "faster": "slower", "unchanged": "unchanged", "noisy": "noisy"}
 
 
@@ -255,6 +277,24 @@ def test_a_real_slowdown_beyond_the_floor_is_flagged(tmp_path: Path) -> None:
     verdicts = {c.case: c.verdict for c in result.cases}
     assert verdicts == {"call=a": "slower", "call=b": "unchanged"}
     assert [c.case for c in result.regressions] == ["call=a"]
+
+
+def test_whole_result_sets_compare_symmetrically(tmp_path: Path) -> None:
+    rng = np.random.default_rng(40)
+    shifts = {f"call=c{i}": float(shift) for i, shift in enumerate(rng.normal(0.0, 0.15, 12))}
+    for side, runs in (("a", 3), ("b", 2)):
+        for _ in range(runs):
+            drift = float(np.exp(rng.normal(0.0, 0.02)))
+            cases = {
+                case: samples(rng, 1e6 * drift * (math.exp(shift) if side == "b" else 1.0), 0.05, 6)
+                for case, shift in shifts.items()
+            }
+            write_run(tmp_path / side, cases)
+    forward = compare(load_runs(tmp_path / "a"), load_runs(tmp_path / "b"))
+    backward = compare(load_runs(tmp_path / "b"), load_runs(tmp_path / "a"))
+    verdicts = {c.case: c.verdict for c in backward.cases}
+    assert {c.case: MIRROR[c.verdict] for c in forward.cases} == verdicts
+    assert set(verdicts.values()) >= {"slower", "faster"}  # the example covers both outcomes
 
 
 def test_nothing_in_common_cannot_be_compared(tmp_path: Path) -> None:
@@ -475,7 +515,7 @@ def test_json_reports_an_unmeasured_noise_floor_as_null(tmp_path: Path) -> None:
     several = json.loads(invoke(base, new, "--format", "json").stdout)
     assert isinstance(several["cases"][0]["noise_floor"], float)
     assert (
-        "Noise floor**: measured per case from up to 3 runs a side"
+        "Noise floor**: measured per case from the spread between runs (3 base, 1 new)"
         in invoke(base, new, "--format", "md").stdout
     )
 
