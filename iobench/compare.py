@@ -525,8 +525,8 @@ def _interval(low: float, high: float) -> str:
 def _limit(case: CaseComparison) -> str:
     floor = case.noise_floor
     if floor is not None and floor > 0 and math.isclose(case.limit, floor):
-        return f"{case.limit:.0%} (floor)"
-    return f"{case.limit:.0%}"
+        return f"{_pct(case.limit)} (floor)"
+    return _pct(case.limit)
 
 
 HEADERS = ["verdict", "experiment", "case", "change", "95% interval", "limit", "reps", "why"]
