@@ -35,9 +35,12 @@ browser:
 test: install browser
 	$(BIN)/python -m pytest -q
 
+## lint: ruff, and the GitHub workflows against GitHub's workflow schema (check-jsonschema ships it:
+## no network needed)
 lint: install
 	$(BIN)/ruff check iobench tests benchmarks
 	$(BIN)/ruff format --check iobench tests benchmarks
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 ## tlpi: book scale (TLPI Table 13-1); takes about 20 minutes
 tlpi: install
@@ -50,6 +53,12 @@ BASELINE ?= results/baselines/ci
 CI_RUNS  ?= 5
 NEW_RUNS ?= 3
 CPU      ?= $(shell expr $$(nproc) - 1)
+# bench-check: where its runs go (default: a new temporary folder; give an empty one), extra
+# `iobench compare` flags (--fail-on-noisy, --allow-missing, --threshold 10%), and a file that
+# receives its exit status (see below).
+NEW_OUT       ?=
+COMPARE_FLAGS ?=
+BENCH_STATUS  ?=
 
 ## baseline: record the CI baseline on this machine (CI_RUNS runs of ci.toml)
 baseline: install
@@ -57,12 +66,32 @@ baseline: install
 	for i in $$(seq $(CI_RUNS)); do $(BIN)/iobench run sweep ci --cpu $(CPU) -q --out $(BASELINE) >/dev/null || exit 2; done
 	@echo "baseline: $(CI_RUNS) runs in $(BASELINE)"
 
-## bench-check: NEW_RUNS runs of ci.toml against the baseline; Markdown on stdout, fails on a regression
-# (several candidate runs too: on a shared machine one whole run can shift by 20%)
+## bench-check: NEW_RUNS runs of ci.toml against the baseline; Markdown on stdout, messages on stderr
+# (several candidate runs too: on a shared machine one whole run can shift by 20%). The recipe
+# exits with compare's status: 0 no regression; 1 a case slower, or missing/failed in the new runs;
+# 2 cannot compare (no baseline, a run failed, the baseline comes from another machine). GNU make
+# itself exits 2 whenever a recipe fails, whatever the recipe's status (its last line says
+# "Error 1" or "Error 2"), so the status also goes to the file BENCH_STATUS names, for CI.
 bench-check: install
-	@out=$$(mktemp -d) && \
-	for i in $$(seq $(NEW_RUNS)); do $(BIN)/iobench run sweep ci --cpu $(CPU) -q --out $$out/new >/dev/null || exit 2; done && \
-	$(BIN)/iobench compare $(BASELINE) $$out/new --format md
+	@status=2; out="$(NEW_OUT)"; [ -n "$$out" ] || out=$$(mktemp -d); err=$$(mktemp); \
+	if [ ! -d "$(BASELINE)" ]; then \
+	  echo "bench-check: no baseline in $(BASELINE): run \`make baseline\` on this machine first" >&2; \
+	else \
+	  ran=0; \
+	  for i in $$(seq $(NEW_RUNS)); do \
+	    $(BIN)/iobench run sweep ci --cpu $(CPU) -q --out "$$out" >/dev/null \
+	      || { echo "bench-check: run $$i of $(NEW_RUNS) of ci.toml failed (exit $$?)" >&2; break; }; \
+	    ran=$$i; \
+	  done; \
+	  if [ "$$ran" = "$(NEW_RUNS)" ]; then \
+	    $(BIN)/iobench compare "$(BASELINE)" "$$out" --format md $(COMPARE_FLAGS) 2>"$$err"; status=$$?; \
+	    cat "$$err" >&2; \
+	    if [ $$status = 2 ] && grep -q "different machines" "$$err"; then \
+	      echo "bench-check: the baseline in $(BASELINE) was recorded on another machine: run \`make baseline\` on this machine first" >&2; \
+	    fi; \
+	  fi; \
+	fi; \
+	rm -f "$$err"; $(if $(BENCH_STATUS),echo $$status > "$(BENCH_STATUS)";) exit $$status
 
 ## bench-aa: the noise floor, measured: CI_RUNS runs vs NEW_RUNS more of the same code (expect 0 flagged)
 bench-aa: install

@@ -600,7 +600,7 @@ def report_command(runs: tuple[str, ...], formats: str, results_dir: Path, out_d
     "--threshold",
     default="5%",
     show_default=True,
-    help="Smallest change that counts, as a percentage of the base.",
+    help="Smallest change that counts, either way on the log scale (5%: 1.05x slower or faster).",
 )
 @click.option(
     "--metric",
@@ -616,6 +616,21 @@ def report_command(runs: tuple[str, ...], formats: str, results_dir: Path, out_d
     show_default=True,
     help="text for a terminal, md for a PR comment or job summary, json for tools.",
 )
+@click.option(
+    "--fail-on-noisy",
+    is_flag=True,
+    help="Also fail when a case is too noisy to rule out a slowdown beyond the limit (strict gates).",
+)
+@click.option(
+    "--allow-missing",
+    is_flag=True,
+    help="Do not fail when a case of BASE is missing, failed or unsupported in NEW (still reported).",
+)
+@click.option(
+    "--cross-machine",
+    is_flag=True,
+    help="Compare runs from different machines (CPU, kernel, filesystem or device differ) anyway.",
+)
 @click.pass_context
 def compare_command(
     ctx: click.Context,
@@ -624,15 +639,25 @@ def compare_command(
     threshold: str,
     metric: str,
     output_format: str,
+    fail_on_noisy: bool,
+    allow_missing: bool,
+    cross_machine: bool,
     results_dir: Path,
 ) -> None:
-    """Compare two runs case by case; exit 1 when a case is significantly slower.
+    """Compare two runs case by case; exit 1 on a regression.
 
     BASE and NEW are runs, or folders of runs (a baseline of several runs measures each
-    case's run-to-run noise floor). Per case: the change (Hodges-Lehmann shift on logs), its
-    95% interval (Mann-Whitney) and a verdict. A case is "slower" only when the change is
-    significant and beyond both --threshold and the noise floor. Exit 0: no regression;
-    1: regression; 2: the runs cannot be compared.
+    case's run-to-run noise floor). Per case: the change (Hodges-Lehmann shift of the log
+    values), its 95% interval (Mann-Whitney) and a verdict. The limit is --threshold, or the
+    noise floor when larger, either way on the log scale. slower/faster: the whole interval
+    is beyond the limit; unchanged: the whole interval is within it; noisy: it crosses it.
+
+    \b
+    Exit 0: no regression.
+    Exit 1: a case is slower; or a case of BASE is missing or failed in NEW (unless
+            --allow-missing); or, with --fail-on-noisy, a noisy case could be slower.
+    Exit 2: the runs cannot be compared (unreadable, nothing in common, different
+            machines without --cross-machine).
 
     Example: iobench compare results/baselines/ci results/20261121-170102-3fa9 --format md
     """
@@ -642,35 +667,79 @@ def compare_command(
     limit = Param("threshold", Kind.PERCENT, 5.0, "", minimum=0, maximum=1000).parse(threshold, "--threshold")
     base_runs = load_runs(_run_path(base, results_dir))
     new_runs = load_runs(_run_path(new, results_dir))
-    result = compare(base_runs, new_runs, metric, limit / 100)
+    result = compare(base_runs, new_runs, metric, limit / 100, cross_machine=cross_machine)
     if output_format == "json":
-        click.echo(json.dumps(result.as_dict(), indent=2, default=str))
+        data = result.as_dict(allow_missing, fail_on_noisy)
+        click.echo(json.dumps(data, indent=2, default=str))
     elif output_format == "md":
-        click.echo(render_markdown(result), nl=False)
+        click.echo(render_markdown(result, allow_missing, fail_on_noisy), nl=False)
     else:
-        _print_comparison(result)
-    ctx.exit(ExitCode.REGRESSION if result.regressions else ExitCode.OK)
+        _print_comparison(result, allow_missing, fail_on_noisy)
+    failed = result.gate_failures(allow_missing, fail_on_noisy)
+    ctx.exit(ExitCode.REGRESSION if failed else ExitCode.OK)
 
 
-def _print_comparison(result: Any) -> None:
+def _print_comparison(result: Any, allow_missing: bool, fail_on_noisy: bool) -> None:
+    """The terminal form: what was compared, then a table that wraps (never cuts) to the width.
+
+    The case cell starts with the parameters that tell the cases apart, in human units; the
+    experiment and the parameters all cases share follow, dimmed.
+    """
+    from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    from iobench.compare import HEADERS, render_rows
+    from iobench.compare import case_labels, headline, render_rows
 
-    counts = result.counts()
-    table = Table(
-        title=f"{result.metric}: {counts['slower']} slower, {counts['faster']} faster, "
-        f"{counts['unchanged']} unchanged, {counts['noisy']} too noisy "
-        f"(threshold {result.threshold:.0%})",
-        title_justify="left",
+    console = Console(highlight=False)
+    for line in (
+        f"base: {result.base.describe()}",
+        f"new:  {result.new.describe()}",
+        f"noise floor: {result.noise_floor_summary()}",
+        f"{result.metric}: {headline(result)} (threshold {result.threshold:.0%})",
+    ):
+        console.print(line, soft_wrap=True)
+    parts = case_labels(
+        [(c.experiment, c.case) for c in result.cases] + [(m.experiment, m.case) for m in result.missing]
     )
-    for header in HEADERS:
-        table.add_column(header)
-    colours = {"slower": "red", "faster": "green", "noisy": "yellow", "unchanged": ""}
-    for row in render_rows(result):
-        table.add_row(*row, style=colours[row[0]])
-    Console(soft_wrap=False, width=max(140, Console().width)).print(table)
+    longest = max((len(p) for varying, fixed in parts.values() for p in varying + fixed), default=4)
+    table = Table(box=box.SIMPLE_HEAD)
+    for header in ("verdict", "case", "change", "95% interval", "limit", "reps", "why"):
+        # Every column folds: a narrow terminal gets more lines, never a cut-off case.
+        wide = header in ("case", "why")  # these two share what room there is
+        table.add_column(
+            header,
+            overflow="fold",
+            min_width=min(longest, 24) if header == "case" else None,
+            ratio=1 if wide else None,
+        )
+    colours = {"slower": "red", "missing": "red", "faster": "green", "noisy": "yellow", "unchanged": ""}
+    labels = {(c.experiment, c.label): parts[(c.experiment, c.case)] for c in result.cases}
+    labels.update({(m.experiment, m.label): parts[(m.experiment, m.case)] for m in result.missing})
+    blocks, cells = [], []
+    for verdict, experiment, label, *rest in render_rows(result):
+        varying, fixed = labels.get((experiment, label), ([label], []))
+        case = Text(" ".join(varying))
+        case.append((" " if varying else "") + " ".join([*fixed, f"({experiment})"]), style="dim")
+        table.add_row(verdict, case, *rest, style=colours[verdict])
+        cells.append([verdict, case.plain, *rest])
+        change, interval, limit, reps, why = rest
+        detail = f"{change} [{interval}], limit {limit}, reps {reps}: {why}" if change != "-" else why
+        blocks.append((Text(f"{verdict} ", style=colours[verdict]) + case, Text(f"  {detail}")))
+    # Each column needs its longest word, plus a space either side: below that, rich would cut.
+    words = [
+        max(len(word) for row in [[c.header for c in table.columns], *cells] for word in str(row[i]).split())
+        for i in range(len(table.columns))
+    ]
+    if sum(words) + 2 * len(words) + 1 <= console.width:
+        console.print(table)
+    else:  # too narrow for the columns' shortest words: one block per case, wrapped
+        for head, detail in blocks:
+            console.print(head)
+            console.print(detail)
+    failures = result.gate_failures(allow_missing, fail_on_noisy)
+    console.print(f"gate: {'fails: ' + '; '.join(failures) if failures else 'passes'}", soft_wrap=True)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
 
