@@ -218,5 +218,7 @@ def _per_page(faults: float, meaning: str) -> str:
     if 0.9 <= faults <= 1.1:
         return f" ({meaning})"
     if faults < 0.9:
-        return ", fewer than one per page (the kernel mapped several pages per fault)"
+        # Every page was touched, so each fault mapped 1/faults pages on average.
+        mapped = f" (about {1 / faults:.0f} pages mapped per fault)" if faults > 0 else ""
+        return f", fewer than one per page{mapped}"
     return ", more than one per page"

@@ -223,8 +223,13 @@ def _sweep_sentence(experiment: Any, summary: pd.DataFrame, where: dict[str, Any
         bs for bs in ex.distinct(summary, "bs", **where) if ex.samples(summary, "bytes_per_s", bs=bs, **where)
     ]
     small, large = where | {"bs": sizes[0]}, where | {"bs": sizes[-1]}
-    name = lambda case: ex.fmt(experiment, "bs", case["bs"])  # noqa: E731
-    rate = lambda case: format_rate(ex.one(summary, "bytes_per_s", **case))  # noqa: E731
+
+    def name(case: dict[str, Any]) -> str:
+        return ex.fmt(experiment, "bs", case["bs"])
+
+    def rate(case: dict[str, Any]) -> str:
+        return format_rate(ex.one(summary, "bytes_per_s", **case))
+
     label = where["mode"] + (f" ({where['cache']} cache)" if "cache" in where else "")
     found = ex.difference(summary, "bytes_per_s", small, large)
     sentence = (
@@ -276,7 +281,7 @@ def _calls_or_bytes(
     if calls_small >= 10 * calls_large and share >= _CALLS_DOMINATE:
         return (
             f"{at} the pass made {calls} and took {format_duration(slow)} against {format_duration(quick)} for "
-            f"the same bytes: at least {int(share * 100)}% of its time is per-call cost, so the cost is the calls, not "
+            f"the same bytes: at least {int(share * 100)}% of its time is per-call cost, so most of the cost is the calls, not "
             f"the bytes{split_text}."
         )
     return (

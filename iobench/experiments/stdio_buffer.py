@@ -92,8 +92,10 @@ class StdioBuffer(Experiment):
         if len(sizes) < 2:
             return []
         small, large = where | {"buffer_size": sizes[0]}, where | {"buffer_size": sizes[-1]}
-        name = lambda case: ex.fmt(cls, "buffer_size", case["buffer_size"])  # noqa: E731
-        sentence = f"buffer_size={name(large)} against {name(small)}"
+        sentence = (
+            f"buffer_size={ex.fmt(cls, 'buffer_size', large['buffer_size'])} against "
+            f"{ex.fmt(cls, 'buffer_size', small['buffer_size'])}"
+        )
         calls_small = ex.one(summary, "syscalls_write", **small)
         calls_large = ex.one(summary, "syscalls_write", **large)
         if calls_small is not None and calls_large is not None:

@@ -292,7 +292,7 @@ def _user_cpu(summary: pd.DataFrame, bs: Any) -> str | None:
         parts.append(
             f"{method} {format_duration(user)}" if user is not None else f"{method} below the tick resolution"
         )
-    if len(parts) < 2:
+    if len(parts) < 2 or all(part.endswith("below the tick resolution") for part in parts):
         return None
     return (
         "User-space CPU per GiB (tick-sampled, shown where enough ticks accumulated): "
