@@ -250,8 +250,8 @@ def _sweep_sentence(experiment: Any, summary: pd.DataFrame, where: dict[str, Any
     return sentence + (f" {verdict}" if verdict else "")
 
 
-#: Below this share of the smallest buffer's time spent per call, the data does not say
-#: "the cost is the calls".
+#: Only above this share of the smallest buffer's time spent per call does the data say
+#: "most of the cost is the calls".
 _CALLS_DOMINATE = 0.5
 
 
@@ -278,7 +278,7 @@ def _calls_or_bytes(
     if faster == -1:
         return f"{at} the pass made {calls} and was still faster{split_text}."
     share = 1 - quick / slow
-    if calls_small >= 10 * calls_large and share >= _CALLS_DOMINATE:
+    if calls_small >= 10 * calls_large and share > _CALLS_DOMINATE:
         return (
             f"{at} the pass made {calls} and took {format_duration(slow)} against {format_duration(quick)} for "
             f"the same bytes: at least {int(share * 100)}% of its time is per-call cost, so most of the cost is the calls, not "
