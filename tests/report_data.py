@@ -33,7 +33,7 @@ def meta(
     }
 
 
-def rw_rows(run_id: str, speed: dict[int, float], reps: int = 3) -> list[dict[str, Any]]:
+def rw_rows(run_id: str, speed: dict[int, float], reps: int = 5) -> list[dict[str, Any]]:
     """rw-buffer read rows, warm cache: ``speed`` maps bs to bytes/s; kernel takes 3/4 of CPU."""
     rows = []
     for bs, rate in speed.items():
@@ -70,7 +70,7 @@ def racing_rows(run_id: str, lost: int) -> list[dict[str, Any]]:
     """file-concurrency rows: write-racing with ``lost`` records lost, pwrite with none."""
     rows = []
     for mode, missing in (("write-racing", lost), ("pwrite", 0)):
-        for rep in (1, 2):
+        for rep in range(1, 6):
             rows.append(
                 {
                     "run_id": run_id,
@@ -150,17 +150,28 @@ STEEP = {1: 1e6, 16: 1.6e7, 256: 2.5e8, 4096: 2e9, 65536: 8e9}
 FLAT = {1: 1e6, 16: 1.6e7, 256: 2.5e8, 4096: 2e9, 65536: 2.05e9}
 
 
-def socket_rows(experiment: str, cases: list[dict[str, Any]], reps: int = 2) -> list[dict[str, Any]]:
+def spread_factors(reps: int, spread: float) -> list[float]:
+    """Deterministic per-repetition factors 1-spread .. 1+spread, evenly spaced (median 1)."""
+    if reps == 1:
+        return [1.0]
+    return [1 + spread * (2 * i / (reps - 1) - 1) for i in range(reps)]
+
+
+def socket_rows(
+    experiment: str, cases: list[dict[str, Any]], reps: int = 5, spread: float = 0.02
+) -> list[dict[str, Any]]:
     """Rows of a socket experiment: each case's parameters and metrics as given, ``bytes_per_s``
-    set through elapsed_ns (``rate``, default 1 GB/s), ``reps`` identical repetitions."""
+    set through elapsed_ns (``rate``, default 1 GB/s), ``reps`` repetitions whose elapsed time
+    spreads by +-``spread`` around the rate's."""
     rows = []
     for case in cases:
         case = dict(case)
         rate = case.pop("rate", 1e9)
         moved = case.setdefault("bytes", 1 << 20)
         elapsed = moved / rate * 1e9
-        base = {"elapsed_ns": elapsed, "cpu_ns": elapsed / 2, "user_ns": elapsed / 4, "sys_ns": elapsed / 4}
-        for rep in range(1, reps + 1):
+        for rep, factor in enumerate(spread_factors(reps, spread), start=1):
+            took = elapsed * factor
+            base = {"elapsed_ns": took, "cpu_ns": took / 2, "user_ns": took / 4, "sys_ns": took / 4}
             rows.append(
                 {
                     "run_id": "a",
@@ -187,3 +198,65 @@ def socket_summary(experiment: str, cases: list[dict[str, Any]]) -> pd.DataFrame
     pd.DataFrame(socket_rows(experiment, cases)).to_csv(buffer, index=False)
     buffer.seek(0)
     return summarize(pd.read_csv(buffer))
+
+
+def case_rows(
+    experiment: Any, cases: list[dict[str, Any]], reps: int = 5, spread: float = 0.02, run_id: str = "a"
+) -> list[dict[str, Any]]:
+    """Repetition rows of ``experiment`` (the class) as the engine writes them, for chosen cases.
+
+    Each case maps parameters and metrics. Parameters not given take their declared default;
+    the case id comes from ``iobench.params.case_id``. ``elapsed_ns`` (default 1 ms) spreads by
+    +-``spread`` over the repetitions (``_spread`` overrides it per case), ``cpu_ns`` follows it
+    unless given; a list value gives one value per repetition. ``bytes`` defaults to 1 MiB and
+    ``ops`` to 1000.
+    """
+    from iobench.params import case_id
+
+    rows = []
+    for case in cases:
+        case = dict(case)
+        spread_here = case.pop("_spread", spread)
+        params = {}
+        for param in experiment.params:
+            default = param.default[0] if isinstance(param.default, tuple) else param.default
+            params[param.name] = case.pop(param.name, default)
+        elapsed = case.pop("elapsed_ns", 1e6)
+        cpu = case.pop("cpu_ns", None)
+        for index, factor in enumerate(spread_factors(reps, spread_here)):
+            took = elapsed[index] if isinstance(elapsed, list) else elapsed * factor
+            row = {
+                "run_id": run_id,
+                "experiment": experiment.name,
+                "case": case_id(experiment.params, params),
+                "rep": index + 1,
+                "status": "ok",
+                "engine": "native",
+                "target_fs": "ext4",
+                "elapsed_ns": took,
+                "cpu_ns": took if cpu is None else (cpu[index] if isinstance(cpu, list) else cpu * factor),
+                "bytes": 1 << 20,
+                "ops": 1000,
+            }
+            row |= params
+            row |= {k: (v[index] if isinstance(v, list) else v) for k, v in case.items()}
+            rows.append(row)
+    return rows
+
+
+def case_summary(
+    experiment: Any, cases: list[dict[str, Any]], reps: int = 5, spread: float = 0.02, csv: bool = True
+) -> pd.DataFrame:
+    """The per-case summary of ``case_rows`` as a report makes it: through results.csv (when
+    ``csv``) and ``iobench.metrics.summarize``."""
+    import io
+
+    from iobench.metrics import summarize
+
+    frame = pd.DataFrame(case_rows(experiment, cases, reps, spread))
+    if csv:
+        buffer = io.StringIO()
+        frame.to_csv(buffer, index=False)
+        buffer.seek(0)
+        frame = pd.read_csv(buffer)
+    return summarize(frame)

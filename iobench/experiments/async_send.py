@@ -240,10 +240,10 @@ class AsyncSend(Experiment):
     has_peers = True
     summary = "several sends in flight on one socket: order and sizes; echo throughput/latency by model"
     seed_idea = (
-        "004: overlapped sends of 100, 200 and 150 bytes on one socket arrive whole and in "
-        "order. On Linux one writer's queued sends stay ordered too, but two threads calling "
-        "sendall on one socket interleave their bytes. Then: what threads, selectors and "
-        "asyncio cost per message."
+        "overlapped sends of 100, 200 and 150 bytes on one socket arrive whole and in order "
+        "(WSASend: buffers go to the transport in call order). On Linux one writer's queued "
+        "sends stay ordered too, but two threads calling sendall on one socket interleave their "
+        "bytes. Then: what threads, selectors and asyncio cost per message."
     )
     params = (
         choice_param(
@@ -308,13 +308,20 @@ class AsyncSend(Experiment):
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:
         """In-flight order/size checks, torn messages of shared sendall, echo models compared."""
+        from iobench import explain as ex
+
         inflight = [r for r in (_inflight(cls, summary, m) for m in INFLIGHT_MODES) if r]
         out = [sentence for sentence, _ in inflight]
         if inflight and all(ok for _, ok in inflight):
             out.append(
-                "Seed 004 reaches the same verdict for overlapped WSASends on Windows; on Linux there is "
-                "nothing overlapped to reorder: send() copies into the socket buffer before it returns, in "
-                "call order."
+                ex.cite(
+                    "WSASend",
+                    ex.WIN32_DOCS,
+                    "the order of overlapped WSASend calls is the order in which their buffers go to the "
+                    "transport",
+                )
+                + ". The same held here; on Linux there is nothing overlapped to reorder: send() copies into "
+                "the socket buffer before it returns, in call order."
             )
         writers = _writers(cls, summary)
         if writers:
@@ -561,7 +568,8 @@ def _inflight(experiment: Any, summary: pd.DataFrame, mode: str) -> tuple[str, b
     count = f" ({verified:,.0f} verified)" if ex.finite(verified) else ""
     return (
         head + f"arrived {'in order' if order else 'OUT OF ORDER'} and "
-        f"{'whole' if sizes else 'with WRONG SIZES'}{count}: this contradicts seed 004 and needs a look.",
+        f"{'whole' if sizes else 'with WRONG SIZES'}{count}: a stream socket keeps one writer's bytes in "
+        "order, so this needs a look.",
         False,
     )
 
@@ -583,9 +591,14 @@ def _writers(experiment: Any, summary: pd.DataFrame) -> str | None:
         sentence = (
             f"{threads:,.0f} threads calling sendall() on one socket with {size} messages tore {torn:,.0f} of "
             f"{total:,.0f} messages ({torn / total:.0%}): sendall() is a loop of send() calls that may each "
-            "take only part of the message, and another thread's send() lands in between. Seed 004's "
-            "send either takes the whole request or fails; Linux's may return short, so one message per "
-            "socket at a time is the application's job"
+            "take only part of the message, and another thread's send() lands in between. "
+            + ex.cite(
+                "WSASend",
+                ex.WIN32_DOCS,
+                "WSASend should not be called on the same stream socket from several threads at once, since a "
+                "provider may split a large send",
+            )
+            + ". On both systems, one message per socket at a time is the application's job"
         )
     else:
         sentence = (
@@ -599,58 +612,73 @@ def _writers(experiment: Any, summary: pd.DataFrame) -> str | None:
 
 
 def _echo(summary: pd.DataFrame) -> list[str]:
+    """Echo servers at the highest concurrency ranked by throughput (measurable gaps only),
+    context switches per message, and each model from the lowest to the highest concurrency."""
     from iobench import explain as ex
     from iobench.units import format_duration, format_rate
 
-    rows = summary[summary["mode"].astype(str).isin(ECHO_MODES)] if "mode" in summary else summary.iloc[0:0]
-    rows = rows[rows["bytes_per_s"].map(ex.finite)] if "bytes_per_s" in rows else rows.iloc[0:0]
+    if "mode" not in summary or "bytes_per_s" not in summary:
+        return []
+    rows = summary[summary["mode"].astype(str).isin(ECHO_MODES) & summary["bytes_per_s"].map(ex.finite)]
     if rows.empty:
         return []
-    top = rows["concurrency"].max()
-    at_top = rows[rows["concurrency"] == top].sort_values("bytes_per_s", ascending=False)
+    top = max(ex.distinct(rows, "concurrency"))
+    modes = [m for m in ECHO_MODES if not ex.select(rows, mode=m, concurrency=top).empty]
+    out = []
     parts = []
-    for _, row in at_top.iterrows():
-        part = f"{str(row['mode']).removeprefix('echo-')} {format_rate(row['bytes_per_s'])}"
-        if ex.finite(row.get("lat_p50_ns")) and ex.finite(row.get("lat_p99_ns")):
-            part += f" (p50 {format_duration(row['lat_p50_ns'])}, p99 {format_duration(row['lat_p99_ns'])})"
+    for mode in modes:
+        case = {"mode": mode, "concurrency": top}
+        part = f"{mode.removeprefix('echo-')} {format_rate(ex.one(rows, 'bytes_per_s', **case))}"
+        p50, p99 = ex.one(rows, "lat_p50_ns", **case), ex.one(rows, "lat_p99_ns", **case)
+        if p50 is not None and p99 is not None:
+            part += f" (p50 {format_duration(p50)}, p99 {format_duration(p99)})"
         parts.append(part)
-    sentence = f"Echo at {top:,.0f} connection(s), fastest first: " + "; ".join(parts)
-    if len(at_top) > 1 and at_top["bytes_per_s"].iloc[-1] > 0:
-        best, worst = at_top.iloc[0], at_top.iloc[-1]
-        sentence += (
-            f". {str(best['mode']).removeprefix('echo-')} is "
-            f"{ex.times(best['bytes_per_s'] / worst['bytes_per_s'])} the throughput of "
-            f"{str(worst['mode']).removeprefix('echo-')}"
-        )
-    out = [sentence + "."]
+    sentence = f"Echo at {top:,.0f} connection(s): " + "; ".join(parts)
+    ranking = ex.rank(
+        rows, "bytes_per_s", [(m.removeprefix("echo-"), {"mode": m, "concurrency": top}) for m in modes]
+    )
+    if ranking is not None:
+        sentence += ". By throughput, " + ex.ranking_sentence(ranking, format_rate)
+    out.append(sentence + ".")
     ctx = [
-        (str(r["mode"]).removeprefix("echo-"), r["ctx_vol"] / r["ops"])
-        for _, r in at_top.iterrows()
-        if ex.finite(r.get("ctx_vol")) and ex.finite(r.get("ops")) and r["ops"]
+        (mode.removeprefix("echo-"), value)
+        for mode in modes
+        if (value := ex.value(rows, "ctx_vol", per="ops", mode=mode, concurrency=top)) is not None
     ]
     if ctx:
         ctx.sort(key=lambda item: item[1])
         sentence = "Voluntary context switches of the server process per message: " + ", ".join(
             f"{mode} {value:.2f}" for mode, value in ctx
         )
-        if len(ctx) > 1 and ctx[-1][0] == "threads":
+        switches = ex.rank(
+            rows,
+            "ctx_vol",
+            [(m.removeprefix("echo-"), {"mode": m, "concurrency": top}) for m in modes],
+            per="ops",
+            higher_is_better=False,
+        )
+        worst = (
+            switches.tiers[-1]
+            if switches is not None and switches.decided and len(switches.tiers) > 1
+            else ()
+        )
+        if len(worst) == 1 and worst[0].label == "threads":
             sentence += (
-                ": the most with a blocking thread per connection, which sleeps and wakes for each message, "
-                "while an event loop serves every ready connection per wake-up"
+                ": measurably the most with a blocking thread per connection, which sleeps and wakes for each "
+                "message, while an event loop serves every ready connection per wake-up"
             )
         out.append(sentence + ".")
-    low = rows["concurrency"].min()
+    low = min(ex.distinct(rows, "concurrency"))
     if low < top:
         scaling = []
         for mode in ECHO_MODES:
-            first = ex.one(rows, "bytes_per_s", mode=mode, concurrency=low)
-            last = ex.one(rows, "bytes_per_s", mode=mode, concurrency=top)
-            if first and last:
-                scaling.append(f"{mode.removeprefix('echo-')} {ex.times(last / first)}")
+            found = ex.difference(
+                rows, "bytes_per_s", {"mode": mode, "concurrency": low}, {"mode": mode, "concurrency": top}
+            )
+            if found is not None:
+                scaling.append(f"{mode.removeprefix('echo-')} {ex.contrast(found, higher_is_better=True)}")
         if scaling:
             out.append(
-                f"From {low:,.0f} to {top:,.0f} connections throughput changed by: "
-                + ", ".join(scaling)
-                + "."
+                f"Throughput at {top:,.0f} connections against {low:,.0f}: " + "; ".join(scaling) + "."
             )
     return out

@@ -44,7 +44,7 @@ class ContextSwitch(Experiment):
     has_peers = True
     summary = "round-trip latency and context switches of a one-byte ping-pong"
     seed_idea = (
-        "000/003: every blocking hand-off between two tasks costs the kernel a context switch; "
+        "every blocking hand-off between two tasks costs the kernel a context switch; "
         "threads and processes pay it alike, and Python threads add the GIL hand-off."
     )
     params = (
@@ -88,21 +88,31 @@ class ContextSwitch(Experiment):
 
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:
-        """Round-trip p50/p99 per mode and switches per round trip."""
+        """Round-trip p50/p99 and switches per round trip per mode, and the modes ranked by median
+        round trip where the gaps are measurable."""
         from iobench import explain as ex
         from iobench.units import format_duration
 
+        modes = [m for m in ex.distinct(summary, "mode") if ex.one(summary, "lat_p50_ns", mode=m) is not None]
+        if not modes:
+            return []
         parts = []
-        for _, row in summary.iterrows():
-            if not ex.finite(row.get("lat_p50_ns")):
-                continue
-            switches = row["ctx_vol"] / row["ops"] if ex.finite(row.get("ctx_vol")) and row["ops"] else None
-            parts.append(
-                f"{row['mode']} {format_duration(row['lat_p50_ns'])} (p99 {format_duration(row['lat_p99_ns'])}"
-                + (f", {switches:.2g} switches per round trip here" if switches is not None else "")
-                + ")"
+        for mode in modes:
+            p50, p99 = ex.one(summary, "lat_p50_ns", mode=mode), ex.one(summary, "lat_p99_ns", mode=mode)
+            switches = ex.value(summary, "ctx_vol", per="ops", mode=mode)
+            details = [f"p99 {format_duration(p99)}"] if p99 is not None else []
+            if switches is not None:
+                details.append(f"{switches:.2g} voluntary switches per round trip here")
+            parts.append(f"{mode} {format_duration(p50)}" + (f" ({', '.join(details)})" if details else ""))
+        out = ["Median round trip: " + "; ".join(parts) + "."]
+        ranking = ex.rank(summary, "lat_p50_ns", [(m, {"mode": m}) for m in modes], higher_is_better=False)
+        if ranking is not None:
+            out.append(
+                "By median round trip, "
+                + ex.ranking_sentence(ranking, format_duration, higher_is_better=False)
+                + "."
             )
-        return ["Median round trip: " + "; ".join(parts) + "."] if parts else []
+        return out
 
     # Defaults so teardown works even when prepare never ran.
     _child: Child | None = None

@@ -61,8 +61,9 @@ class FileConcurrency(Experiment):
     has_peers = True
     summary = "T writers via write() at shared offset 0 vs pwrite() vs O_APPEND; pread vs queue depth"
     seed_idea = (
-        "004: overlapped file IO must carry its own offset, or concurrent writes land on top "
-        "of each other; several reads in flight (queue depth) let the device overlap them."
+        "overlapped (asynchronous) file IO must carry its own offset, or concurrent writes land "
+        "on top of each other (Win32 WriteFile with OVERLAPPED; POSIX pwrite(2)); several reads "
+        "in flight (queue depth) let the device overlap them."
     )
     params = (
         choice_param(
@@ -125,41 +126,64 @@ class FileConcurrency(Experiment):
 
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:
-        """How many records the racing writer lost, and whether pwrite/O_APPEND lost any."""
+        """How many records the racing writers lost (and whether pwrite/O_APPEND lost any), the
+        Win32 overlapped-offset rule cited where the data shows the same, and reads in flight."""
         from iobench import explain as ex
 
         out = []
-        racing = ex.select(summary, mode="write-racing").sort_values("threads")
-        if not racing.empty and ex.finite(racing["records_lost"].iloc[-1]):
-            last = racing.iloc[-1]
-            lost, written = last["records_lost"], last["records_written"]
-            share = f" ({lost / written:.0%})" if ex.finite(written) and written else ""
-            out.append(
-                f"{int(last['threads'])} writers using write() on descriptors each opened at offset 0 lost "
-                f"{lost:,.0f} of {written:,.0f} records{share}: each descriptor has its own offset, so they "
-                "overwrite each other."
-            )
+        threads = ex.distinct(summary, "threads", mode="write-racing")
+        lost = ex.one(summary, "records_lost", mode="write-racing", threads=threads[-1]) if threads else None
+        if lost is not None:
+            n = threads[-1]
+            written = ex.one(summary, "records_written", mode="write-racing", threads=n)
+            share = f" ({lost / written:.0%})" if written else ""
+            of = f" of {written:,.0f}" if written else ""
+            if lost:
+                out.append(
+                    f"{n:,} writers using write() on descriptors each opened at offset 0 lost {lost:,.0f}{of} "
+                    f"records{share}: each descriptor has its own offset, so they overwrote each other."
+                )
+            else:
+                out.append(
+                    f"{n:,} writers using write() on descriptors each opened at offset 0 lost none{of} records "
+                    "this time: their writes did not overlap, but nothing keeps them apart."
+                )
             safe = [
-                (m, ex.select(summary, mode=m, threads=last["threads"])["records_lost"])
-                for m in ("pwrite", "append")
+                f"{mode} lost {found:,.0f}"
+                for mode in ("pwrite", "append")
+                if (found := ex.one(summary, "records_lost", mode=mode, threads=n)) is not None
             ]
-            safe_text = [
-                f"{m} lost {int(v.iloc[0])}" for m, v in safe if not v.empty and ex.finite(v.iloc[0])
+            if safe:
+                out.append(("By contrast " if lost else "") + ", ".join(safe) + ".")
+            if lost:
+                out.append(
+                    ex.cite(
+                        "WriteFile",
+                        ex.WIN32_DOCS,
+                        "an overlapped write goes to the offset its OVERLAPPED structure carries, so every "
+                        "request must carry its own",
+                    )
+                    + ". The racing writers show the same on Linux: writers that do not carry their own offset "
+                    "write over each other."
+                )
+        for mode in READ_MODES:
+            depths = [
+                t
+                for t in ex.distinct(summary, "threads", mode=mode)
+                if ex.samples(summary, "bytes_per_s", mode=mode, threads=t)
             ]
-            if safe_text:
-                out.append("By contrast " + ", ".join(safe_text) + ".")
-            if lost > 0:
-                out.append(
-                    "This agrees with seed 004 (Windows overlapped IO): a writer that does not carry its own "
-                    "offset writes over the others, on Linux too."
-                )
-        for mode in ("pread-threads", "pread-asyncio"):
-            rows = ex.select(summary, mode=mode).sort_values("threads")
-            if len(rows) > 1 and rows["bytes_per_s"].iloc[0] > 0:
-                out.append(
-                    f"{mode}: {int(rows['threads'].iloc[-1])} threads read "
-                    f"{ex.times(rows['bytes_per_s'].iloc[-1] / rows['bytes_per_s'].iloc[0])} as fast as 1."
-                )
+            if len(depths) < 2:
+                continue
+            found = ex.difference(
+                summary,
+                "bytes_per_s",
+                {"mode": mode, "threads": depths[0]},
+                {"mode": mode, "threads": depths[-1]},
+            )
+            out.append(
+                f"{mode}: {depths[-1]:,} reads in flight against {depths[0]:,}: "
+                f"{ex.contrast(found, higher_is_better=True)}."
+            )
         return out
 
     _fds: list[int] = []  # noqa: RUF012 - replaced per instance, never mutated in place

@@ -36,8 +36,8 @@ class PageFault(Experiment):
     has_peers = True
     summary = "minor faults of fresh memory, COW faults after fork, major faults of a cold file"
     seed_idea = (
-        "003: memory is given on first touch (demand paging); fork shares pages until one "
-        "side writes (copy-on-write); a mapped file not in the page cache faults to disk."
+        "memory is given on first touch (demand paging); fork shares pages until one side writes "
+        "(copy-on-write, fork(2)); a mapped file not in the page cache faults to disk."
     )
     params = (
         choice_param(
@@ -81,25 +81,40 @@ class PageFault(Experiment):
 
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:
-        """Faults per page: fresh memory, COW after fork, cold file with and without read-ahead."""
+        """Faults per page of fresh memory, COW after fork and a cold file (read-ahead off/on),
+        named demand paging / copy-on-write only when the counts are one per page; time per page
+        with and without read-ahead tested."""
         from iobench import explain as ex
 
         out = []
-        anon = ex.per(summary, "minflt", "pages", mode="anon")
+        anon = ex.value(summary, "minflt", per="pages", mode="anon")
         if anon is not None:
             out.append(
-                f"Touching fresh anonymous memory took {anon:.2f} minor faults per page (demand paging)."
+                f"Touching fresh anonymous memory took {anon:.2f} minor faults per page"
+                + _per_page(anon, "demand paging: each page is given on its first touch")
+                + "."
             )
-        cow = ex.per(summary, "child_minflt", "pages", mode="cow")
+        cow = ex.value(summary, "child_minflt", per="pages", mode="cow")
         if cow is not None:
-            out.append(f"After fork, the child's writes took {cow:.2f} minor faults per page: copy-on-write.")
-        off = ex.per(summary, "majflt", "pages", mode="file-cold", readahead="off")
-        on_major = ex.per(summary, "majflt", "pages", mode="file-cold", readahead="on")
-        on_minor = ex.per(summary, "minflt", "pages", mode="file-cold", readahead="on")
-        if off is not None:
-            sentence = f"A cold file-backed mapping without read-ahead took {off:.2f} major faults per page"
-            if on_major is not None and on_minor is not None:
-                sentence += f"; with read-ahead {on_major + on_minor:.3f} faults per page in all"
+            out.append(
+                f"After fork, the child's writes took {cow:.2f} minor faults per page"
+                + _per_page(cow, "copy-on-write: each shared page is copied when first written")
+                + "."
+            )
+        off = {"mode": "file-cold", "readahead": "off"}
+        on = {"mode": "file-cold", "readahead": "on"}
+        major_off = ex.value(summary, "majflt", per="pages", **off)
+        if major_off is not None:
+            sentence = (
+                f"A cold file-backed mapping without read-ahead took {major_off:.2f} major faults per page"
+            )
+            major_on = ex.value(summary, "majflt", per="pages", **on)
+            minor_on = ex.value(summary, "minflt", per="pages", **on)
+            if major_on is not None and minor_on is not None:
+                sentence += f"; with read-ahead {major_on + minor_on:.3f} faults per page in all"
+                found = ex.difference(summary, "elapsed_ns", off, on, per="pages")
+                if found is not None:
+                    sentence += f", and its time per page against without: {ex.contrast(found)}"
             out.append(sentence + ".")
         return out
 
@@ -196,3 +211,14 @@ class PageFault(Experiment):
             self._child.kill()
         if self._mapping is not None:
             self._mapping.close()
+
+
+def _per_page(faults: float, meaning: str) -> str:
+    """`` (demand paging ...)`` when the count is about one per page, else what it is instead."""
+    if 0.9 <= faults <= 1.1:
+        return f" ({meaning})"
+    if faults < 0.9:
+        # Every page was touched, so each fault mapped 1/faults pages on average.
+        mapped = f" (about {1 / faults:.0f} pages mapped per fault)" if faults > 0 else ""
+        return f", fewer than one per page{mapped}"
+    return ", more than one per page"

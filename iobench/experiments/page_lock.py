@@ -66,9 +66,9 @@ class PageLock(Experiment):
     name = "page-lock"
     summary = "mlock/munlock time vs size, and the refusal past RLIMIT_MEMLOCK"
     seed_idea = (
-        "000/001/004: overlapped IO pins (locks) user pages; pinned memory is limited system-"
-        "wide, and past the limit Windows fails with WSAENOBUFS. Linux's face of it is "
-        "RLIMIT_MEMLOCK: mlock fails with ENOMEM (EPERM when the limit is 0)."
+        "overlapped IO pins (locks) user pages; pinned memory is limited, and past the limit "
+        "Windows fails with WSAENOBUFS (Jones & Ohlund 2002, ch. 6). Linux's face of it is "
+        "RLIMIT_MEMLOCK: mlock fails with ENOMEM (EPERM when the limit is 0; mlock(2))."
     )
     params = (
         choice_param(
@@ -106,7 +106,8 @@ class PageLock(Experiment):
 
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:
-        """RLIMIT_MEMLOCK, what happened past it, and how Linux's limit differs from seed 001's."""
+        """RLIMIT_MEMLOCK, what happened past it (as whom), how Linux's limit differs from the
+        Windows one (cited), and mlock's cost per page across sizes."""
         from iobench import explain as ex
         from iobench.units import format_size
 
@@ -114,27 +115,29 @@ class PageLock(Experiment):
         limit = summary["limit_bytes"].dropna() if "limit_bytes" in summary else summary.iloc[0:0]
         if not limit.empty:
             out.append(
-                f"RLIMIT_MEMLOCK was {format_size(limit.iloc[0])} per process here; seed 001 describes Windows "
-                "capping locked pages system-wide (about 1/8 of RAM): on Linux the limit is per process and "
-                "root (CAP_IPC_LOCK) may exceed it."
-            )
-        over = ex.select(summary, mode="over-limit")
-        if not over.empty:
-            errno = over["mlock_errno"].iloc[0] if "mlock_errno" in over else None
-            if over["locked"].astype(str).iloc[0] == "False":
-                out.append(
-                    f"Locking past the limit was refused with {errno}, recorded as a result, not a crash."
+                f"RLIMIT_MEMLOCK was {format_size(limit.iloc[0])} per process here. "
+                + ex.cite(
+                    ex.WINSOCK_CHAPTER,
+                    ex.WINSOCK_BOOK,
+                    "on Windows, overlapped sends and receives lock their buffers' pages and the pages that "
+                    "may be locked are limited; past the limit, operations fail (WSAENOBUFS)",
                 )
-            else:
-                out.append("Locking past the limit succeeded.")
-        privileged = ex.select(summary, mode="over-limit-privileged")
-        if not privileged.empty and privileged["locked"].astype(str).iloc[0] == "True":
-            out.append("With privilege the same request past the limit succeeded.")
-        per_page = ex.per(summary.sort_values("size"), "mlock_ns", "pages", mode="lock")
-        if per_page is not None:
-            out.append(
-                f"mlock of the smallest locked size cost {per_page:,.0f} ns per page (faulting pages in)."
+                + ". "
+                + ex.cite(
+                    "mlock(2)",
+                    ex.MAN_PAGES,
+                    "on Linux the limit is per process (RLIMIT_MEMLOCK), and a process with CAP_IPC_LOCK "
+                    "(root) is not bound by it",
+                )
+                + "."
             )
+        for mode, who in (("over-limit", "unprivileged"), ("over-limit-privileged", "as root")):
+            sentence = _over_limit(summary, mode, who)
+            if sentence:
+                out.append(sentence)
+        sentence = _mlock_cost(cls, summary)
+        if sentence:
+            out.append(sentence)
         return out
 
     @classmethod
@@ -168,3 +171,61 @@ class PageLock(Experiment):
             "limit_bytes": self.limit,
             "requested_bytes": self.length,
         }
+
+
+def _over_limit(summary: pd.DataFrame, mode: str, who: str) -> str | None:
+    """What locking one page past the limit did in this mode: refused (with which error) or not."""
+    from iobench import explain as ex
+    from iobench.units import format_size
+
+    rows = ex.select(summary, mode=mode)
+    if rows.empty:
+        return None
+    locked = ex.truth(rows["locked"].iloc[0]) if "locked" in rows else None
+    if locked is None:
+        return None
+    uid = ex.one(summary, "ran_as_uid", mode=mode)
+    as_whom = f"as uid {uid:.0f}" if uid is not None else who
+    requested = ex.one(summary, "requested_bytes", mode=mode)
+    what = (
+        f"Locking {format_size(requested)}, one page past the limit,"
+        if requested
+        else "Locking past the limit"
+    )
+    if locked:
+        exempt = ": root is exempt (CAP_IPC_LOCK)" if uid == 0 else ""
+        return f"{what} {as_whom} succeeded{exempt}."
+    error = rows["mlock_errno"].iloc[0] if "mlock_errno" in rows else None
+    with_error = f" with {error}" if isinstance(error, str) and error else ""
+    return f"{what} {as_whom} was refused{with_error}, recorded as a result, not a crash."
+
+
+def _mlock_cost(experiment: Any, summary: pd.DataFrame) -> str | None:
+    """mlock time per page at the smallest locked size, whether it faulted the pages in, and the
+    smallest against the largest size per page."""
+    from iobench import explain as ex
+    from iobench.units import format_duration
+
+    sizes = [
+        s
+        for s in ex.distinct(summary, "size", mode="lock")
+        if ex.value(summary, "mlock_ns", per="pages", mode="lock", size=s)
+    ]
+    if not sizes:
+        return None
+    small = {"mode": "lock", "size": sizes[0]}
+    per_page = ex.value(summary, "mlock_ns", per="pages", **small)
+    faults = ex.value(summary, "mlock_minflt", per="pages", **small)
+    sentence = f"mlock of {ex.fmt(experiment, 'size', sizes[0])} took {format_duration(per_page)} per page"
+    if faults is not None and 0.9 <= faults <= 1.1:
+        sentence += " and faulted every page in (mlock populates what it locks)"
+    elif faults is not None:
+        sentence += f" with {faults:.2f} faults per page"
+    if len(sizes) > 1:
+        large = {"mode": "lock", "size": sizes[-1]}
+        found = ex.difference(summary, "mlock_ns", small, large, per="pages")
+        sentence += (
+            f"; per page, {ex.fmt(experiment, 'size', sizes[-1])} against {ex.fmt(experiment, 'size', sizes[0])}: "
+            f"{ex.contrast(found)}"
+        )
+    return sentence + "."

@@ -35,9 +35,10 @@ class SockBuffer(Experiment):
     has_peers = True
     summary = "SO_RCVBUF/SO_SNDBUF requested vs effective (incl. 0 and unset), TCP and Unix throughput"
     seed_idea = (
-        "001: on Windows SO_RCVBUF=0 means no kernel buffer (data goes straight to posted user "
-        "buffers). Linux doubles the request and clamps it to a minimum, so 0 still leaves a "
-        "small buffer; and setting a size at all turns receive autotuning off."
+        "on Windows SO_RCVBUF=0 means no kernel buffer (data goes straight to posted user "
+        "buffers; Jones & Ohlund 2002, ch. 6). Linux doubles the request and clamps it to a "
+        "minimum, so 0 still leaves a small buffer (socket(7)); and setting a size at all turns "
+        "receive autotuning off."
     )
     params = (
         choice_param(
@@ -103,11 +104,13 @@ class SockBuffer(Experiment):
 
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:
-        """What 0 and other requests became, and what 0 did to throughput against unset."""
+        """What 0 and other requests became, case by case (doubled, capped or raised to the
+        minimum: from requested vs effective), the documented rules cited, and 0 against unset."""
         from iobench import explain as ex
 
         out = []
-        zero = []
+        zero: list[str] = []
+        zero_left: list[bool] = []
         for option, metric, wanted in (
             ("SO_RCVBUF", "effective_rcvbuf", ("rcvbuf", "both")),
             ("SO_SNDBUF", "effective_sndbuf", ("sndbuf", "both")),
@@ -115,10 +118,11 @@ class SockBuffer(Experiment):
             got: dict[str, float] = {}
             for transport in ("tcp", "unix"):
                 for which in wanted:
-                    value = ex.one(summary, metric, transport=transport, buffers=which, bufsize=0)
-                    if value is not None:
-                        got[_LABEL[transport]] = value
+                    found = ex.one(summary, metric, transport=transport, buffers=which, bufsize=0)
+                    if found is not None:
+                        got[_LABEL[transport]] = found
                         break
+            zero_left += [v > 0 for v in got.values()]
             if len(set(got.values())) == 1:
                 zero.append(f"{option}=0 became {next(iter(got.values())):,.0f} bytes on {' and '.join(got)}")
             else:
@@ -126,13 +130,23 @@ class SockBuffer(Experiment):
         if zero:
             out.append(
                 "; ".join(zero)
-                + ". Linux doubles every request and clamps it up to a minimum, so 0 still leaves a small "
-                "kernel buffer: unlike seed 001's Windows, where SO_RCVBUF=0 means no kernel buffer and data "
-                "goes straight into posted user buffers, here every byte is still copied through the socket."
+                + ". "
+                + ex.cite(
+                    ex.WINSOCK_CHAPTER,
+                    ex.WINSOCK_BOOK,
+                    "on Windows SO_RCVBUF=0 means no kernel receive buffer: data goes straight into the "
+                    "receive buffers the application posted",
+                )
+                + (
+                    ". On Linux a request of 0 still left a kernel buffer of the sizes above."
+                    if all(zero_left)
+                    else ". On Linux some requests of 0 left no buffer at all (0 bytes above)."
+                )
             )
-        doubled = _doubling(cls, summary)
-        if doubled:
-            out.append(doubled)
+        for option in ("SO_RCVBUF", "SO_SNDBUF"):
+            sentence = _requests(cls, summary, option)
+            if sentence:
+                out.append(sentence)
         for transport in ("tcp", "unix"):
             sentence = _zero_vs_unset(cls, summary, transport)
             if sentence:
@@ -233,67 +247,93 @@ def _cpu_per_gib(row: pd.Series) -> float | None:
     return (cpu + peer) / moved * GIB
 
 
-def _doubling(experiment: Any, summary: pd.DataFrame) -> str | None:
-    """``SO_RCVBUF=64KiB became 128 KiB (2.0x)``, for every non-zero request of one transport."""
+#: option -> (requested column, effective column, the buffers values that set it, sysctl cap).
+_OPTIONS = {
+    "SO_RCVBUF": ("requested_rcvbuf", "effective_rcvbuf", ("rcvbuf", "both"), "net.core.rmem_max"),
+    "SO_SNDBUF": ("requested_sndbuf", "effective_sndbuf", ("sndbuf", "both"), "net.core.wmem_max"),
+}
+
+
+def classify_request(requested: float, effective: float) -> str:
+    """What the kernel did to one non-zero request: ``doubled``, ``capped`` (less than twice
+    it) or ``raised`` (more than twice it: the minimum)."""
+    if effective == 2 * requested:
+        return "doubled"
+    return "capped" if effective < 2 * requested else "raised"
+
+
+def _requests(experiment: Any, summary: pd.DataFrame, option: str) -> str | None:
+    """Each non-zero request of ``option`` on one transport and what it became, classified from
+    requested vs effective per case; the rule of socket(7) cited only for what happened."""
     from iobench import explain as ex
     from iobench.units import format_size
 
+    requested_column, effective_column, setters, cap = _OPTIONS[option]
     for transport in ("tcp", "unix"):
-        rows = ex.select(summary, transport=transport, buffers="rcvbuf")
+        rows = ex.select(summary, transport=transport, buffers=setters[0])
         if rows.empty:
-            rows = ex.select(summary, transport=transport, buffers="both")
-        rows = rows[rows["bufsize"].astype(float) > 0].sort_values("bufsize") if "bufsize" in rows else rows
-        pairs = [
-            (r["bufsize"], r["effective_rcvbuf"])
-            for _, r in rows.iterrows()
-            if ex.finite(r.get("effective_rcvbuf"))
-        ]
-        if not pairs:
+            rows = ex.select(summary, transport=transport, buffers=setters[1])
+        if rows.empty or "bufsize" not in rows:
             continue
-        parts = [f"{ex.fmt(experiment, 'bufsize', req)} became {format_size(got)}" for req, got in pairs]
-        exact = all(got == 2 * req for req, got in pairs)
-        capped = [req for req, got in pairs if got < 2 * req]
-        tail = (
-            "exactly twice the request"
-            if exact
-            else "twice the request where it fits"
-            + (
-                f"; from {ex.fmt(experiment, 'bufsize', capped[0])} on, net.core.rmem_max capped it"
-                if capped
-                else ""
+        cases = []
+        for bufsize in ex.distinct(rows, "bufsize"):
+            effective = ex.one(rows, effective_column, bufsize=bufsize)
+            requested = ex.one(rows, requested_column, bufsize=bufsize)
+            requested = bufsize if requested is None else requested
+            if bufsize and effective is not None:
+                cases.append((requested, effective, classify_request(requested, effective)))
+        if not cases:
+            continue
+        parts = [
+            f"{ex.fmt(experiment, 'bufsize', req)} became {format_size(got)} ({kind})"
+            for req, got, kind in cases
+        ]
+        kinds = {kind for _, _, kind in cases}
+        rules = []
+        if "doubled" in kinds:
+            rules.append(
+                "the kernel doubles a request to leave room for its own bookkeeping and reports the doubled value"
             )
-        )
+        if "capped" in kinds:
+            rules.append(f"a request above {cap} is cut to it before doubling")
+        if "raised" in kinds:
+            rules.append("a request below the minimum is raised to it")
         return (
-            f"SO_RCVBUF on {_LABEL[transport]}: " + ", ".join(parts) + f" ({tail}: the kernel counts its "
-            "own bookkeeping in the buffer and reports the doubled value back)."
+            f"{option} on {_LABEL[transport]}: "
+            + ", ".join(parts)
+            + ". "
+            + ex.cite("socket(7)", ex.MAN_PAGES, "; ".join(rules))
+            + "."
         )
     return None
 
 
 def _zero_vs_unset(experiment: Any, summary: pd.DataFrame, transport: str) -> str | None:
-    """Throughput and CPU/GiB of each option set to 0 against unset, and how far unset grew."""
+    """Throughput and CPU/GiB of each option set to 0 against unset (tested), and how the
+    receive buffer changed during the transfer, unset and set by hand."""
     from iobench import explain as ex
     from iobench.units import format_duration, format_rate, format_size
 
-    unset = ex.select(summary, transport=transport, buffers="unset")
-    if unset.empty:
+    unset = {"transport": transport, "buffers": "unset"}
+    base_rows = ex.select(summary, **unset)
+    if base_rows.empty:
         return None
-    base = unset.iloc[0]
+    base = base_rows.iloc[0]
     parts = []
     for which, label in (("rcvbuf", "SO_RCVBUF=0"), ("sndbuf", "SO_SNDBUF=0"), ("both", "both set to 0")):
-        zero = ex.select(summary, transport=transport, buffers=which, bufsize=0)
-        if zero.empty or not ex.finite(base["bytes_per_s"]) or not base["bytes_per_s"]:
-            continue
+        case = {"transport": transport, "buffers": which, "bufsize": 0}
         if which == "both" and parts:
             continue  # the single options already say it
-        row = zero.iloc[0]
+        found = ex.difference(summary, "bytes_per_s", unset, case)
+        if found is None:
+            continue
+        row = ex.select(summary, **case).iloc[0]
         part = (
-            f"{label} ran at {format_rate(row['bytes_per_s'])} "
-            f"({ex.versus(row['bytes_per_s'] / base['bytes_per_s'])})"
+            f"{label} ran at {format_rate(row['bytes_per_s'])}, {ex.contrast(found, higher_is_better=True)}"
         )
         cpu = _cpu_per_gib(row)
         if cpu is not None:
-            part += f" for {format_duration(cpu)} CPU/GiB"
+            part += f", for {format_duration(cpu)} CPU/GiB"
         parts.append(part)
     sentence = ""
     if parts:
@@ -301,15 +341,34 @@ def _zero_vs_unset(experiment: Any, summary: pd.DataFrame, transport: str) -> st
         cpu_base = _cpu_per_gib(base)
         if cpu_base is not None:
             sentence += f" ({format_duration(cpu_base)} CPU/GiB, sender + receiver)"
-        sentence += ": " + ", ".join(parts)
+        sentence += ": " + "; ".join(parts)
     start, end = base.get("effective_rcvbuf"), base.get("effective_rcvbuf_end")
     if ex.finite(start) and ex.finite(end):
         if end > start:
-            grew = (
-                f"unset, receive autotuning grew SO_RCVBUF from {format_size(start)} to {format_size(end)} "
-                "during the transfer (a size set by hand turns autotuning off and stays fixed)"
-            )
+            grew = f"unset, receive autotuning grew SO_RCVBUF from {format_size(start)} to {format_size(end)}"
         else:
-            grew = f"unset, SO_RCVBUF stayed at {format_size(start)} (no autotuning)"
-        sentence = f"{sentence}; {grew}" if sentence else f"{_LABEL[transport]}: {grew}"
+            grew = f"unset, SO_RCVBUF stayed at {format_size(start)} (no autotuning seen)"
+        fixed = _set_by_hand_fixed(summary, transport)
+        if fixed is not None:
+            grew += (
+                "; sizes set by hand stayed fixed during the transfer"
+                if fixed
+                else "; some sizes set by hand changed during the transfer"
+            )
+        sentence = f"{sentence}. {grew[0].upper()}{grew[1:]}" if sentence else f"{_LABEL[transport]}: {grew}"
     return sentence + "." if sentence else None
+
+
+def _set_by_hand_fixed(summary: pd.DataFrame, transport: str) -> bool | None:
+    """Whether every case that set SO_RCVBUF ended the transfer with the size it started with;
+    None when no such case recorded both."""
+    from iobench import explain as ex
+
+    seen = []
+    for which in ("rcvbuf", "both"):
+        rows = ex.select(summary, transport=transport, buffers=which)
+        for _, row in rows.iterrows():
+            start, end = row.get("effective_rcvbuf"), row.get("effective_rcvbuf_end")
+            if ex.finite(start) and ex.finite(end):
+                seen.append(start == end)
+    return all(seen) if seen else None

@@ -25,8 +25,8 @@ class StdioBuffer(Experiment):
     name = "stdio-buffer"
     summary = "small records through a buffered writer of size N (0 = one write() per record)"
     seed_idea = (
-        "002: stdio keeps a user-space buffer (setvbuf sets its size) so that many small "
-        "fwrite()s become few write() syscalls; fflush forces one early."
+        "stdio keeps a user-space buffer (setvbuf sets its size) so that many small fwrite()s "
+        "become few write() syscalls; fflush forces one early (TLPI §13.2)."
     )
     params = (
         Param(
@@ -79,29 +79,45 @@ class StdioBuffer(Experiment):
 
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:
-        """Unbuffered vs the largest buffer: syscalls saved, speed gained, where it stops paying."""
+        """Smallest against largest buffer (write() calls counted, speed tested), where a larger
+        buffer stops paying, and what flushing every K records costs."""
         from iobench import explain as ex
 
-        rows = ex.select(summary, flush_every=0)
-        rows = (rows if not rows.empty else summary).sort_values("buffer_size")
-        if rows["buffer_size"].nunique() < 2:
-            return []
-        small, large = rows.iloc[0], rows.iloc[-1]
-        name = ex.fmt(cls, "buffer_size", small["buffer_size"])
-        out = [
-            f"Going from buffer_size={name} to {ex.fmt(cls, 'buffer_size', large['buffer_size'])} cut "
-            f"write() calls from {small['syscalls_write']:,.0f} to {large['syscalls_write']:,.0f} and made "
-            f"writing the records {ex.times(large['bytes_per_s'] / small['bytes_per_s'])} faster."
+        where: dict[str, Any] = {"flush_every": 0} if not ex.select(summary, flush_every=0).empty else {}
+        sizes = [
+            b
+            for b in ex.distinct(summary, "buffer_size", **where)
+            if ex.samples(summary, "bytes_per_s", buffer_size=b, **where)
         ]
-        stop = ex.plateau(rows, "buffer_size")
-        if stop is not None:
-            out.append(f"Past buffer_size={ex.fmt(cls, 'buffer_size', stop)} the next size gains < 5%.")
-        flushed = ex.select(summary, buffer_size=large["buffer_size"], flush_every=100)
-        if not flushed.empty and flushed["bytes_per_s"].iloc[0] > 0:
-            out.append(
-                f"Flushing every 100 records costs {ex.times(large['bytes_per_s'] / flushed['bytes_per_s'].iloc[0])} "
-                "at the largest buffer: an fflush is a write() whether the buffer is full or not."
+        if len(sizes) < 2:
+            return []
+        small, large = where | {"buffer_size": sizes[0]}, where | {"buffer_size": sizes[-1]}
+        sentence = (
+            f"buffer_size={ex.fmt(cls, 'buffer_size', large['buffer_size'])} against "
+            f"{ex.fmt(cls, 'buffer_size', small['buffer_size'])}"
+        )
+        calls_small = ex.one(summary, "syscalls_write", **small)
+        calls_large = ex.one(summary, "syscalls_write", **large)
+        if calls_small is not None and calls_large is not None:
+            change = "cut" if calls_large < calls_small else "raised" if calls_large > calls_small else "left"
+            sentence += (
+                f" {change} write() calls from {calls_small:,.0f} to {calls_large:,.0f}"
+                if change != "left"
+                else f" left write() calls at {calls_small:,.0f}"
             )
+        found = ex.difference(summary, "bytes_per_s", small, large)
+        out = [f"{sentence}; writing the records: {ex.contrast(found, higher_is_better=True)}."]
+        stop = ex.tested_plateau(summary, "buffer_size", **where)
+        if stop is not None and not stop.decided:
+            out.append("Too few repetitions to tell where a larger buffer stops paying.")
+        elif stop is not None and stop.stop is not None:
+            out.append(
+                f"Past buffer_size={ex.fmt(cls, 'buffer_size', stop.stop)} the next size did not gain a "
+                "measurable 5%."
+            )
+        flushed = _flush_sentence(cls, summary, large)
+        if flushed:
+            out.append(flushed)
         return out
 
     _raw: io.FileIO | None = None
@@ -151,3 +167,30 @@ class StdioBuffer(Experiment):
     def teardown(self) -> None:
         if self._raw is not None:
             self._raw.close()
+
+
+def _flush_sentence(experiment: Any, summary: pd.DataFrame, unflushed: dict[str, Any]) -> str | None:
+    """Flushing every K records at the largest buffer against never flushing, with the write()
+    calls that show what a flush is."""
+    from iobench import explain as ex
+
+    size = unflushed["buffer_size"]
+    every = [k for k in ex.distinct(summary, "flush_every", buffer_size=size) if k]
+    if not every or unflushed.get("flush_every") != 0:
+        return None
+    flushed = {"buffer_size": size, "flush_every": every[0]}
+    found = ex.difference(summary, "bytes_per_s", unflushed, flushed)
+    if found is None:
+        return None
+    sentence = (
+        f"Flushing every {every[0]:,} records at buffer_size={ex.fmt(experiment, 'buffer_size', size)}, "
+        f"against never: {ex.contrast(found, higher_is_better=True)}"
+    )
+    calls_flushed = ex.one(summary, "syscalls_write", **flushed)
+    calls = ex.one(summary, "syscalls_write", **unflushed)
+    if calls_flushed is not None and calls is not None and calls_flushed > calls:
+        sentence += (
+            f", with {calls_flushed:,.0f} write() calls instead of {calls:,.0f}: a flush is a write() whether "
+            "the buffer is full or not"
+        )
+    return sentence + "."

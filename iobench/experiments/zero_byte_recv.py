@@ -69,9 +69,10 @@ class ZeroByteRecv(Experiment):
     has_peers = True
     summary = "N sparse connections: a posted buffer per connection vs readiness + shared pool"
     seed_idea = (
-        "001: with IOCP a server posts a receive buffer per connection and Windows locks it; a "
-        "zero-byte recv waits for data without one. On Linux an idle socket holds no receive "
-        "memory in the kernel, so the saving is only the application's own posted buffers."
+        "with IOCP a server posts a receive buffer per connection and Windows locks it; a "
+        "zero-byte recv waits for data without one (Jones & Ohlund 2002, ch. 6). On Linux an idle "
+        "socket holds no receive memory in the kernel, so the saving is only the application's "
+        "own posted buffers."
     )
     params = (
         choice_param(
@@ -140,96 +141,27 @@ class ZeroByteRecv(Experiment):
 
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:
-        """N x B held by prepost against the pool, what the kernel held, latency and throughput."""
+        """N x B held by prepost against the pool, what the kernel held for idle sockets (and the
+        Windows saving cited only against that), the 0-byte recv probe as recorded, and latency
+        and throughput of the two strategies tested."""
         from iobench import explain as ex
-        from iobench.units import format_duration, format_rate, format_size
 
         out = []
         pre_rows = ex.select(summary, strategy="prepost")
-        zero_rows = ex.select(summary, strategy="zero-byte")
-        n = None
-        if not pre_rows.empty:
-            pre = pre_rows.sort_values("connections").iloc[-1]
-            n, size, held = pre["connections"], pre["recv_buffer"], pre["buffer_bytes_held"]
-            if ex.finite(held):
-                sentence = (
-                    f"prepost held {format_size(held)} of receive buffers for {n:,.0f} connections "
-                    f"({n:,.0f} x {ex.fmt(cls, 'recv_buffer', size)}, one per connection, idle or not)"
-                )
-                zero = ex.select(zero_rows, connections=n)
-                if not zero.empty and ex.finite(zero["buffer_bytes_held"].iloc[0]):
-                    row = zero.iloc[0]
-                    pool = row["buffer_bytes_held"]
-                    sentence += (
-                        f"; zero-byte held {format_size(pool)} (a pool of {row['pool_buffers']:,.0f} buffers "
-                        "plus partial messages)"
-                    )
-                    if pool:
-                        sentence += f", {ex.times(held / pool)} less"
-                rss = pre.get("rss_buffers_bytes")
-                if ex.finite(rss):
-                    sentence += f". Allocating prepost's buffers grew RSS by {format_size(rss)}"
-                out.append(sentence + ".")
-        kernel = (
-            summary["kernel_tcp_mem_idle_delta_bytes"].dropna()
-            if "kernel_tcp_mem_idle_delta_bytes" in summary
-            else ()
-        )
-        if len(kernel):
-            row = summary.loc[kernel.index[0]]
-            delta = kernel.iloc[0]
-            count = f"{row['connections']:,.0f}"
-            if abs(delta) < 1 << 20:
-                measured = (
-                    f"Opening {count} idle connections changed the kernel's TCP memory by {format_size(delta)}"
-                    if delta >= 0
-                    else f"While {count} idle connections opened, the kernel's TCP memory even fell by {format_size(-delta)}"
-                )
-            else:
-                measured = (
-                    f"Opening {count} idle connections moved the kernel's TCP memory by {format_size(abs(delta))}, "
-                    "a system-wide counter other sockets move too"
-                )
-            out.append(
-                f"{measured} (/proc/net/sockstat): an idle Linux socket holds no kernel receive memory and no "
-                "locked pages. So the saving seed 001 describes for Windows (every posted receive locks its pages "
-                "in the kernel; a zero-byte recv avoids that) does not exist here: what the zero-byte strategy "
-                "saves is only the application's own buffers."
-            )
-        probe = summary.iloc[0] if not summary.empty and "recv0_idle" in summary else None
-        if probe is not None and isinstance(probe["recv0_idle"], str):
-            left = probe.get("recv0_left_queued")
-            out.append(
-                f"A real 0-byte recv() on an idle socket returned {probe['recv0_idle']}, and with data queued it "
-                f"returned 0 and left the data there ({left:,.0f} byte(s) still queued): on Linux it only says "
-                '"readable", exactly what epoll says without a syscall per connection.'
-                if ex.finite(left)
-                else f"A real 0-byte recv() on an idle socket returned {probe['recv0_idle']}."
-            )
-        if not pre_rows.empty and not zero_rows.empty:
-            pre = pre_rows.sort_values("connections").iloc[-1]
-            zero = ex.select(zero_rows, connections=pre["connections"])
-            if not zero.empty:
-                z = zero.iloc[0]
-                parts = []
-                for label, row in (("prepost", pre), ("zero-byte", z)):
-                    if ex.finite(row.get("lat_p50_ns")) and ex.finite(row.get("lat_p99_ns")):
-                        parts.append(
-                            f"{label} p50 {format_duration(row['lat_p50_ns'])}, p99 {format_duration(row['lat_p99_ns'])}, "
-                            f"{format_rate(row['bytes_per_s'])}"
-                        )
-                if len(parts) == 2 and pre["bytes_per_s"]:
-                    ratio = z["bytes_per_s"] / pre["bytes_per_s"]
-                    verdict = (
-                        "borrowing a pool buffer only after readiness cost no throughput here"
-                        if ratio >= 0.95
-                        else f"borrowing a pool buffer after readiness cost {1 - ratio:.0%} of the throughput here"
-                    )
-                    out.append(
-                        f"At {pre['connections']:,.0f} connections: "
-                        + "; ".join(parts)
-                        + f" (zero-byte {ex.versus(ratio)}): {verdict}."
-                    )
+        n = max(ex.distinct(pre_rows, "connections"), default=None)
+        held = _held(cls, summary, n) if n is not None else None
+        if held:
+            out.append(held)
+        kernel = _kernel_memory(summary)
+        if kernel:
+            out.append(kernel)
+        probe = _recv0(summary)
+        if probe:
+            out.append(probe)
+        if n is not None:
+            speed = _strategies(summary, n)
+            if speed:
+                out.append(speed)
         return out
 
     _listener: socket.socket | None = None
@@ -416,3 +348,149 @@ class ZeroByteRecv(Experiment):
         if self._old_nofile is not None:
             resource.setrlimit(resource.RLIMIT_NOFILE, self._old_nofile)
             self._old_nofile = None
+
+
+def _held(experiment: Any, summary: pd.DataFrame, n: Any) -> str | None:
+    """Receive buffers prepost held for n connections, and the zero-byte pool beside it."""
+    from iobench import explain as ex
+    from iobench.units import format_size
+
+    pre = {"strategy": "prepost", "connections": n}
+    held = ex.one(summary, "buffer_bytes_held", **pre)
+    if held is None:
+        return None
+    size = ex.one(summary, "recv_buffer", **pre)
+    sentence = f"prepost held {format_size(held)} of receive buffers for {n:,.0f} connections"
+    if size:
+        sentence += (
+            f" ({n:,.0f} x {ex.fmt(experiment, 'recv_buffer', size)}, one per connection, idle or not)"
+        )
+    zero = {"strategy": "zero-byte", "connections": n}
+    pool = ex.one(summary, "buffer_bytes_held", **zero)
+    if pool is not None:
+        buffers = ex.one(summary, "pool_buffers", **zero)
+        of = f"a pool of {buffers:,.0f} buffers plus partial messages" if buffers else "its pool"
+        sentence += f"; zero-byte held {format_size(pool)} ({of})"
+        if pool and pool < held:
+            sentence += f", {ex.times(held / pool)} less"
+        elif pool > held:
+            sentence += f", {ex.times(pool / held)} more" if held else ", more"
+    rss = ex.one(summary, "rss_buffers_bytes", **pre)
+    if rss is not None:
+        sentence += f". Allocating prepost's buffers grew RSS by {format_size(rss)}"
+    return sentence + "."
+
+
+#: A change of the system-wide TCP memory counter below this is read as "nothing measurable".
+_KERNEL_NOISE = 1 << 20
+
+
+def _kernel_memory(summary: pd.DataFrame) -> str | None:
+    """What N idle connections added to the kernel's TCP memory, and the Windows saving cited
+    against it only when the counter shows that idle sockets held nothing measurable."""
+    from iobench import explain as ex
+    from iobench.units import format_size
+
+    column = "kernel_tcp_mem_idle_delta_bytes"
+    if column not in summary:
+        return None
+    rows = summary[summary[column].map(ex.finite)]
+    if rows.empty:
+        return None
+    row = rows.iloc[0]
+    delta, count = float(row[column]), f"{row['connections']:,.0f}"
+    if abs(delta) >= _KERNEL_NOISE:
+        return (
+            f"Opening {count} idle connections moved the kernel's TCP memory by {format_size(abs(delta))} "
+            "(/proc/net/sockstat), a system-wide counter other sockets move too: this run cannot say what "
+            "idle sockets hold in the kernel."
+        )
+    measured = (
+        f"Opening {count} idle connections changed the kernel's TCP memory by {format_size(delta)}"
+        if delta >= 0
+        else f"While {count} idle connections opened, the kernel's TCP memory even fell by {format_size(-delta)}"
+    )
+    sentence = f"{measured} (/proc/net/sockstat)"
+    connections, buffer = row.get("connections"), row.get("recv_buffer")
+    if not (ex.finite(connections) and connections and ex.finite(buffer) and buffer):
+        return sentence + "."
+    per_socket = max(delta, 0.0) / connections
+    sentence += (
+        f": {format_size(per_socket)} per idle socket, against the {format_size(buffer)} receive buffer each "
+        "prepost connection holds"
+    )
+    if per_socket >= buffer / 10:
+        return sentence + "."
+    return (
+        sentence
+        + ". "
+        + ex.cite(
+            ex.WINSOCK_CHAPTER,
+            ex.WINSOCK_BOOK,
+            "on Windows every posted overlapped receive locks its buffer's pages, and a zero-byte receive "
+            "avoids that",
+        )
+        + ". Here the idle sockets held next to nothing in the kernel: what the zero-byte strategy saves is "
+        "the application's own buffers."
+    )
+
+
+def _recv0(summary: pd.DataFrame) -> str | None:
+    """The 0-byte recv() probe as recorded: what it did on an idle socket, what it returned with
+    data queued, and whether the data stayed queued."""
+    from iobench import explain as ex
+
+    if "recv0_idle" not in summary:
+        return None
+    idle_values = summary["recv0_idle"].dropna()
+    if idle_values.empty:
+        return None
+    row = summary.loc[idle_values.index[0]]
+    idle = str(row["recv0_idle"])
+    sentence = "A real 0-byte recv() " + (
+        "on an idle socket failed with EAGAIN (a blocking one would wait there)"
+        if idle == "EAGAIN"
+        else f"on an idle socket {idle}"
+    )
+    returned, left = row.get("recv0_returned"), row.get("recv0_left_queued")
+    if not ex.finite(returned):
+        return sentence + "."
+    sentence += f"; with data queued it returned {returned:,.0f}"
+    if ex.finite(left):
+        sentence += f" and left {left:,.0f} byte(s) queued"
+    if returned == 0 and ex.finite(left) and left > 0:
+        sentence += (
+            ': it only says "readable" and takes nothing, which is what epoll reports without a syscall per '
+            "connection"
+        )
+    return sentence + "."
+
+
+def _strategies(summary: pd.DataFrame, n: Any) -> str | None:
+    """Latency and throughput of prepost and zero-byte at n connections, the gap tested."""
+    from iobench import explain as ex
+    from iobench.units import format_duration, format_rate
+
+    cases = (
+        ("prepost", {"strategy": "prepost", "connections": n}),
+        ("zero-byte", {"strategy": "zero-byte", "connections": n}),
+    )
+    parts = []
+    for label, case in cases:
+        p50, p99 = ex.one(summary, "lat_p50_ns", **case), ex.one(summary, "lat_p99_ns", **case)
+        rate = ex.one(summary, "bytes_per_s", **case)
+        if p50 is None or p99 is None or rate is None:
+            return None
+        parts.append(f"{label} p50 {format_duration(p50)}, p99 {format_duration(p99)}, {format_rate(rate)}")
+    found = ex.difference(summary, "bytes_per_s", cases[0][1], cases[1][1])
+    verdict = {
+        -1: "borrowing a pool buffer only after readiness cost throughput here",
+        0: "borrowing a pool buffer only after readiness cost no measurable throughput here",
+        1: "borrowing a pool buffer only after readiness cost no throughput; zero-byte was faster here",
+    }.get(ex.direction(found))
+    sentence = (
+        f"At {n:,.0f} connections: "
+        + "; ".join(parts)
+        + f". Zero-byte against prepost: {ex.contrast(found, higher_is_better=True)}"
+    )
+    return sentence + (f"; {verdict}." if verdict else ".")

@@ -47,9 +47,9 @@ class ZeroCopy(Experiment):
     has_peers = True
     summary = "read+write vs sendfile vs copy_file_range vs splice; file -> TCP with sendfile"
     seed_idea = (
-        "000: read() copies kernel -> user and write() copies user -> kernel; sendfile, "
+        "read() copies kernel -> user and write() copies user -> kernel; sendfile, "
         "copy_file_range and splice move the data inside the kernel, so the user-space copy "
-        "(and much of its CPU) disappears."
+        "(and much of its CPU) disappears (sendfile(2), copy_file_range(2), splice(2))."
     )
     params = (
         choice_param(
@@ -95,33 +95,40 @@ class ZeroCopy(Experiment):
 
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:
-        """CPU per GiB of read+write vs the zero-copy calls, and throughput."""
+        """CPU per GiB of read+write against the in-kernel copies, the user CPU that should vanish,
+        throughput ranked (file methods among themselves, TCP ones apart), sendfile to TCP."""
         from iobench import explain as ex
         from iobench.units import format_duration, format_rate
 
         out = []
-        base = ex.per(summary, "cpu_ns", "bytes", method="read-write")
-        others = [
-            (m, ex.per(summary, "cpu_ns", "bytes", method=m))
-            for m in ("sendfile", "copy_file_range", "splice")
-        ]
-        others = [(m, v) for m, v in others if v is not None]
-        if base and others:
+        bs = _shared_bs(summary)
+        if bs is None:
+            return []
+        base = {"method": "read-write", "bs": bs}
+        cpu = ex.value(summary, "cpu_ns", per="bytes", scale=GIB, **base)
+        parts = []
+        for method in ("sendfile", "copy_file_range", "splice"):
+            other = {"method": method, "bs": bs}
+            found = ex.difference(summary, "cpu_ns", base, other, per="bytes")
+            if found is None:
+                continue
+            spent = ex.value(summary, "cpu_ns", per="bytes", scale=GIB, **other)
+            parts.append(
+                f"{method} {format_duration(spent)}, {ex.contrast(found, words=('less CPU', 'more CPU'))}"
+            )
+        if cpu is not None and parts:
             out.append(
-                f"Copying a file with read+write cost {format_duration(base * GIB)} of CPU per GiB; "
-                + ", ".join(f"{m} {format_duration(v * GIB)} ({ex.times(v / base)})" for m, v in others)
+                f"Copying a file with read+write cost {format_duration(cpu)} of CPU per GiB; "
+                + "; ".join(parts)
                 + "."
             )
-        rates = summary.dropna(subset=["bytes_per_s"])
-        if len(rates) > 1:
-            best = rates.loc[rates["bytes_per_s"].idxmax()]
-            out.append(f"Fastest: {best['method']} at {format_rate(best['bytes_per_s'])}.")
-        plain = ex.one(summary, "bytes_per_s", method="tcp-sendall")
-        zero = ex.one(summary, "bytes_per_s", method="tcp-sendfile")
-        if plain and zero:
-            out.append(
-                f"To a TCP socket, sendfile moved data {ex.times(zero / plain)} as fast as read+sendall."
-            )
+        user = _user_cpu(summary, bs)
+        if user:
+            out.append(user)
+        for methods, what in ((FILE_METHODS, "File to file"), (TCP_METHODS, "File to a loopback TCP socket")):
+            ranking = ex.rank(summary, "bytes_per_s", [(m, {"method": m, "bs": bs}) for m in methods])
+            if ranking is not None:
+                out.append(f"{what}, " + ex.ranking_sentence(ranking, format_rate) + ".")
         return out
 
     _src: int | None = None
@@ -255,3 +262,40 @@ class ZeroCopy(Experiment):
         for sock in (self._conn, self._listener):
             if sock is not None:
                 sock.close()
+
+
+def _shared_bs(summary: pd.DataFrame) -> Any:
+    """The bs with the most methods measured (the largest on a tie), or None."""
+    from iobench import explain as ex
+
+    sizes = ex.distinct(summary, "bs")
+    if not sizes:
+        return None
+    return max(sizes, key=lambda bs: (len(ex.distinct(summary, "method", bs=bs)), bs))
+
+
+def _user_cpu(summary: pd.DataFrame, bs: Any) -> str | None:
+    """User CPU per GiB of read+write against the in-kernel copies: the user-space copy that
+    disappears, said only where the tick-sampled split is resolvable."""
+    from iobench import explain as ex
+    from iobench.units import format_duration
+
+    base = {"method": "read-write", "bs": bs}
+    if ex.select(summary, **base).empty:
+        return None
+    parts = []
+    for method in ("read-write", "sendfile", "copy_file_range", "splice"):
+        case = {"method": method, "bs": bs}
+        if ex.select(summary, **case).empty:
+            continue
+        user = ex.value(summary, "user_ns", per="bytes", scale=GIB, **case)
+        parts.append(
+            f"{method} {format_duration(user)}" if user is not None else f"{method} below the tick resolution"
+        )
+    if len(parts) < 2 or all(part.endswith("below the tick resolution") for part in parts):
+        return None
+    return (
+        "User-space CPU per GiB (tick-sampled, shown where enough ticks accumulated): "
+        + ", ".join(parts)
+        + "."
+    )
