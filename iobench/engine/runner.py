@@ -24,7 +24,7 @@ from iobench.engine.protocol import Protocol
 from iobench.errors import InsufficientSpaceError, IobenchError, UnsupportedCase
 from iobench.loops.engines import engine_for, loops_for
 from iobench.params import case_id
-from iobench.stats import ci_halfwidth_pct
+from iobench.stats import RunningMean
 from iobench.units import format_size
 
 if TYPE_CHECKING:  # the engine takes the class it is given; it never imports the registry
@@ -103,6 +103,7 @@ def run_case(
             instance.run_once()
             instance.after_rep()
         times: list[int] = []
+        running = RunningMean()
         # Only whole-process counters see a display thread's writes; pause it for those.
         pause = experiment.counter_scope == "process"
         while True:
@@ -124,10 +125,11 @@ def run_case(
                     gc.enable()
             post = instance.after_rep()
             times.append(delta.time_ns)
+            running.add(delta.time_ns)
             row = _row(base, len(times), delta, work, pre, post, io_known=probe.unavailable is None)
             row["t_start_ns"] = before.time_ns - origin
             rows.append(row)
-            ci = ci_halfwidth_pct(times)
+            ci = running.ci_halfwidth_pct()
             events.emit(RepDone(len(times), protocol.max_reps, ci))
             stop_reason = _stop_reason(protocol, len(times), time.perf_counter_ns() - started, ci)
             if stop_reason:
