@@ -84,11 +84,20 @@ def test_fresh_anonymous_pages_fault_once_each(tmp_path: Path, tiny_protocol: Pr
         assert row["majflt"] == 0
 
 
-def test_child_writes_fault_copy_on_write(tmp_path: Path, tiny_protocol: Protocol) -> None:
+def test_writes_to_pages_shared_with_a_child_fault_in_the_window(
+    tmp_path: Path, tiny_protocol: Protocol
+) -> None:
     size = 8 << 20
     for row in run("page-fault", tmp_path, tiny_protocol, mode="cow", size=size).rows:
-        assert 0.9 <= row["child_minflt"] / row["pages"] <= 1.2
-        assert row["child_elapsed_ns"] > 0
+        pages = row["pages"]
+        # One copy-on-write fault per page, counted by the kernel for the measuring thread
+        # itself (a handful more are the interpreter's own pages, also shared since the fork).
+        assert pages <= row["minflt"] <= pages + 20
+        # A fault that copies a 4 KiB page: well above a cached memory access, far below a disk
+        # read (the old window, with the child's wake-up, pickling, exit and wait4, was ~3x).
+        assert 100 <= row["elapsed_ns"] / pages <= 100_000
+        # The child that shares the pages never wrote them: only its interpreter's own faults.
+        assert 0 <= row["holder_minflt"] < pages / 20
 
 
 def test_cold_mapped_file_takes_major_faults(disk_dir: Path, tiny_protocol: Protocol) -> None:
@@ -190,6 +199,26 @@ def test_child_failure_and_timeout_are_reported() -> None:
 
     with pytest.raises(ChildError, match="did not finish within"):
         run_in_child(lambda: time.sleep(30), timeout_s=0.5)
+
+
+def test_a_child_forked_with_wait_ready_is_set_up_when_fork_returns(tmp_path: Path) -> None:
+    import time
+
+    from iobench.osutil.children import fork_child, ready
+
+    marker = tmp_path / "set-up"
+
+    def slow_start() -> str:
+        time.sleep(0.3)  # start-up that must not overlap anything the parent times next
+        marker.write_text("done")
+        ready()
+        return "parked"
+
+    started = time.monotonic()
+    child = fork_child(slow_start, wait_ready=True)
+    assert marker.read_text() == "done" and time.monotonic() - started >= 0.3
+    assert child.wait(10)[0] == "parked"
+    ready()  # outside such a child: nothing happens
 
 
 def test_quick_config_has_every_experiment() -> None:

@@ -1,0 +1,138 @@
+"""Run code under strace and read back the system calls it made: evidence from the kernel's side.
+
+``traced_window`` runs one case of an experiment (one repetition, no warmup) in a fresh
+interpreter under ``strace -f``, with a marker system call on each side of ``run_once``, and
+returns the calls made between the markers by every thread and process of the run. Tests
+use it to say what a timed window contains, and that a loop really made its system calls.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_START, _END = "/iobench-window-start", "/iobench-window-end"
+#: "1234 read(3<...>, ..." (a call, maybe unfinished) or "1234 <... read resumed>..." (its end).
+_CALL = re.compile(r"^(\d+)\s+(?:<\.\.\. (\w+) resumed>|(\w+)\()(.*)$")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One system call as strace printed it: who made it, its name, the rest of the line."""
+
+    pid: int
+    name: str
+    text: str
+
+
+@dataclass
+class Window:
+    """The calls between the markers around run_once, and the row the case produced."""
+
+    calls: list[Call]
+    row: dict[str, Any]
+
+    @property
+    def pid(self) -> int:
+        """The measuring thread's id (the main thread: its tid is the process id)."""
+        return int(self.row["measuring_pid"])
+
+    def own(self) -> list[Call]:
+        """The calls the measuring thread made itself."""
+        return [call for call in self.calls if call.pid == self.pid]
+
+    def names(self) -> Counter[str]:
+        """How many times each system call was made inside the window."""
+        return Counter(call.name for call in self.calls)
+
+    def made(self, name: str, *fragments: str) -> list[Call]:
+        """The calls named ``name`` whose text contains every fragment."""
+        return [c for c in self.calls if c.name == name and all(f in c.text for f in fragments)]
+
+
+def strace_path() -> str:
+    """The strace binary, or skip the test with the reason."""
+    path = shutil.which("strace") or "/usr/bin/strace"
+    if not os.path.exists(path):
+        pytest.skip("strace not installed")
+    return path
+
+
+def parse_trace(text: str) -> list[Call]:
+    """Every call started in the trace (resumed halves are not counted twice)."""
+    calls = []
+    for line in text.splitlines():
+        match = _CALL.match(line)
+        if match and match.group(3):
+            calls.append(Call(int(match.group(1)), match.group(3), match.group(3) + "(" + match.group(4)))
+    return calls
+
+
+def run_traced(
+    script: str, args: list[str], trace: Path, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``python -c script args`` under ``strace -f -yy``; the trace goes to ``trace``."""
+    done = subprocess.run(
+        [strace_path(), "-f", "-yy", "-s", "64", "-o", str(trace), sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if done.returncode != 0 and ("ptrace" in done.stderr or "PTRACE" in done.stderr):
+        pytest.skip(f"strace cannot trace here: {done.stderr.strip()[:200]}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+_WINDOW_SCRIPT = f"""
+import json, os, sys
+from pathlib import Path
+from iobench.engine.progress import Progress
+from iobench.engine.protocol import Protocol
+from iobench.engine.runner import run_case
+from iobench.experiments import get_experiment
+
+name, overrides, folder, engine = sys.argv[1], json.loads(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
+experiment = get_experiment(name)
+case = {{p.name: (p.default[0] if p.sweep else p.default) for p in experiment.params}} | overrides
+inner = experiment.run_once
+
+def run_once(self):
+    os.access({_START!r}, os.F_OK)
+    try:
+        return inner(self)
+    finally:
+        os.access({_END!r}, os.F_OK)
+
+experiment.run_once = run_once
+protocol = Protocol(warmup=0, min_reps=1, max_reps=1, max_case_time=60 * 10**9, target_ci=100.0, engine=engine)
+result = run_case(experiment, case, protocol, folder, Progress())
+print(json.dumps({{**result.rows[0], "measuring_pid": os.getpid()}}, default=str))
+"""
+
+
+def traced_window(name: str, overrides: dict[str, Any], folder: Path, engine: str = "auto") -> Window:
+    """One repetition of a case under strace: the calls inside its timed window, and its row."""
+    trace = folder / "strace.out"
+    work = folder / "work"
+    work.mkdir(parents=True)
+    done = run_traced(_WINDOW_SCRIPT, [name, json.dumps(overrides), str(work), engine], trace)
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    lines = trace.read_text().splitlines()
+    starts = [i for i, line in enumerate(lines) if _START in line]
+    ends = [i for i, line in enumerate(lines) if _END in line]
+    if row.get("status") != "ok":
+        return Window([], row)
+    assert len(starts) == len(ends) == 1, (starts, ends)
+    inside = parse_trace("\n".join(lines[starts[0] + 1 : ends[0]]))
+    return Window(inside, row)
