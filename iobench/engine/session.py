@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from iobench import hostinfo
+from iobench.engine.checks import case_warnings
 from iobench.engine.counters import CounterProbe
 from iobench.engine.progress import Progress
 from iobench.engine.runner import (
@@ -217,14 +218,5 @@ def run_plan(
 
 
 def _note_case_warnings(writer: RunWriter, summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
-    if summary.get("status") in ("unsupported", "failed"):
-        writer.warn(
-            f"{summary['case']} ({summary['experiment']}) {summary['status']}: {summary.get('reason')}"
-        )
-    unverified = [r for r in rows if r.get("cache_verified") is False]
-    if unverified:
-        worst = max(r.get("resident_before", 0) for r in unverified)
-        writer.warn(
-            f"{summary['experiment']} {summary['case']}: cache={summary.get('cache')} was not achieved in "
-            f"{len(unverified)} repetition(s) (up to {worst:.0%} of the file resident before timing)"
-        )
+    for warning in case_warnings(summary, rows):
+        writer.warn(warning)
