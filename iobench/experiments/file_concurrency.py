@@ -329,7 +329,9 @@ class FileConcurrency(Experiment):
             "records_written": expected,
             "records_lost": expected - found,
             "records_torn": torn,
-            "integrity_ok": found == expected and torn == 0,
+            # write-racing exists to lose records (records_lost is its result), so its rows make no
+            # claim a check could refute; pwrite and append must keep every record.
+            "integrity_ok": None if self.mode == "write-racing" else found == expected and torn == 0,
             "file_bytes": self.path.stat().st_size,
         }
 
