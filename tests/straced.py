@@ -41,6 +41,8 @@ class Window:
 
     calls: list[Call]
     row: dict[str, Any]
+    #: Every call of the run, the window's and the rest (prepare, before_rep, after_rep...).
+    everything: list[Call]
 
     @property
     def pid(self) -> int:
@@ -69,12 +71,27 @@ def strace_path() -> str:
 
 
 def parse_trace(text: str) -> list[Call]:
-    """Every call started in the trace (resumed halves are not counted twice)."""
-    calls = []
+    """Every call started in the trace, in order; a call strace split in two (another thread's
+    line came between "<unfinished ...>" and "<... resumed>") is joined back into one."""
+    calls: list[Call] = []
+    unfinished: dict[int, int] = {}  # pid -> index of its call waiting for the resumed half
     for line in text.splitlines():
         match = _CALL.match(line)
-        if match and match.group(3):
-            calls.append(Call(int(match.group(1)), match.group(3), match.group(3) + "(" + match.group(4)))
+        if not match:
+            continue
+        pid, resumed, name, rest = int(match.group(1)), match.group(2), match.group(3), match.group(4)
+        if resumed:
+            index = unfinished.pop(pid, None)
+            if index is not None:
+                head = calls[index]
+                start = head.text.removesuffix("<unfinished ...>").rstrip()
+                calls[index] = Call(
+                    pid, head.name, start + ("" if start.endswith("(") else " ") + rest.lstrip()
+                )
+            continue
+        calls.append(Call(pid, name, name + "(" + rest))
+        if rest.endswith("<unfinished ...>"):
+            unfinished[pid] = len(calls) - 1
     return calls
 
 
@@ -131,8 +148,9 @@ def traced_window(name: str, overrides: dict[str, Any], folder: Path, engine: st
     lines = trace.read_text().splitlines()
     starts = [i for i, line in enumerate(lines) if _START in line]
     ends = [i for i, line in enumerate(lines) if _END in line]
+    everything = parse_trace("\n".join(lines))
     if row.get("status") != "ok":
-        return Window([], row)
+        return Window([], row, everything)
     assert len(starts) == len(ends) == 1, (starts, ends)
     inside = parse_trace("\n".join(lines[starts[0] + 1 : ends[0]]))
-    return Window(inside, row)
+    return Window(inside, row, everything)

@@ -74,14 +74,72 @@ def test_prepost_holds_n_buffers_and_zero_byte_a_small_pool(tmp_path: Path) -> N
     common = {"connections": n, "recv_buffer": size, "messages": 200, "msg_size": 256, "pool_buffers": 2}
     (pre,) = ok_rows(run("zero-byte-recv", tmp_path, strategy="prepost", **common))
     (zero,) = ok_rows(run("zero-byte-recv", tmp_path, strategy="zero-byte", **common))
+    (threads,) = ok_rows(run("zero-byte-recv", tmp_path, strategy="zero-byte-threads", **common))
     assert pre["buffer_bytes_held"] == n * size
-    assert zero["buffer_bytes_held"] < n * size / 10
-    for row in (pre, zero):
+    assert zero["buffer_bytes_held"] < n * size / 10 and threads["buffer_bytes_held"] < n * size / 10
+    for row in (pre, zero, threads):
         assert row["ops"] == 200 and row["recv_calls"] >= 200
         assert 0 < row["lat_p50_ns"] <= row["lat_p99_ns"]
         assert row["rss_bytes"] > 0 and row["fd_soft_limit"] >= n
-        # The real zero-length recv: EAGAIN when idle, 0 with data, and the data stays queued.
+        # The real zero-length recv on one of the case's own TCP connections: EAGAIN when idle,
+        # 0 with data, and the data stays queued.
         assert (row["recv0_idle"], row["recv0_returned"], row["recv0_left_queued"]) == ("EAGAIN", 0, 1)
+        assert row["recv0_socket"] == "tcp"
+    # One blocking 0-byte recv returned per wake-up, never an epoll_wait.
+    assert threads["recv0_calls"] == threads["recv_calls"] and threads["select_calls"] == 0
+
+
+@pytest.mark.timeout(30)
+def test_zero_byte_threads_really_wait_in_a_zero_byte_recv_on_tcp(tmp_path: Path) -> None:
+    from tests.straced import traced_window
+
+    case = {
+        "strategy": "zero-byte-threads",
+        "connections": 4,
+        "messages": 12,
+        "msg_size": 256,
+        "recv_buffer": 4096,
+    }
+    window = traced_window("zero-byte-recv", case, tmp_path)
+    assert window.row["status"] == "ok", window.row
+    zero = [
+        c for c in window.calls if c.name == "recvfrom" and "<TCP:[" in c.text and ", NULL, 0, 0" in c.text
+    ]
+    # Each message was waited for by a connection's own thread, on the measured TCP socket.
+    assert len(zero) >= 12 - 4  # the first wait of each thread began before the window
+    assert window.pid not in {c.pid for c in zero} and len({c.pid for c in zero}) >= 2
+    assert not window.made("epoll_wait")
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("strategy", ["prepost", "zero-byte"])
+def test_epoll_strategies_check_zero_byte_semantics_on_their_tcp_connections(
+    tmp_path: Path, strategy: str
+) -> None:
+    from tests.straced import traced_window
+
+    case = {"strategy": strategy, "connections": 4, "messages": 8, "msg_size": 256, "recv_buffer": 4096}
+    window = traced_window("zero-byte-recv", case, tmp_path)
+    assert window.row["status"] == "ok", window.row
+    tcp_zero = [
+        c for c in window.everything if c.name == "recvfrom" and "<TCP:[" in c.text and ", NULL, 0," in c.text
+    ]
+    # Once without data (EAGAIN), once waiting for the probe byte (returns 0 and leaves it).
+    assert [c.text.split(" = ")[-1].split()[0] for c in tcp_zero] == ["-1", "0"]
+    assert "MSG_DONTWAIT" in tcp_zero[0].text and "EAGAIN" in tcp_zero[0].text
+    # The measured loop itself makes no 0-byte recv: epoll says when to read.
+    assert not [c for c in window.calls if ", NULL, 0," in c.text] and window.made("epoll_wait")
+
+
+def test_zero_byte_threads_refuses_more_connections_than_threads(tmp_path: Path) -> None:
+    from iobench.experiments.zero_byte_recv import MAX_THREADS
+
+    result = run("zero-byte-recv", tmp_path, strategy="zero-byte-threads", connections=MAX_THREADS + 1)
+    assert result.summary["status"] == "unsupported"
+    assert result.summary["reason"] == (
+        f"zero-byte-threads runs a thread per connection: {MAX_THREADS + 1:,} connections would need "
+        f"{MAX_THREADS + 1:,} threads, more than the {MAX_THREADS:,} this experiment starts"
+    )
 
 
 @pytest.mark.timeout(30)

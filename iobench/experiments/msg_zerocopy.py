@@ -367,6 +367,7 @@ class MsgZerocopy(Experiment):
                 raise RuntimeError("the parent went away before the go")
             send_all(sender, payload, transfer, True, release_receiver=release, stats=stats)
             sender.shutdown(socket.SHUT_WR)
+            os.read(start_read, 1)  # EOF in after_rep: exit only once the parent's window is over
             return stats
 
         try:
