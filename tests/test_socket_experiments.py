@@ -209,11 +209,61 @@ def test_frame_verification_and_tear_detection() -> None:
     }
 
 
+def _frames(sizes: list[int]) -> list[bytes]:
+    return [struct.pack("!II", seq, size) + bytes([seq % 251 + 1]) * size for seq, size in enumerate(sizes)]
+
+
+def test_the_frame_check_catches_reordered_torn_lost_and_repeated_frames() -> None:
+    sizes = [100, 200, 150, 100]
+    a, b, c, d = _frames(sizes)
+    assert verify_frames(a + b + c + d, sizes) == {"order_ok": True, "sizes_ok": True, "messages_verified": 4}
+    assert verify_frames(a + c + b + d, sizes)["order_ok"] is False  # two frames swapped
+    assert verify_frames(a + b + b + c, sizes)["order_ok"] is False  # one repeated, the last lost
+    torn = a + b[:60] + c + b[60:] + d  # another frame's bytes inside frame 1
+    assert verify_frames(torn, sizes)["sizes_ok"] is False
+    assert verify_frames(a + b[:-1] + c + d, sizes)["sizes_ok"] is False  # one byte short
+    assert verify_frames(a + b + c, sizes)["order_ok"] is False  # the last frame never came
+
+
+def test_advance_resumes_inside_the_frame_a_short_send_stopped_in() -> None:
+    from iobench.experiments.async_send import advance
+
+    pending = [memoryview(b"aaaa"), memoryview(b"bbb"), memoryview(b"cc")]
+    assert [bytes(v) for v in advance(pending, 5)] == [b"bb", b"cc"]
+    assert [bytes(v) for v in advance(pending, 4)] == [b"bbb", b"cc"]
+    assert advance(pending, 9) == []
+
+
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("mode", ["inflight-100-200-150", "inflight-random"])
 def test_one_writer_keeps_order_and_sizes(tmp_path: Path, mode: str) -> None:
     (row,) = ok_rows(run("async-send", tmp_path, mode=mode, messages=300, msg_size=5000))
     assert row["order_ok"] is True and row["sizes_ok"] is True and row["messages_verified"] == 300
+    assert row["effective_sndbuf"] <= 8192  # the minimum: sends come back short
+    if mode == "inflight-random":  # ~750 KB through a 4.5 KiB buffer
+        assert row["short_sends"] > 0 and row["send_calls"] > 1
+
+
+@pytest.mark.timeout(30)
+def test_a_writer_that_mishandles_short_sends_fails_the_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The order and size checks can fail: drop the rest of a frame a short send cut, as a
+    careless writer would, and the receiver's verdict says so."""
+    from iobench.experiments import async_send
+
+    advance = async_send.advance
+
+    def careless(pending: list[memoryview], sent: int) -> list[memoryview]:
+        rest = advance(pending, sent)
+        cut = rest and len(rest[0]) < len(pending[len(pending) - len(rest)])
+        return rest[1:] if cut else rest  # the cut frame's tail is never sent
+
+    monkeypatch.setattr(async_send, "advance", careless)
+    (row,) = ok_rows(run("async-send", tmp_path, mode="inflight-random", messages=300, msg_size=5000))
+    assert row["short_sends"] > 0
+    assert row["sizes_ok"] is False or row["order_ok"] is False
+    assert row["received_bytes"] < sum(message_sizes("inflight-random", 300, 5000)) + 300 * 8
 
 
 @pytest.mark.timeout(30)
