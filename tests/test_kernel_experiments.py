@@ -14,6 +14,7 @@ from iobench.engine.runner import CaseResult, PlanEntry, run_case
 from iobench.experiments import get_experiment
 from iobench.osutil.children import ChildError, run_in_child
 from iobench.stats import percentiles
+from tests.straced import syscalls_of_this_thread
 
 PAGE = resource.getpagesize()
 
@@ -34,11 +35,55 @@ def test_read0_makes_exactly_one_counted_syscall_per_call(tmp_path: Path, tiny_p
         assert row["ops"] == 5000 and row["bytes"] == 0
 
 
-@pytest.mark.parametrize("call", ["getppid", "vdso-clock", "python"])
-def test_other_calls_make_no_read_or_write(tmp_path: Path, tiny_protocol: Protocol, call: str) -> None:
-    for row in run("syscall", tmp_path, tiny_protocol, call=call, calls=5000).rows:
-        assert (row["syscalls_read"], row["syscalls_write"]) == (0, 0)
-        assert row["elapsed_ns"] > 0 and row["ops"] == 5000
+def check_getppid_case(folder: Path, protocol: Protocol) -> None:
+    """Every getppid the case claims, the kernel saw (strace on this thread), and no reads."""
+    with syscalls_of_this_thread(("getppid",)) as seen:
+        rows = run("syscall", folder, protocol, call="getppid", calls=5000).rows
+    assert seen["getppid"] == 5000 * (protocol.warmup + len(rows))
+    for row in rows:
+        assert (row["syscalls_read"], row["syscalls_write"], row["ops"]) == (0, 0, 5000)
+
+
+def check_call_costs_time(folder: Path, protocol: Protocol, call: str) -> None:
+    """vdso-clock and python make no system call, so their evidence is physical: each call
+    takes at least the few ns a clock read or an interpreted call takes (a loop that skipped
+    its calls would not), and far less than a syscall round trip on any machine."""
+    with syscalls_of_this_thread(("clock_gettime", "getppid")) as seen:
+        run("syscall", folder, protocol, call=call, calls=1000)
+    assert seen.count("clock_gettime", "CLOCK_MONOTONIC") == 0  # the vDSO answered in user space
+    for row in run("syscall", folder, protocol, call=call, calls=200_000).rows:
+        assert (row["syscalls_read"], row["syscalls_write"], row["ops"]) == (0, 0, 200_000)
+        assert 2 <= row["elapsed_ns"] / row["ops"] <= 5_000
+
+
+def test_getppid_enters_the_kernel_once_per_call(tmp_path: Path, tiny_protocol: Protocol) -> None:
+    check_getppid_case(tmp_path, tiny_protocol)
+
+
+@pytest.mark.parametrize("call", ["vdso-clock", "python"])
+def test_calls_without_a_syscall_still_take_a_calls_time(
+    tmp_path: Path, tiny_protocol: Protocol, call: str
+) -> None:
+    check_call_costs_time(tmp_path, tiny_protocol, call)
+
+
+def test_a_stubbed_syscall_loop_is_caught(
+    tmp_path: Path, tiny_protocol: Protocol, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mutation check: null_calls (native and Python) and the pure-Python loop replaced by
+    stubs that return at once must fail the checks above."""
+    from iobench.experiments import syscall
+    from iobench.loops import engines, pyloops
+
+    native = engines._load_native()[0]
+    for module in (m for m in (pyloops, native) if m is not None):
+        monkeypatch.setattr(module, "null_calls", lambda kind, count, fd=-1: count)
+    monkeypatch.setattr(syscall, "_loop", lambda function, calls: None)
+    with pytest.raises(AssertionError):
+        check_getppid_case(tmp_path, tiny_protocol)
+    for call in ("vdso-clock", "python"):
+        with pytest.raises(AssertionError):
+            check_call_costs_time(tmp_path, tiny_protocol, call)
 
 
 # --- context-switch ----------------------------------------------------------------------
