@@ -12,6 +12,7 @@ the repair (scratch folders, temporary files). The target: 0 tracebacks, 0 lost,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -22,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,7 +114,9 @@ class Trial:
         return self.code != 0 and len(lines) == 1 and not self.traceback
 
 
-def iobench(args: list[str], timeout: float = 300, env: dict | None = None, preexec: Callable | None = None) -> Trial:
+def iobench(
+    args: list[str], timeout: float = 300, env: dict | None = None, preexec: Callable | None = None
+) -> Trial:
     done = subprocess.run(
         [*IOBENCH, *args], capture_output=True, text=True, timeout=timeout, env=env, preexec_fn=preexec
     )
@@ -151,9 +153,9 @@ def leftovers(folders: list[Path]) -> int:
         if not folder.exists():
             continue
         for path in folder.rglob("*"):
-            if path.name.startswith("iobench-") and path.is_dir():
-                count += 1
-            elif path.name.startswith((".meta.json.", ".results.csv.", ".cases.jsonl.")):
+            if (path.name.startswith("iobench-") and path.is_dir()) or path.name.startswith(
+                (".meta.json.", ".results.csv.", ".cases.jsonl.")
+            ):
                 count += 1
     return count
 
@@ -188,7 +190,9 @@ def check_after_fault(tally: Tally, first: Trial, out: Path, scratch: Path, expe
     duplicates = final.frame.groupby("case")["rep"].apply(lambda reps: reps.duplicated().any()).any()
     if not complete or duplicates:
         tally.lost += 1
-        tally.notes.append(f"after resume: {final.meta['status']}, {len(final.meta['cases'])} cases, dup={duplicates}")
+        tally.notes.append(
+            f"after resume: {final.meta['status']}, {len(final.meta['cases'])} cases, dup={duplicates}"
+        )
     tally.left += leftovers([scratch, run])
 
 
@@ -199,7 +203,9 @@ def workdir(base: Path, name: str) -> tuple[Path, Path, Path]:
     return folder, scratch, out
 
 
-def signal_trial(base: Path, rng: random.Random, signum: int, window: tuple[float, float], heavy: bool) -> tuple[Trial, Path, Path, int]:
+def signal_trial(
+    base: Path, rng: random.Random, signum: int, window: tuple[float, float], heavy: bool
+) -> tuple[Trial, Path, Path, int]:
     folder, scratch, out = workdir(base, "sig")
     cases = 12 if heavy else 3
     config = folder / "sweep.toml"
@@ -214,10 +220,8 @@ def signal_trial(base: Path, rng: random.Random, signum: int, window: tuple[floa
         text=True,
     )
     time.sleep(rng.uniform(*window))
-    try:
+    with contextlib.suppress(ProcessLookupError):
         child.send_signal(signum)
-    except ProcessLookupError:
-        pass
     stdout, stderr = child.communicate(timeout=300)
     return Trial(child.returncode, stdout, stderr), out, scratch, cases
 
@@ -253,7 +257,9 @@ def mount_tmpfs(size: str) -> Path | None:
     if os.geteuid() != 0 or not shutil.which("mount"):
         return None
     folder = Path(tempfile.mkdtemp(prefix="iobench-torture-tmpfs-"))
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True
+    )
     if done.returncode != 0:
         folder.rmdir()
         return None
@@ -302,7 +308,9 @@ def category_full_out(base: Path, rng: random.Random, trials: int) -> Tally:
                 final = load_run(runs[0])
                 if final.meta["status"] != "complete" or len(final.meta["cases"]) != 3:
                     tally.lost += 1
-                    tally.notes.append(f"after freeing space: {final.meta['status']} {len(final.meta['cases'])}")
+                    tally.notes.append(
+                        f"after freeing space: {final.meta['status']} {len(final.meta['cases'])}"
+                    )
                 tally.left += leftovers([scratch, runs[0]])
         finally:
             unmount(mount)
@@ -381,7 +389,9 @@ def category_fd_limit(base: Path, rng: random.Random, trials: int) -> Tally:
         folder, scratch, out = workdir(base, "fd")
         config = folder / "sweep.toml"
         config.write_text(FD_SWEEP)
-        trial = iobench(["run", "sweep", str(config), "--dir", str(scratch), "--out", str(out)], preexec=limit)
+        trial = iobench(
+            ["run", "sweep", str(config), "--dir", str(scratch), "--out", str(out)], preexec=limit
+        )
         tally.tried += 1
         tally.traceback += int(trial.traceback)
         runs = sorted(out.iterdir()) if out.exists() else []
@@ -410,8 +420,12 @@ def category_memory_limit(base: Path, rng: random.Random, trials: int) -> Tally:
         def limit(mb: int = megabytes) -> None:
             resource.setrlimit(resource.RLIMIT_AS, (mb << 20, mb << 20))
 
-        folder, scratch, out = workdir(base, "mem")
-        args = (["--help"], ["list"], ["run", "syscall", "--calls", "100", "--dir", str(scratch), "--out", str(out)])[index % 3]
+        _folder, scratch, out = workdir(base, "mem")
+        args = (
+            ["--help"],
+            ["list"],
+            ["run", "syscall", "--calls", "100", "--dir", str(scratch), "--out", str(out)],
+        )[index % 3]
         trial = iobench(args, preexec=limit)
         tally.tried += 1
         tally.traceback += int(trial.traceback)
@@ -431,13 +445,18 @@ def category_concurrent(base: Path, rng: random.Random, trials: int) -> Tally:
         config = folder / "sweep.toml"
         config.write_text(COPY.format(size="1MiB"))
         args = ["run", "sweep", str(config), "--dir", str(scratch), "--out", str(out), "-q"]
-        pair = [subprocess.Popen([*IOBENCH, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        pair = [
+            subprocess.Popen([*IOBENCH, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
         results = [Trial(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in pair]
         tally.tried += 1
         runs = sorted(out.iterdir())
         from iobench.results import load_run
 
-        whole = len(runs) == 2 and all(load_run(r).meta["status"] == "complete" and len(load_run(r).meta["cases"]) == 3 for r in runs)
+        whole = len(runs) == 2 and all(
+            load_run(r).meta["status"] == "complete" and len(load_run(r).meta["cases"]) == 3 for r in runs
+        )
         tally.traceback += sum(t.traceback for t in results)
         tally.clear += int(whole and all(t.code == 0 for t in results))
         tally.lost += int(not whole)
@@ -445,13 +464,24 @@ def category_concurrent(base: Path, rng: random.Random, trials: int) -> Tally:
         stopped = iobench([*args[:-1], "--max-time", "1ns", "-q"])
         run = sorted(out.iterdir())[-1]
         resume = ["run", "sweep", "--resume", str(run), "--dir", str(scratch), "-q"]
-        both = [subprocess.Popen([*IOBENCH, *resume], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        both = [
+            subprocess.Popen([*IOBENCH, *resume], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
         outcomes = [Trial(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in both]
         tally.tried += 1
         codes = sorted(t.code for t in outcomes)
-        refused_clearly = all(t.code == 0 or (t.one_line_error and "being written by another" in t.stderr) for t in outcomes)
+        refused_clearly = all(
+            t.code == 0 or (t.one_line_error and "being written by another" in t.stderr) for t in outcomes
+        )
         final = load_run(run)
-        if stopped.code == 0 and codes[0] == 0 and refused_clearly and final.meta["status"] == "complete" and len(final.meta["cases"]) == 3:
+        if (
+            stopped.code == 0
+            and codes[0] == 0
+            and refused_clearly
+            and final.meta["status"] == "complete"
+            and len(final.meta["cases"]) == 3
+        ):
             tally.clear += 1
         else:
             tally.notes.append(f"two resumes: codes {codes}, status {final.meta['status']}")
@@ -492,7 +522,9 @@ CATEGORIES: dict[str, tuple[Callable[[Path, random.Random, int], Tally], int, in
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="a few trials per category")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--only", default="", help="comma-separated category names")
@@ -509,7 +541,11 @@ def main() -> int:
             function, trials, quick = CATEGORIES[name]
             began = time.monotonic()
             table[name] = function(base, rng, quick if options.quick else trials)
-            print(f"{name}: {table[name].tried} tried in {time.monotonic() - began:.0f} s", file=sys.stderr, flush=True)
+            print(
+                f"{name}: {table[name].tried} tried in {time.monotonic() - began:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
     finally:
         shutil.rmtree(base, ignore_errors=True)
     header = ("category", "tried", "clear error/ok", "traceback", "data lost", "files left")

@@ -22,6 +22,7 @@ from typing import Any
 
 from iobench import hostinfo
 from iobench.dictionary import columns, render_markdown, typed_frame
+from iobench.engine.checks import case_warnings
 from iobench.engine.counters import CounterProbe
 from iobench.engine.events import CaseFinished, Event, Events, RunFinished, RunStarted, Subscriber
 from iobench.engine.runner import CaseSpaceError
@@ -175,23 +176,6 @@ def _open_sink(request: RunRequest, meta: dict[str, Any], facts: dict[str, Any],
     if request.out_dir is None:
         return MemorySink(full)
     return RunStore.create(Path(request.out_dir), full)
-
-
-def case_warnings(summary: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
-    """What a finished case should add to the run's warnings."""
-    found = []
-    if summary.get("status") in ("unsupported", "failed"):
-        found.append(
-            f"{summary['case']} ({summary['experiment']}) {summary['status']}: {summary.get('reason')}"
-        )
-    unverified = [r for r in rows if r.get("cache_verified") is False]
-    if unverified:
-        worst = max(r.get("resident_before", 0) for r in unverified)
-        found.append(
-            f"{summary['experiment']} {summary['case']}: cache={summary.get('cache')} was not achieved in "
-            f"{len(unverified)} repetition(s) (up to {worst:.0%} of the file resident before timing)"
-        )
-    return found
 
 
 def execute_events(request: RunRequest) -> Iterator[Event]:

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from array import array
 from pathlib import Path
 from types import ModuleType
@@ -21,6 +22,7 @@ import pytest
 from iobench.errors import ExitCode
 from iobench.loops import engines, pyloops
 from tests.helpers import IOBENCH, ONE_REP
+from tests.straced import syscalls_of_this_thread
 
 native = engines._load_native()[0]
 needs_native = pytest.mark.skipif(native is None, reason="the C extension is not built here")
@@ -163,17 +165,71 @@ def test_touch_pages_and_copy_out(loops: ModuleType, tmp_path: Path) -> None:
         anonymous.close()
 
 
-@pytest.mark.parametrize("loops", MODULES)
-def test_null_calls_reach_the_kernel(loops: ModuleType) -> None:
+def check_null_calls(loops: ModuleType) -> None:
+    """The kernel's evidence that null_calls made its calls: read(fd, 0) counted in
+    /proc/thread-self/io, getppid seen by strace one by one, the vDSO clock never entering the
+    kernel yet taking the time a clock read takes."""
     fd = os.open("/dev/zero", os.O_RDONLY)
     try:
         result, reads, _ = counted(loops.null_calls, "read0", 1000, fd)
     finally:
         os.close(fd)
     assert (result, reads) == (1000, 1000)
-    result, reads, writes = counted(loops.null_calls, "getppid", 1000)
-    assert (result, reads, writes) == (1000, 0, 0)
-    assert loops.null_calls("vdso-clock", 10) == 10
+    with syscalls_of_this_thread(("getppid", "clock_gettime")) as seen:
+        assert loops.null_calls("getppid", 1000) == 1000
+        assert loops.null_calls("vdso-clock", 1000) == 1000
+    assert seen["getppid"] == 1000  # every call reached the kernel
+    assert seen.count("clock_gettime", "CLOCK_MONOTONIC") == 0  # served by the vDSO, in user space
+    calls = 200_000
+    start = time.perf_counter_ns()
+    loops.null_calls("vdso-clock", calls)
+    per_call = (time.perf_counter_ns() - start) / calls
+    # A clock read costs a few ns at least (rdtsc alone takes ~10 cycles); a loop that skipped
+    # it would finish 200,000 iterations in far less. Upper bound: a slow VM's syscall fallback.
+    assert 2 <= per_call <= 5_000, per_call
+
+
+def check_read_all(loops: ModuleType, folder: Path) -> None:
+    """read_all's evidence: the kernel counted every read and the buffer holds the file's end."""
+    data = random_file(folder / "evidence", 10_000)
+    buffer = bytearray(4096)
+    fd = os.open(folder / "evidence", os.O_RDONLY)
+    try:
+        (moved, calls), reads, _ = counted(loops.read_all, fd, buffer)
+    finally:
+        os.close(fd)
+    assert (moved, calls, reads) == (10_000, 4, 4)
+    assert bytes(buffer[: 10_000 % 4096]) == data[-(10_000 % 4096) :]
+
+
+@pytest.mark.parametrize("loops", MODULES)
+def test_null_calls_reach_the_kernel(loops: ModuleType) -> None:
+    check_null_calls(loops)
+
+
+@pytest.mark.parametrize("loops", MODULES)
+def test_read_all_evidence(loops: ModuleType, tmp_path: Path) -> None:
+    check_read_all(loops, tmp_path)
+
+
+@pytest.mark.parametrize("faked", ["read0", "getppid", "vdso-clock"])
+@pytest.mark.parametrize("module", MODULES)
+def test_a_stub_loop_fails_the_evidence_checks(
+    module: ModuleType, faked: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Mutation check: a loop that returns the expected result without making its calls (one
+    kind at a time, the others real) must be caught, or the checks above would pass a stub."""
+    real = module.null_calls
+
+    def stub(kind: str, count: int, fd: int = -1) -> int:
+        return count if kind == faked else real(kind, count, fd)
+
+    monkeypatch.setattr(module, "null_calls", stub)
+    with pytest.raises(AssertionError):
+        check_null_calls(module)
+    monkeypatch.setattr(module, "read_all", lambda fd, buffer: (10_000, 4))
+    with pytest.raises(AssertionError):
+        check_read_all(module, tmp_path)
 
 
 @pytest.mark.parametrize("loops", MODULES)

@@ -73,14 +73,72 @@ def test_prepost_holds_n_buffers_and_zero_byte_a_small_pool(tmp_path: Path) -> N
     common = {"connections": n, "recv_buffer": size, "messages": 200, "msg_size": 256, "pool_buffers": 2}
     (pre,) = ok_rows(run("zero-byte-recv", tmp_path, strategy="prepost", **common))
     (zero,) = ok_rows(run("zero-byte-recv", tmp_path, strategy="zero-byte", **common))
+    (threads,) = ok_rows(run("zero-byte-recv", tmp_path, strategy="zero-byte-threads", **common))
     assert pre["buffer_bytes_held"] == n * size
-    assert zero["buffer_bytes_held"] < n * size / 10
-    for row in (pre, zero):
+    assert zero["buffer_bytes_held"] < n * size / 10 and threads["buffer_bytes_held"] < n * size / 10
+    for row in (pre, zero, threads):
         assert row["ops"] == 200 and row["recv_calls"] >= 200
         assert 0 < row["lat_p50_ns"] <= row["lat_p99_ns"]
         assert row["rss_bytes"] > 0 and row["fd_soft_limit"] >= n
-        # The real zero-length recv: EAGAIN when idle, 0 with data, and the data stays queued.
+        # The real zero-length recv on one of the case's own TCP connections: EAGAIN when idle,
+        # 0 with data, and the data stays queued.
         assert (row["recv0_idle"], row["recv0_returned"], row["recv0_left_queued"]) == ("EAGAIN", 0, 1)
+        assert row["recv0_socket"] == "tcp"
+    # One blocking 0-byte recv returned per wake-up, never an epoll_wait.
+    assert threads["recv0_calls"] == threads["recv_calls"] and threads["select_calls"] == 0
+
+
+@pytest.mark.timeout(30)
+def test_zero_byte_threads_really_wait_in_a_zero_byte_recv_on_tcp(tmp_path: Path) -> None:
+    from tests.straced import traced_window
+
+    case = {
+        "strategy": "zero-byte-threads",
+        "connections": 4,
+        "messages": 12,
+        "msg_size": 256,
+        "recv_buffer": 4096,
+    }
+    window = traced_window("zero-byte-recv", case, tmp_path)
+    assert window.row["status"] == "ok", window.row
+    zero = [
+        c for c in window.calls if c.name == "recvfrom" and "<TCP:[" in c.text and ", NULL, 0, 0" in c.text
+    ]
+    # Each message was waited for by a connection's own thread, on the measured TCP socket.
+    assert len(zero) >= 12 - 4  # the first wait of each thread began before the window
+    assert window.pid not in {c.pid for c in zero} and len({c.pid for c in zero}) >= 2
+    assert not window.made("epoll_wait")
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("strategy", ["prepost", "zero-byte"])
+def test_epoll_strategies_check_zero_byte_semantics_on_their_tcp_connections(
+    tmp_path: Path, strategy: str
+) -> None:
+    from tests.straced import traced_window
+
+    case = {"strategy": strategy, "connections": 4, "messages": 8, "msg_size": 256, "recv_buffer": 4096}
+    window = traced_window("zero-byte-recv", case, tmp_path)
+    assert window.row["status"] == "ok", window.row
+    tcp_zero = [
+        c for c in window.everything if c.name == "recvfrom" and "<TCP:[" in c.text and ", NULL, 0," in c.text
+    ]
+    # Once without data (EAGAIN), once waiting for the probe byte (returns 0 and leaves it).
+    assert [c.text.split(" = ")[-1].split()[0] for c in tcp_zero] == ["-1", "0"]
+    assert "MSG_DONTWAIT" in tcp_zero[0].text and "EAGAIN" in tcp_zero[0].text
+    # The measured loop itself makes no 0-byte recv: epoll says when to read.
+    assert not [c for c in window.calls if ", NULL, 0," in c.text] and window.made("epoll_wait")
+
+
+def test_zero_byte_threads_refuses_more_connections_than_threads(tmp_path: Path) -> None:
+    from iobench.experiments.zero_byte_recv import MAX_THREADS
+
+    result = run("zero-byte-recv", tmp_path, strategy="zero-byte-threads", connections=MAX_THREADS + 1)
+    assert result.summary["status"] == "unsupported"
+    assert result.summary["reason"] == (
+        f"zero-byte-threads runs a thread per connection: {MAX_THREADS + 1:,} connections would need "
+        f"{MAX_THREADS + 1:,} threads, more than the {MAX_THREADS:,} this experiment starts"
+    )
 
 
 @pytest.mark.timeout(30)
@@ -150,11 +208,61 @@ def test_frame_verification_and_tear_detection() -> None:
     }
 
 
+def _frames(sizes: list[int]) -> list[bytes]:
+    return [struct.pack("!II", seq, size) + bytes([seq % 251 + 1]) * size for seq, size in enumerate(sizes)]
+
+
+def test_the_frame_check_catches_reordered_torn_lost_and_repeated_frames() -> None:
+    sizes = [100, 200, 150, 100]
+    a, b, c, d = _frames(sizes)
+    assert verify_frames(a + b + c + d, sizes) == {"order_ok": True, "sizes_ok": True, "messages_verified": 4}
+    assert verify_frames(a + c + b + d, sizes)["order_ok"] is False  # two frames swapped
+    assert verify_frames(a + b + b + c, sizes)["order_ok"] is False  # one repeated, the last lost
+    torn = a + b[:60] + c + b[60:] + d  # another frame's bytes inside frame 1
+    assert verify_frames(torn, sizes)["sizes_ok"] is False
+    assert verify_frames(a + b[:-1] + c + d, sizes)["sizes_ok"] is False  # one byte short
+    assert verify_frames(a + b + c, sizes)["order_ok"] is False  # the last frame never came
+
+
+def test_advance_resumes_inside_the_frame_a_short_send_stopped_in() -> None:
+    from iobench.experiments.async_send import advance
+
+    pending = [memoryview(b"aaaa"), memoryview(b"bbb"), memoryview(b"cc")]
+    assert [bytes(v) for v in advance(pending, 5)] == [b"bb", b"cc"]
+    assert [bytes(v) for v in advance(pending, 4)] == [b"bbb", b"cc"]
+    assert advance(pending, 9) == []
+
+
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("mode", ["inflight-100-200-150", "inflight-random"])
 def test_one_writer_keeps_order_and_sizes(tmp_path: Path, mode: str) -> None:
     (row,) = ok_rows(run("async-send", tmp_path, mode=mode, messages=300, msg_size=5000))
     assert row["order_ok"] is True and row["sizes_ok"] is True and row["messages_verified"] == 300
+    assert row["effective_sndbuf"] <= 8192  # the minimum: sends come back short
+    if mode == "inflight-random":  # ~750 KB through a 4.5 KiB buffer
+        assert row["short_sends"] > 0 and row["send_calls"] > 1
+
+
+@pytest.mark.timeout(30)
+def test_a_writer_that_mishandles_short_sends_fails_the_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The order and size checks can fail: drop the rest of a frame a short send cut, as a
+    careless writer would, and the receiver's verdict says so."""
+    from iobench.experiments import async_send
+
+    advance = async_send.advance
+
+    def careless(pending: list[memoryview], sent: int) -> list[memoryview]:
+        rest = advance(pending, sent)
+        cut = rest and len(rest[0]) < len(pending[len(pending) - len(rest)])
+        return rest[1:] if cut else rest  # the cut frame's tail is never sent
+
+    monkeypatch.setattr(async_send, "advance", careless)
+    (row,) = ok_rows(run("async-send", tmp_path, mode="inflight-random", messages=300, msg_size=5000))
+    assert row["short_sends"] > 0
+    assert row["sizes_ok"] is False or row["order_ok"] is False
+    assert row["received_bytes"] < sum(message_sizes("inflight-random", 300, 5000)) + 300 * 8
 
 
 @pytest.mark.timeout(30)
@@ -171,8 +279,8 @@ def test_threads_sharing_sendall_tear_messages_and_a_lock_does_not(tmp_path: Pat
 def test_echo_servers_count_latency_and_switches(tmp_path: Path, mode: str) -> None:
     result = run("async-send", tmp_path, mode=mode, concurrency=3, messages=50, msg_size=512)
     if result.summary["status"] == "unsupported":
-        assert mode == "echo-uvloop" and "uvloop not installed" in result.summary["reason"]
-        return
+        assert mode == "echo-uvloop" and result.summary["reason"] == "uvloop not installed"
+        pytest.skip("uvloop not installed: echo-uvloop is recorded as unsupported, not measured")
     (row,) = result.rows
     assert row["round_trips"] == 150 and row["ops"] == 150 and row["sizes_ok"] is True
     assert 0 < row["lat_p50_ns"] <= row["lat_p99_ns"]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import resource
+import select
 import selectors
 import socket
 import struct
@@ -20,7 +22,7 @@ import psutil
 from iobench.errors import UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
-from iobench.osutil.children import Child, fork_child
+from iobench.osutil.children import Child, fork_child, ready
 from iobench.osutil.sockets import (
     SOCKET_TIMEOUT_S,
     accept_with_timeouts,
@@ -52,6 +54,45 @@ def message_sizes(mode: str, messages: int, max_size: int) -> list[int]:
         return [(100, 200, 150)[i % 3] for i in range(messages)]
     rng = random.Random(4)
     return [rng.randint(1, max_size) for _ in range(messages)]
+
+
+def advance(pending: list[memoryview], sent: int) -> list[memoryview]:
+    """What is left to send after a send took ``sent`` bytes of ``pending``: the frames it took
+    whole are dropped, a frame it took part of continues where it stopped."""
+    index = 0
+    while index < len(pending) and sent >= len(pending[index]):
+        sent -= len(pending[index])
+        index += 1
+    rest = pending[index:]
+    if rest and sent:
+        rest[0] = rest[0][sent:]
+    return rest
+
+
+def send_frames(sock: socket.socket, frames: list[bytes], batch: int = _IOV_BATCH) -> dict[str, int]:
+    """Queue every frame on a non-blocking socket, ``batch`` frames per sendmsg, as an event-loop
+    writer does: a short send resumes inside the frame it stopped in, EAGAIN waits for room.
+
+    Returns the sendmsg calls that took bytes, how many of them were short (took part of what
+    was offered, so the next call resumed mid-stream), and the waits for room.
+    """
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLOUT)
+    calls = short = waits = 0
+    for start in range(0, len(frames), batch):
+        pending = [memoryview(frame) for frame in frames[start : start + batch]]
+        while pending:
+            try:
+                sent = sock.sendmsg(pending)
+            except BlockingIOError:
+                waits += 1
+                if not poller.poll(SOCKET_TIMEOUT_S * 1000):
+                    raise TimeoutError(f"no room to send for {SOCKET_TIMEOUT_S:g} s") from None
+                continue
+            calls += 1
+            short += sent < sum(map(len, pending))
+            pending = advance(pending, sent)
+    return {"send_calls": calls, "short_sends": short, "send_waits": waits}
 
 
 def verify_frames(data: bytes, sizes: list[int]) -> dict[str, Any]:
@@ -109,6 +150,7 @@ def _receive_all(sock: socket.socket, others: list[socket.socket], total: int) -
         other.close()
     data = bytearray(total)
     view, have = memoryview(data), 0
+    ready()
     while have < total and (got := sock.recv_into(view[have:])):
         have += got
     sock.close()
@@ -118,21 +160,23 @@ def _receive_all(sock: socket.socket, others: list[socket.socket], total: int) -
 def _echo_driver(port: int, connections: int, messages: int, size: int, go: int) -> dict[str, Any]:
     """The client child: N connections, each a closed loop of ``messages`` round trips."""
     socks = [connect_loopback(port) for _ in range(connections)]
+    selector = selectors.DefaultSelector()
     try:
         for sock in socks:
             sock.setblocking(False)
+            selector.register(sock, selectors.EVENT_READ)
+        payload = b"e" * size
+        rtts = array("q", bytes(8 * connections * messages))
+        clock = time.perf_counter_ns
+        state = {}
+        ready()  # connected and set up: the server's clock may start
         if os.read(go, 1) != b"g":
             return {}
         before = resource.getrusage(resource.RUSAGE_SELF)
-        payload = b"e" * size
-        rtts = array("q")
-        clock = time.perf_counter_ns
-        selector = selectors.DefaultSelector()
-        state = {}
+        done = 0
         for sock in socks:
             sock.sendall(payload)
             state[sock] = [clock(), 0, 0]  # sent at, bytes back, round trips done
-            selector.register(sock, selectors.EVENT_READ)
         active = connections
         while active:
             events = selector.select(SOCKET_TIMEOUT_S)
@@ -146,7 +190,8 @@ def _echo_driver(port: int, connections: int, messages: int, size: int, go: int)
                 entry[1] += got
                 if entry[1] < size:
                     continue
-                rtts.append(clock() - entry[0])
+                rtts[done] = clock() - entry[0]
+                done += 1
                 entry[1], entry[2] = 0, entry[2] + 1
                 if entry[2] == messages:
                     selector.unregister(sock)
@@ -156,15 +201,16 @@ def _echo_driver(port: int, connections: int, messages: int, size: int, go: int)
                     entry[0] = clock()
                     sock.sendall(payload)
         after = resource.getrusage(resource.RUSAGE_SELF)
-        p50, p99 = percentiles(rtts, 0.50, 0.99)
+        p50, p99 = percentiles(rtts[:done], 0.50, 0.99)
         return {
             "lat_p50_ns": p50,
             "lat_p99_ns": p99,
-            "round_trips": len(rtts),
+            "round_trips": done,
             "peer_ctx_vol": after.ru_nvcsw - before.ru_nvcsw,
             "peer_ctx_invol": after.ru_nivcsw - before.ru_nivcsw,
         }
     finally:
+        selector.close()
         for sock in socks:
             sock.close()
 
@@ -188,13 +234,19 @@ class _EchoProtocol(asyncio.Protocol):
             self.done.set_result(None)
 
 
-async def _serve_asyncio(conns: list[socket.socket]) -> None:
+async def _attach_asyncio(conns: list[socket.socket]) -> list[asyncio.Future[None]]:
+    """Hand every accepted connection to the running loop; returns one future per connection,
+    done when the client has closed its side."""
     loop = asyncio.get_running_loop()
     waits = []
     for conn in conns:
         done: asyncio.Future[None] = loop.create_future()
         await loop.connect_accepted_socket(lambda done=done: _EchoProtocol(done), conn)
         waits.append(done)
+    return waits
+
+
+async def _serve_asyncio(waits: list[asyncio.Future[None]]) -> None:
     await asyncio.wait_for(asyncio.gather(*waits), SOCKET_TIMEOUT_S)
 
 
@@ -205,31 +257,34 @@ def _echo_blocking(conn: socket.socket, size: int) -> None:
         conn.sendall(view[:got])
 
 
-def _serve_selectors(conns: list[socket.socket], size: int) -> None:
+def _selector_for(conns: list[socket.socket]) -> selectors.BaseSelector:
     selector = selectors.DefaultSelector()
+    for conn in conns:
+        conn.setblocking(False)
+        selector.register(conn, selectors.EVENT_READ)
+    return selector
+
+
+def _serve_selectors(selector: selectors.BaseSelector, connections: int, size: int) -> None:
     buffer = bytearray(max(size, 65536))
     view = memoryview(buffer)
-    try:
-        for conn in conns:
-            conn.setblocking(False)
-            selector.register(conn, selectors.EVENT_READ)
-        open_conns = len(conns)
-        while open_conns:
-            events = selector.select(SOCKET_TIMEOUT_S)
-            if not events:
-                raise TimeoutError("echo clients went silent")
-            for key, _ in events:
-                conn = key.fileobj
-                got = conn.recv_into(buffer)
-                if not got:
-                    selector.unregister(conn)
-                    open_conns -= 1
-                    continue
-                conn.settimeout(SOCKET_TIMEOUT_S)  # sendall of a partial write may wait
-                conn.sendall(view[:got])
+    open_conns = connections
+    while open_conns:
+        events = selector.select(SOCKET_TIMEOUT_S)
+        if not events:
+            raise TimeoutError("echo clients went silent")
+        for key, _ in events:
+            conn = key.fileobj
+            got = conn.recv_into(buffer)
+            if not got:
+                selector.unregister(conn)
+                open_conns -= 1
+                continue
+            sent = conn.send(view[:got])
+            if sent < got:  # the client's window is full (rare): finish this echo blocking
+                conn.settimeout(SOCKET_TIMEOUT_S)
+                conn.sendall(view[sent:got])
                 conn.setblocking(False)
-    finally:
-        selector.close()
 
 
 @register
@@ -249,8 +304,12 @@ class AsyncSend(Experiment):
         choice_param(
             "mode",
             INFLIGHT_MODES + WRITER_MODES + ECHO_MODES,
-            "inflight-100-200-150: one writer queues 100/200/150-byte messages in one sendmsg "
-            "(all in flight at once), the receiver checks order and sizes; inflight-random: "
+            "inflight-100-200-150: one writer queues 100/200/150-byte messages with non-blocking "
+            "sendmsg (up to 512 per call) on a send buffer set to its minimum, so sends return "
+            "short and the writer resumes mid-message (short_sends); the receiver checks order and "
+            "sizes. One stream socket keeps the order of the calls, so this demonstrates Linux's "
+            "guarantee rather than testing it: the check catches a writer that mishandles a short "
+            "send, not a reordering the kernel never does. inflight-random: "
             "the same with random sizes up to MSG_SIZE; threads-sendall: CONCURRENCY threads "
             "sendall WRITER_MSG_SIZE messages on one socket (bytes interleave); threads-locked: "
             "the same under a lock (both over a Unix socketpair); echo-*: CONCURRENCY clients (a child) ping-pong MSG_SIZE "
@@ -334,6 +393,11 @@ class AsyncSend(Experiment):
     _child: Child | None = None
     _conns: list[socket.socket] = []  # noqa: RUF012 - replaced per instance
     _go: int | None = None
+    _threads: list[threading.Thread] = []  # noqa: RUF012 - replaced per instance
+    _start: threading.Barrier | None = None
+    _finish: threading.Barrier | None = None
+    _selector: selectors.BaseSelector | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def irrelevant_params(cls, case: dict[str, Any]) -> frozenset[str]:
@@ -396,10 +460,11 @@ class AsyncSend(Experiment):
                 listener.close()
                 return _echo_driver(port, conc, messages, size, go_r)
 
-            self._child = fork_child(driver)
+            self._child = fork_child(driver, wait_ready=True)
             os.close(go_r)
             self._go = go_w
             self._conns = [accept_with_timeouts(self._listener) for _ in range(self.concurrency)]
+            self._prepare_server()
             return {}
         if self.mode in WRITER_MODES:
             # A Unix stream pair: its ~208 KiB send buffer is smaller than one message, so each
@@ -413,91 +478,116 @@ class AsyncSend(Experiment):
             if self._sender is None:
                 self._sender = accept_with_timeouts(self._listener)
             others, total = [self._sender, self._listener], self.total
-            self._child = fork_child(lambda: _receive_all(receiver, others, total))
+            self._child = fork_child(lambda: _receive_all(receiver, others, total), wait_ready=True)
         finally:
             receiver.close()
+        if self.mode in INFLIGHT_MODES:
+            # The smallest send buffer Linux allows: sends come back short, and the writer must
+            # resume mid-frame (what the receiver's order and size checks can then catch).
+            self._sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 0)
+            self._sender.setblocking(False)
+        else:
+            # Python-level timeouts: sendall then sends in pieces, as any non-blocking sender does.
+            self._sender.settimeout(SOCKET_TIMEOUT_S)
+            self._start_writers()
         return {"effective_sndbuf": self._sender.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)}
 
-    def run_once(self) -> dict[str, Any]:
-        if self.mode in INFLIGHT_MODES:
-            return self._send_inflight()
-        if self.mode in WRITER_MODES:
-            return self._send_threads()
-        return self._serve_echo()
+    def _park(self, targets: list[Callable[[], None]]) -> None:
+        """Start one thread per target before the clock does: each waits for run_once's start,
+        runs, and meets run_once at the finish (so no thread starts or exits in the window)."""
+        self._start = threading.Barrier(len(targets) + 1)
+        self._finish = threading.Barrier(len(targets) + 1)
+        self._errors: list[BaseException] = []
 
-    def _send_inflight(self) -> dict[str, Any]:
-        assert self._sender is not None
-        calls = 0
-        for start in range(0, len(self.frames), _IOV_BATCH):
-            pending = [memoryview(f) for f in self.frames[start : start + _IOV_BATCH]]
-            while pending:
-                sent = self._sender.sendmsg(pending)
-                calls += 1
-                while pending and sent >= len(pending[0]):
-                    sent -= len(pending[0])
-                    pending.pop(0)
-                if pending and sent:
-                    pending[0] = pending[0][sent:]
-        self._sender.shutdown(socket.SHUT_WR)
-        return {"bytes": self.total, "ops": len(self.sizes), "send_calls": calls}
+        def parked(target: Callable[[], None]) -> None:
+            try:
+                self._start.wait(SOCKET_TIMEOUT_S)
+            except threading.BrokenBarrierError:
+                return
+            try:
+                target()
+            except BaseException as exc:  # reported by run_once, in the measuring thread
+                self._errors.append(exc)
+            finally:
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    self._finish.wait(SOCKET_TIMEOUT_S)
 
-    def _send_threads(self) -> dict[str, Any]:
+        self._threads = [threading.Thread(target=parked, args=(t,), daemon=True) for t in targets]
+        for thread in self._threads:
+            thread.start()
+
+    def _run_parked(self, what: str) -> None:
+        self._start.wait(SOCKET_TIMEOUT_S)
+        try:
+            self._finish.wait(SOCKET_TIMEOUT_S)
+        except threading.BrokenBarrierError:
+            raise TimeoutError(f"{what} threads did not finish within {SOCKET_TIMEOUT_S:g} s") from None
+        if self._errors:
+            raise RuntimeError(f"{what} threads failed: {self._errors[0]!r}")
+
+    def _start_writers(self) -> None:
         sender = self._sender
         assert sender is not None
-        # Python-level timeouts: sendall then sends in pieces, as any non-blocking sender does.
-        sender.settimeout(SOCKET_TIMEOUT_S)
         lock = threading.Lock() if self.mode == "threads-locked" else None
-        errors: list[BaseException] = []
 
-        def writer(payload: bytes) -> None:
-            try:
+        def writer(payload: bytes) -> Callable[[], None]:
+            def write() -> None:
                 for _ in range(self.messages):
                     if lock is None:
                         sender.sendall(payload)
                     else:
                         with lock:
                             sender.sendall(payload)
-            except BaseException as exc:  # reported below, in the measuring thread
-                errors.append(exc)
 
-        threads = [threading.Thread(target=writer, args=(p,), daemon=True) for p in self.payloads]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(SOCKET_TIMEOUT_S)
-        if errors or any(t.is_alive() for t in threads):
-            raise RuntimeError(f"writer threads failed: {errors[:1] or 'timed out'}")
-        sender.shutdown(socket.SHUT_WR)
-        return {"bytes": self.total, "ops": self.messages * self.concurrency}
+            return write
+
+        self._park([writer(p) for p in self.payloads])
+
+    def _prepare_server(self) -> None:
+        """The server's machinery before the clock: threads blocked in recv, a selector with
+        every connection registered, or an event loop that already owns every connection."""
+        if self.mode == "echo-threads":
+            size = self.size
+            self._park([lambda c=c: _echo_blocking(c, size) for c in self._conns])
+        elif self.mode == "echo-selectors":
+            self._selector = _selector_for(self._conns)
+        else:
+            for conn in self._conns:
+                conn.setblocking(False)
+            self._loop = self._loop_factory()
+            self._waits = self._loop.run_until_complete(_attach_asyncio(self._conns))
+
+    def run_once(self) -> dict[str, Any]:
+        if self.mode in INFLIGHT_MODES:
+            return self._send_inflight()
+        if self.mode in WRITER_MODES:
+            self._run_parked(self.mode)
+            return {"bytes": self.total, "ops": self.messages * self.concurrency}
+        return self._serve_echo()
+
+    def _send_inflight(self) -> dict[str, Any]:
+        assert self._sender is not None
+        counts = send_frames(self._sender, self.frames)
+        return {"bytes": self.total, "ops": len(self.sizes), **counts}
 
     def _serve_echo(self) -> dict[str, Any]:
         assert self._go is not None
-        conns = self._conns
         os.write(self._go, b"g")
         if self.mode == "echo-threads":
-            threads = [
-                threading.Thread(target=_echo_blocking, args=(c, self.size), daemon=True) for c in conns
-            ]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(SOCKET_TIMEOUT_S)
-            if any(t.is_alive() for t in threads):
-                raise TimeoutError("echo threads did not finish")
+            self._run_parked(self.mode)
         elif self.mode == "echo-selectors":
-            _serve_selectors(conns, self.size)
+            assert self._selector is not None
+            _serve_selectors(self._selector, len(self._conns), self.size)
         else:
-            for conn in conns:
-                conn.setblocking(False)
-            loop = self._loop_factory()
-            try:
-                loop.run_until_complete(_serve_asyncio(conns))
-            finally:
-                loop.close()
+            assert self._loop is not None
+            self._loop.run_until_complete(_serve_asyncio(self._waits))
         return {"bytes": self.total, "ops": self.messages * self.concurrency}
 
     def after_rep(self) -> dict[str, Any]:
         assert self._child is not None
+        if self._sender is not None:
+            self._sender.shutdown(socket.SHUT_WR)  # the receiver reads to EOF
+        self._stop_threads()
         # The receiver verifies every byte after the last one arrives; allow for that at a
         # slow 20 MiB/s (one pinned CPU, gigabytes in the threads modes), never less than 30 s.
         result, _ = self._child.wait(max(SOCKET_TIMEOUT_S, self.total / (20 << 20)))
@@ -516,10 +606,24 @@ class AsyncSend(Experiment):
         # Each writer's own bytes keep their order; across writers nothing is ordered.
         return {**found, "order_ok": None, "received_bytes": len(data)}
 
+    def _stop_threads(self) -> None:
+        for barrier in (self._start, self._finish):
+            if barrier is not None:
+                barrier.abort()  # threads still parked leave instead of waiting
+        for thread in self._threads:
+            thread.join(SOCKET_TIMEOUT_S)
+        self._threads, self._start, self._finish = [], None, None
+
     def _close_rep(self) -> None:
         if self._go is not None:
             os.close(self._go)
             self._go = None
+        if self._selector is not None:
+            self._selector.close()
+            self._selector = None
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
         for sock in [*self._conns, self._sender]:
             if sock is not None:
                 sock.close()
@@ -529,6 +633,10 @@ class AsyncSend(Experiment):
         if self._child is not None:
             self._child.kill()
             self._child = None
+        for sock in self._conns:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # echo threads blocked in recv see EOF and leave
+        self._stop_threads()
         self._close_rep()
         if self._listener is not None:
             self._listener.close()

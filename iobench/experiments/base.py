@@ -97,7 +97,8 @@ class Experiment:
 
     The engine calls, in order: ``prepare`` (untimed, once), then per repetition
     ``before_rep`` (untimed; returns metrics recorded in the row, e.g. the resident fraction),
-    ``run_once`` (timed; returns at least ``bytes`` and ``ops``), ``after_rep`` (untimed;
+    ``run_once`` (timed, and holding only what the case names: see its docstring; returns at
+    least ``bytes`` and ``ops``), ``after_rep`` (untimed;
     returns checks such as ``integrity_ok``), and finally ``teardown`` (always).
     Raise ``iobench.errors.UnsupportedCase`` from ``prepare`` when this host cannot run it.
     """
@@ -213,7 +214,22 @@ class Experiment:
         return {}
 
     def run_once(self) -> dict[str, Any]:
-        """The timed loop; returns ``bytes`` and ``ops`` and any experiment metrics."""
+        """The timed window; returns ``bytes`` and ``ops`` and any experiment metrics.
+
+        The rule for every experiment: the window holds the operations the case names and
+        nothing else. Set-up happens before it, in ``prepare``/``before_rep``: files opened or
+        created, buffers and mappings made and touched, connections accepted, pipes made,
+        threads started and parked, processes forked, event loops and pools created. Tear-down
+        happens after it, in ``after_rep``/``teardown``: unmapping, closing, joining threads,
+        reaping children (exit, pickled results, wait4), verifying data. What the case names
+        may include what it needs to start and end: a byte that releases threads or a forked
+        peer already waiting, the peer's reply that says the data arrived (the socket
+        experiments), a lock or barrier hand-off between the case's own threads. Work that
+        happens in another process is timed there and reported in its own column; the
+        window then holds the hand-off too, and the experiment's help says so. No experiment is
+        about creating processes, threads or event loops, so no window creates any
+        (tests/test_timed_windows.py checks every mode of every experiment).
+        """
         raise NotImplementedError
 
     def after_rep(self) -> dict[str, Any]:

@@ -8,12 +8,13 @@ import resource
 import threading
 import time
 from array import array
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from iobench.errors import UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
-from iobench.osutil.children import Child, fork_child
+from iobench.osutil.children import Child, fork_child, ready
 from iobench.params import Kind, Param, choice_param
 from iobench.stats import percentiles
 
@@ -23,10 +24,15 @@ if TYPE_CHECKING:
 _WAIT_S = 60.0
 
 
-def _echo_over_pipes(inbound: int, outbound: int, round_trips: int) -> tuple[int, int]:
-    """The partner's loop: read a byte, write it back; returns its (voluntary, involuntary) switches."""
+def _echo_over_pipes(
+    inbound: int, outbound: int, round_trips: int, parked: Callable[[], None]
+) -> tuple[int, int]:
+    """The partner's loop: read a byte, write it back; returns its (voluntary, involuntary) switches.
+
+    ``parked`` is called once everything is set up, just before the first wait for a byte."""
     read, write = os.read, os.write
     before = resource.getrusage(resource.RUSAGE_THREAD)
+    parked()
     for _ in range(round_trips):
         byte = read(inbound, 1)
         if not byte:
@@ -131,8 +137,10 @@ class ContextSwitch(Experiment):
         if self.mode == "thread-queue":
             self._to_peer: Any = queue.SimpleQueue()
             self._from_peer: Any = queue.SimpleQueue()
-            self._thread = threading.Thread(target=self._queue_peer, daemon=True)
+            parked = threading.Event()
+            self._thread = threading.Thread(target=self._queue_peer, args=(parked,), daemon=True)
             self._thread.start()
+            self._await_parked(parked)
             return {}
         to_peer_r, to_peer_w = os.pipe()
         from_peer_r, from_peer_w = os.pipe()
@@ -145,25 +153,33 @@ class ContextSwitch(Experiment):
                 # Hold only our own ends: a parent that dies then reads as EOF here, not a hang.
                 os.close(to_peer_w)
                 os.close(from_peer_r)
-                return _echo_over_pipes(to_peer_r, from_peer_w, round_trips)
+                return _echo_over_pipes(to_peer_r, from_peer_w, round_trips, ready)
 
-            self._child = fork_child(child)
+            self._child = fork_child(child, wait_ready=True)
             # Likewise: if the child dies, our read() returns EOF instead of blocking forever.
             os.close(to_peer_r)
             os.close(from_peer_w)
             self._fds = [to_peer_w, from_peer_r]
         else:
+            parked = threading.Event()
 
             def peer() -> None:
-                self._peer["switches"] = _echo_over_pipes(to_peer_r, from_peer_w, round_trips)
+                self._peer["switches"] = _echo_over_pipes(to_peer_r, from_peer_w, round_trips, parked.set)
 
             self._thread = threading.Thread(target=peer, daemon=True)
             self._thread.start()
+            self._await_parked(parked)
         return {}
 
-    def _queue_peer(self) -> None:
+    def _await_parked(self, parked: threading.Event) -> None:
+        """The partner thread's start-up must be over before the first round trip is timed."""
+        if not parked.wait(_WAIT_S):
+            raise RuntimeError(f"the echo thread did not start within {_WAIT_S:g} s")
+
+    def _queue_peer(self, parked: threading.Event) -> None:
         get, put = self._to_peer.get, self._from_peer.put
         before = resource.getrusage(resource.RUSAGE_THREAD)
+        parked.set()
         for _ in range(self.round_trips):
             put(get(timeout=_WAIT_S))
         after = resource.getrusage(resource.RUSAGE_THREAD)

@@ -11,7 +11,9 @@ from iobench.engine import cache
 from iobench.errors import UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec, cache_param
+from iobench.hostinfo import target_facts
 from iobench.loops.buffers import page_aligned_buffer
+from iobench.osutil.direct import DirectEvidence, probe_direct_io
 from iobench.osutil.files import create_random_file
 from iobench.osutil.verify import file_matches_pattern
 from iobench.params import Kind, Param, choice_param, size_param
@@ -141,6 +143,17 @@ class DirectIo(Experiment):
         self._mapping = page_aligned_buffer(self.block + mmap.PAGESIZE)
         self.view = memoryview(self._mapping)[offset : offset + self.block]
         self.pattern = bytes(self.view)
+        self._evidence: DirectEvidence | None = None
+        if self.direct:
+            try:
+                # Per case, in the case's own folder: does this filesystem really bypass the cache?
+                self._evidence = probe_direct_io(self.scratch)
+            except OSError as exc:
+                if exc.errno == errno.EINVAL:
+                    raise UnsupportedCase(
+                        f"EINVAL: this filesystem refuses O_DIRECT at open ({exc.strerror})"
+                    ) from None
+                raise
         if self.case["mode"] == "read":
             create_random_file(self.path, self.size)
 
@@ -158,10 +171,11 @@ class DirectIo(Experiment):
 
     def before_rep(self) -> dict[str, Any]:
         if self.case["mode"] == "read":
-            resident = cache.set_cache_state(self.path, self.case["cache"])
+            self._resident_before = cache.set_cache_state(self.path, self.case["cache"])
             self._fd = self._open(os.O_RDONLY)
-            return {"resident_before": resident}
+            return {"resident_before": self._resident_before}
         self.path.unlink(missing_ok=True)
+        self._resident_before = 0.0
         self._fd = self._open(os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         return {}
 
@@ -189,10 +203,32 @@ class DirectIo(Experiment):
             os.fsync(self._fd)
         os.close(self._fd)
         self._fd = None
-        metrics: dict[str, Any] = {"resident_after": cache.resident_fraction(self.path)}
+        resident_after = cache.resident_fraction(self.path)
+        metrics: dict[str, Any] = {"resident_after": resident_after}
+        if self.direct:
+            metrics.update(self._direct_verdict(resident_after))
         if self.case["mode"] == "write":
             metrics["integrity_ok"] = file_matches_pattern(self.path, self.pattern, self.size)
         return metrics
+
+    def _direct_verdict(self, resident_after: float) -> dict[str, Any]:
+        """``direct_verified``: the probe saw O_DIRECT bypass the page cache, and this repetition
+        did not fill it either; else ``direct_note`` says why the number is not a direct-IO one."""
+        assert self._evidence is not None
+        reason = self._evidence.reason()
+        if not reason and resident_after > self._resident_before + 0.01:
+            reason = (
+                f"the file's page-cache residency rose from {self._resident_before:.0%} to "
+                f"{resident_after:.0%} during the run"
+            )
+        if not reason:
+            return {"direct_verified": True, "direct_note": ""}
+        fs = target_facts(self.scratch).get("fs_type") or "this filesystem"
+        return {
+            "direct_verified": False,
+            "direct_note": f"O_DIRECT not honoured on {fs}: {reason}; this is a page-cache number, "
+            "not a direct-IO number",
+        }
 
     def teardown(self) -> None:
         if self._fd is not None:

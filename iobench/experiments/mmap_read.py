@@ -129,6 +129,7 @@ class MmapRead(Experiment):
         return out
 
     _source: io.FileIO | None = None
+    _mapping: mmap.mmap | None = None
 
     @classmethod
     def uses_loops(cls, case: dict[str, Any]) -> bool:
@@ -170,23 +171,23 @@ class MmapRead(Experiment):
             return {"bytes": moved, "ops": calls}
         if self.method == "read":
             return self._read_bytes()
-        # Mapping is part of the method's cost (MAP_POPULATE does all its work here).
+        # Mapping is part of the method's cost (MAP_POPULATE does all its work here); unmapping
+        # is tear-down, done in after_rep.
         flags = mmap.MAP_SHARED
         if self.case["advice"] == "populate":
             flags |= mmap.MAP_POPULATE
-        mapping = mmap.mmap(self._source.fileno(), self.size, flags=flags, prot=mmap.PROT_READ)
-        try:
-            advice = _MADVICE.get(self.case["advice"])
-            if advice is not None:
-                mapping.madvise(advice)
-            pages = -(-self.size // mmap.PAGESIZE)
-            if self.method == "mmap-touch":
-                self.loops.touch_pages(mapping, pages, mmap.PAGESIZE, False)
-                return {"bytes": self.size, "ops": pages}
-            moved = self.loops.copy_out(mapping, self.buffer)
-            return {"bytes": moved, "ops": -(-self.size // len(self.buffer))}
-        finally:
-            mapping.close()
+        self._mapping = mapping = mmap.mmap(
+            self._source.fileno(), self.size, flags=flags, prot=mmap.PROT_READ
+        )
+        advice = _MADVICE.get(self.case["advice"])
+        if advice is not None:
+            mapping.madvise(advice)
+        pages = -(-self.size // mmap.PAGESIZE)
+        if self.method == "mmap-touch":
+            self.loops.touch_pages(mapping, pages, mmap.PAGESIZE, False)
+            return {"bytes": self.size, "ops": pages}
+        moved = self.loops.copy_out(mapping, self.buffer)
+        return {"bytes": moved, "ops": -(-self.size // len(self.buffer))}
 
     def _read_bytes(self) -> dict[str, Any]:
         assert self._source is not None
@@ -200,14 +201,19 @@ class MmapRead(Experiment):
             total += len(chunk)
 
     def after_rep(self) -> dict[str, Any]:
+        self._close()
+        return {}
+
+    def _close(self) -> None:
+        if self._mapping is not None:
+            self._mapping.close()
+            self._mapping = None
         if self._source is not None:
             self._source.close()
             self._source = None
-        return {}
 
     def teardown(self) -> None:
-        if self._source is not None:
-            self._source.close()
+        self._close()
 
 
 def _copying_ranking(experiment: Any, summary: pd.DataFrame, where: dict[str, Any]) -> str | None:

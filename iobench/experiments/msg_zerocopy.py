@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from iobench.errors import UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
-from iobench.osutil.children import Child, ChildError, fork_child, run_in_child
+from iobench.osutil.children import Child, ChildError, fork_child, ready
 from iobench.osutil.sockets import (
     SOCKET_TIMEOUT_S,
     accept_with_timeouts,
@@ -90,14 +90,27 @@ def read_completions(sock: socket.socket, stats: SendStats) -> None:
                 stats.zc_copied += count
 
 
+def fresh_stats() -> SendStats:
+    """Empty counters that already say who sends and under which RLIMIT_MEMLOCK (read before
+    the clock: they are facts about the sender, not part of sending)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    return SendStats(ran_as_uid=os.geteuid(), memlock_limit=None if soft == resource.RLIM_INFINITY else soft)
+
+
 def send_all(
-    sock: socket.socket, payload: memoryview, total: int, zerocopy: bool, release_receiver: int | None = None
+    sock: socket.socket,
+    payload: memoryview,
+    total: int,
+    zerocopy: bool,
+    release_receiver: int | None = None,
+    stats: SendStats | None = None,
 ) -> SendStats:
     """Send ``total`` bytes in messages of len(payload); with MSG_ZEROCOPY, then wait until
     every send has its completion (the buffer is the sender's again only then).
 
     ``release_receiver``: a pipe the receiver waits on before reading; one byte goes to it at
-    the first ENOBUFS or when everything is queued, whichever comes first.
+    the first ENOBUFS or when everything is queued, whichever comes first. ``stats``: the
+    counters to fill (``fresh_stats()`` when not given).
     """
 
     def release() -> None:
@@ -106,9 +119,7 @@ def send_all(
             os.write(release_receiver, b"g")
             release_receiver = None
 
-    stats = SendStats(ran_as_uid=os.geteuid())
-    soft, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)
-    stats.memlock_limit = None if soft == resource.RLIM_INFINITY else soft
+    stats = stats if stats is not None else fresh_stats()
     size, left = len(payload), total
     flags = MSG_ZEROCOPY if zerocopy else 0
     send = sock.send
@@ -174,7 +185,8 @@ class MsgZerocopy(Experiment):
             "send: plain send(); zerocopy: SO_ZEROCOPY + send(MSG_ZEROCOPY), completions read "
             "from the error queue; zerocopy-unprivileged: the same in a child that drops root "
             "(nobody) when started as root, because CAP_IPC_LOCK exempts root from "
-            "RLIMIT_MEMLOCK and ENOBUFS shows only without it (the fork is inside the timing). "
+            "RLIMIT_MEMLOCK and ENOBUFS shows only without it (the child is forked before the "
+            "clock and waits for a go byte; its own CPU is sender_child_cpu_ns). "
             "There the receiver starts reading only once the sender first gets ENOBUFS (or has "
             "sent everything), so the send queue really holds more pinned pages than the limit: "
             "its throughput is not comparable with the other methods.",
@@ -237,6 +249,8 @@ class MsgZerocopy(Experiment):
     _sender: socket.socket | None = None
     _child: Child | None = None
     _go: tuple[int, int] | None = None
+    _sender_child: Child | None = None
+    _start_sender: int | None = None
 
     def prepare(self) -> None:
         self.method: str = self.case["method"]
@@ -260,38 +274,66 @@ class MsgZerocopy(Experiment):
                 # shows or not by chance: it waits for the sender's word instead.
                 self._go = os.pipe()
             others = [self._sender, self._listener]
-            self._child = fork_child(lambda: _receive(receiver, others, self._go))
+            self._child = fork_child(lambda: _receive(receiver, others, self._go), wait_ready=True)
             if self._go is not None:
                 os.close(self._go[0])  # the receiver's end; the parent keeps the write end
         finally:
             receiver.close()  # the child has its own copy
+        if self.method == "zerocopy-unprivileged":
+            self._start_unprivileged_sender()
+        else:
+            self._stats = fresh_stats()
         return {"effective_sndbuf": self._sender.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)}
+
+    def _start_unprivileged_sender(self) -> None:
+        """Fork the sender (as nobody when we are root) before the clock; it waits for a byte on
+        a pipe, sends everything, ends the stream and answers with its counters at exit."""
+        assert self._sender is not None and self._go is not None
+        sender, payload, transfer, release = self._sender, self.payload, self.transfer, self._go[1]
+        start_read, start_write = os.pipe()
+
+        def send_when_told() -> SendStats:
+            os.close(start_write)
+            stats = fresh_stats()
+            ready()  # unprivileged and set up: the parent may start its clock
+            if os.read(start_read, 1) != b"g":
+                raise RuntimeError("the parent went away before the go")
+            send_all(sender, payload, transfer, True, release_receiver=release, stats=stats)
+            sender.shutdown(socket.SHUT_WR)
+            os.read(start_read, 1)  # EOF in after_rep: exit only once the parent's window is over
+            return stats
+
+        try:
+            self._sender_child = fork_child(send_when_told, drop_root=True, wait_ready=True)
+        finally:
+            os.close(start_read)
+        self._start_sender = start_write
 
     def run_once(self) -> dict[str, Any]:
         sender = self._sender
         assert sender is not None
-        if self.method == "zerocopy-unprivileged":
-            try:
-                assert self._go is not None
-                go_write = self._go[1]
-                self._stats, usage = run_in_child(
-                    lambda: send_all(sender, self.payload, self.transfer, True, release_receiver=go_write),
-                    drop_root=True,
-                    timeout_s=SOCKET_TIMEOUT_S,
-                )
-            except ChildError as exc:
-                raise UnsupportedCase(f"unprivileged zerocopy sender failed: {exc}") from None
-            self._child_cpu_ns: int | None = round((usage.ru_utime + usage.ru_stime) * 1e9)
+        if self._sender_child is not None:
+            assert self._start_sender is not None
+            os.write(self._start_sender, b"g")  # the forked sender, waiting since before_rep
         else:
-            self._child_cpu_ns = None
-            self._stats = send_all(sender, self.payload, self.transfer, self.method == "zerocopy")
-        sender.shutdown(socket.SHUT_WR)
+            send_all(sender, self.payload, self.transfer, self.method == "zerocopy", stats=self._stats)
+            sender.shutdown(socket.SHUT_WR)
         # The receiver's byte count closes the timing: the data has really arrived.
         received = struct.unpack("q", sender.recv(8, socket.MSG_WAITALL))[0]
-        return {"bytes": received, "ops": self._stats.send_calls}
+        # The forked sender's count arrives with its exit, in after_rep, which sets ops then.
+        return {"bytes": received, "ops": self._stats.send_calls if self._sender_child is None else 0}
 
     def after_rep(self) -> dict[str, Any]:
         assert self._child is not None and self._sender is not None
+        child_cpu_ns: int | None = None
+        if self._sender_child is not None:
+            sender_child, self._sender_child = self._sender_child, None
+            self._close_start()
+            try:
+                self._stats, usage = sender_child.wait(SOCKET_TIMEOUT_S)
+            except ChildError as exc:
+                raise UnsupportedCase(f"unprivileged zerocopy sender failed: {exc}") from None
+            child_cpu_ns = round((usage.ru_utime + usage.ru_stime) * 1e9)
         (received, peer_cpu_ns, _), _ = self._child.wait(SOCKET_TIMEOUT_S)
         self._child = None
         self._close_go()
@@ -300,11 +342,17 @@ class MsgZerocopy(Experiment):
         stats = self._stats
         return {
             **asdict(stats),
+            "ops": stats.send_calls,
             "peer_cpu_ns": peer_cpu_ns,
-            "sender_child_cpu_ns": self._child_cpu_ns,
+            "sender_child_cpu_ns": child_cpu_ns,
             "integrity_ok": received == self.transfer,
             "completions_ok": stats.zc_completions == stats.zc_sends,
         }
+
+    def _close_start(self) -> None:
+        if self._start_sender is not None:
+            os.close(self._start_sender)
+            self._start_sender = None
 
     def _close_go(self) -> None:
         if self._go is not None:
@@ -312,6 +360,10 @@ class MsgZerocopy(Experiment):
             self._go = None
 
     def teardown(self) -> None:
+        if self._sender_child is not None:
+            self._sender_child.kill()
+            self._sender_child = None
+        self._close_start()
         if self._child is not None:
             self._child.kill()
             self._child = None

@@ -6,20 +6,23 @@ import errno
 import mmap
 import os
 import resource
+import select
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from iobench.errors import UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
 from iobench.osutil import libc
-from iobench.osutil.children import run_in_child
+from iobench.osutil.children import Child, ChildError, fork_child, ready
 from iobench.params import choice_param, size_param
 
 if TYPE_CHECKING:
     import pandas as pd
 
 PAGE = mmap.PAGESIZE
+_CHILD_WAIT_S = 60.0
 
 
 def memlock_limit() -> int | None:
@@ -28,35 +31,86 @@ def memlock_limit() -> int | None:
     return None if soft == resource.RLIM_INFINITY else soft
 
 
-def lock_fresh_memory(length: int) -> dict[str, Any]:
-    """Map ``length`` fresh bytes, mlock them (which faults them in), munlock, unmap.
+def lock_and_unlock(address: int, length: int) -> dict[str, Any]:
+    """mlock ``length`` bytes at ``address`` (which faults them in), then munlock them.
 
-    Never raises for a refused mlock: the refusal (ENOMEM, EPERM) is the result.
+    Never raises for a refused mlock: the refusal (ENOMEM, EPERM) is the result. mlock and
+    munlock are timed apart (mlock_ns, munlock_ns).
     """
-    address = libc.map_memory(length)
     getrusage, thread, clock = resource.getrusage, resource.RUSAGE_THREAD, time.perf_counter_ns
+    faults_before = getrusage(thread).ru_minflt
+    start = clock()
+    failure = libc.try_mlock(address, length)
+    locked_at = clock()
+    # mlock faults every page in: these faults are the "populate" half of its cost.
+    mlock_minflt = getrusage(thread).ru_minflt - faults_before
+    result = {
+        "locked": not failure,
+        "mlock_errno": errno.errorcode.get(failure, str(failure)) if failure else None,
+        "mlock_ns": locked_at - start,  # on failure: the time until the refusal
+        "munlock_ns": None,
+        "mlock_minflt": mlock_minflt,
+    }
+    if not failure:
+        unlock_start = clock()
+        libc.munlock(address, length)
+        result["munlock_ns"] = clock() - unlock_start
+    return result
+
+
+@dataclass
+class _Locker:
+    """A forked child (unprivileged when we are root) with fresh memory mapped, waiting for
+    one byte on ``go`` to lock it; it answers on ``done`` as soon as the attempt is over."""
+
+    child: Child
+    go: int
+    done: int
+
+
+def _start_locker(length: int) -> _Locker:
+    go_read, go_write = os.pipe()
+    done_read, done_write = os.pipe()
+
+    def locker() -> dict[str, Any]:
+        os.close(go_write)
+        os.close(done_read)
+        address = libc.map_memory(length)
+        try:
+            ready()  # mapped and unprivileged: the parent may start timing
+            if os.read(go_read, 1) != b"g":
+                raise RuntimeError("the parent went away before the go")
+            result = lock_and_unlock(address, length)
+            os.write(done_write, b"d")
+            os.read(go_read, 1)  # EOF in the parent's after_rep: unmap only once the window is over
+            return {**result, "ran_as_uid": os.geteuid()}
+        finally:
+            libc.unmap(address, length)
+
     try:
-        faults_before = getrusage(thread).ru_minflt
-        start = clock()
-        failure = libc.try_mlock(address, length)
-        locked_at = clock()
-        # mlock faults every page in: these faults are the "populate" half of its cost.
-        mlock_minflt = getrusage(thread).ru_minflt - faults_before
-        result = {
-            "locked": not failure,
-            "mlock_errno": errno.errorcode.get(failure, str(failure)) if failure else None,
-            "mlock_ns": locked_at - start,  # on failure: the time until the refusal
-            "munlock_ns": None,
-            "mlock_minflt": mlock_minflt,
-            "ran_as_uid": os.geteuid(),
-        }
-        if not failure:
-            unlock_start = clock()
-            libc.munlock(address, length)
-            result["munlock_ns"] = clock() - unlock_start
-        return result
+        child = fork_child(locker, drop_root=True, wait_ready=True)
+    except BaseException:
+        os.close(go_write)
+        os.close(done_read)
+        raise
     finally:
-        libc.unmap(address, length)
+        os.close(go_read)
+        os.close(done_write)
+    return _Locker(child, go_write, done_read)
+
+
+def _expect(fd: int, byte: bytes, failure: str) -> None:
+    ready, _, _ = select.select([fd], [], [], _CHILD_WAIT_S)
+    if not ready or os.read(fd, 1) != byte:
+        raise ChildError(failure)
+
+
+def _stop_locker(locker: _Locker) -> None:
+    for fd in (locker.go, locker.done):
+        if fd >= 0:
+            os.close(fd)
+    locker.go = locker.done = -1
+    locker.child.kill()
 
 
 @register
@@ -156,21 +210,61 @@ class PageLock(Experiment):
             raise UnsupportedCase("needs root (CAP_IPC_LOCK) to show the exemption from the limit")
         self.length = self.limit + PAGE
 
-    def run_once(self) -> dict[str, Any]:
-        if self.mode == "over-limit":
-            # Root is exempt, so the limit can only be seen from an unprivileged process.
-            self._result, _ = run_in_child(lambda: lock_fresh_memory(self.length), drop_root=True)
+    _locker: _Locker | None = None
+    _address: int | None = None
+
+    @property
+    def _in_child(self) -> bool:
+        # Root is exempt (CAP_IPC_LOCK), so the limit can only be seen from an unprivileged process.
+        return self.mode == "over-limit" and os.geteuid() == 0
+
+    def before_rep(self) -> dict[str, Any]:
+        self._result: dict[str, Any] = {}
+        if self._in_child:
+            self._locker = _start_locker(self.length)
         else:
-            self._result = lock_fresh_memory(self.length)
+            self._address = libc.map_memory(self.length)  # fresh memory, mapped before the clock
+        return {}
+
+    def run_once(self) -> dict[str, Any]:
+        if self._locker is not None:
+            # Start the waiting child's attempt; its answer ends the window (the child's own
+            # mlock_ns times the attempt alone).
+            os.write(self._locker.go, b"g")
+            _expect(self._locker.done, b"d", "the unprivileged locker did not answer")
+            return {"bytes": self.length, "ops": 1}
+        assert self._address is not None
+        self._result = lock_and_unlock(self._address, self.length)
         return {"bytes": self.length, "ops": 2 if self._result["locked"] else 1}
 
     def after_rep(self) -> dict[str, Any]:
+        if self._locker is not None:
+            locker, self._locker = self._locker, None
+            os.close(locker.go)  # the child's EOF: it unmaps and reports
+            locker.go = -1
+            try:
+                self._result, _ = locker.child.wait(_CHILD_WAIT_S)
+            finally:
+                _stop_locker(locker)
+        else:
+            self._result["ran_as_uid"] = os.geteuid()
+        if self._address is not None:
+            libc.unmap(self._address, self.length)
+            self._address = None
         return {
             **self._result,
             "pages": self.length // PAGE,
             "limit_bytes": self.limit,
             "requested_bytes": self.length,
         }
+
+    def teardown(self) -> None:
+        if self._locker is not None:
+            _stop_locker(self._locker)
+            self._locker = None
+        if self._address is not None:
+            libc.unmap(self._address, self.length)
+            self._address = None
 
 
 def _over_limit(summary: pd.DataFrame, mode: str, who: str) -> str | None:

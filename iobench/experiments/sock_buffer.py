@@ -192,7 +192,7 @@ class SockBuffer(Experiment):
         rcv, _ = effective_buffers(self._receiver)
         _, snd = effective_buffers(self._sender)
         receiver, others = self._receiver, [s for s in (self._sender, self._listener) if s is not None]
-        self._child = fork_child(lambda: drain_to_eof(receiver, others))
+        self._child = fork_child(lambda: drain_to_eof(receiver, others), wait_ready=True)
         # The child owns the receiving end now; ours would only keep it open.
         self._receiver.close()
         self._receiver = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from typing import TYPE_CHECKING, Any
@@ -121,6 +122,7 @@ class StdioBuffer(Experiment):
         return out
 
     _raw: io.FileIO | None = None
+    _sink: Any = None
 
     def space_needed(self) -> int:
         return self.case["records"] * self.case["record_size"]
@@ -133,13 +135,15 @@ class StdioBuffer(Experiment):
     def before_rep(self) -> dict[str, Any]:
         self.path.unlink(missing_ok=True)
         self._raw = io.FileIO(open_new(self.path), "wb", closefd=True)
+        size = self.case["buffer_size"]
+        # Unbuffered: the raw file, one write(2) per record. Buffered: the writer (its buffer
+        # allocated, its position read) is made before the clock; only records go through it.
+        self._sink: Any = self._raw if size == 0 else io.BufferedWriter(self._raw, buffer_size=size)
         return {}
 
     def run_once(self) -> dict[str, Any]:
         assert self._raw is not None
-        size, every, record = self.case["buffer_size"], self.case["flush_every"], self.record
-        # Unbuffered: the raw file, one write(2) per record. Buffered: close() flushes the rest.
-        sink: Any = self._raw if size == 0 else io.BufferedWriter(self._raw, buffer_size=size)
+        every, record, sink = self.case["flush_every"], self.record, self._sink
         write = sink.write
         if every:
             flush = sink.flush
@@ -150,13 +154,14 @@ class StdioBuffer(Experiment):
         else:
             for _ in range(self.case["records"]):
                 write(record)
-        sink.flush()
-        if sink is not self._raw:
-            sink.detach()  # hand the raw file back without closing it
+        sink.flush()  # the tail still in the buffer is part of writing the records
         return {"bytes": self.total, "ops": self.case["records"]}
 
     def after_rep(self) -> dict[str, Any]:
         assert self._raw is not None
+        if self._sink is not self._raw:
+            self._sink.detach()  # hand the raw file back without closing it
+        self._sink = None
         self._raw.close()
         self._raw = None
         return {
@@ -165,8 +170,13 @@ class StdioBuffer(Experiment):
         }
 
     def teardown(self) -> None:
+        if self._sink is not None and self._sink is not self._raw:
+            with contextlib.suppress(ValueError, OSError):
+                self._sink.detach()  # else its finaliser would flush into a closed file
+        self._sink = None
         if self._raw is not None:
             self._raw.close()
+            self._raw = None
 
 
 def _flush_sentence(experiment: Any, summary: pd.DataFrame, unflushed: dict[str, Any]) -> str | None:

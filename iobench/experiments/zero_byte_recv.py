@@ -9,11 +9,12 @@ import resource
 import selectors
 import socket
 import struct
+import threading
 import time
 from array import array
 from typing import TYPE_CHECKING, Any
 
-from iobench.errors import ParamError
+from iobench.errors import ParamError, UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
 from iobench.osutil import libc
@@ -36,19 +37,28 @@ if TYPE_CHECKING:
 _STAMP = struct.Struct("q")  # each message starts with the sender's CLOCK_MONOTONIC ns
 #: Descriptors beyond the N connections: listener, pipes, stdio, Python's own.
 _SPARE_FDS = 64
+STRATEGIES = ("prepost", "zero-byte", "zero-byte-threads")
+#: zero-byte-threads starts one thread per connection; past this it refuses the case.
+MAX_THREADS = 1024
+#: Stack of each zero-byte-threads thread (it runs a few frames only); the default is 8 MiB.
+_THREAD_STACK = 256 << 10
 
 
 def _sender(port: int, connections: int, messages: int, msg_size: int, burst: int, go: int, ack: int) -> int:
     """The traffic child: open N connections, then per repetition ('g' on ``go``) send
     ``messages`` messages of ``msg_size`` bytes to random connections, ``burst`` at a time,
-    waiting for the parent's ack ('a' on ``go``) after each burst. Returns its CPU ns."""
+    waiting for the parent's ack ('a' on ``go``) after each burst; 'p' sends one probe byte on
+    the first connection. Returns its CPU ns."""
     socks = [connect_loopback(port) for _ in range(connections)]
     os.write(ack, b"c")  # all connected
     rng = random.Random(5)
     message = bytearray(msg_size)
     clock = time.monotonic_ns
     try:
-        while os.read(go, 1) == b"g":
+        while (command := os.read(go, 1)) in (b"g", b"p"):
+            if command == b"p":  # one probe byte on the first connection (see _probe_zero_length_recv)
+                socks[0].sendall(b"p")
+                continue
             for start in range(0, messages, burst):
                 for _ in range(min(burst, messages - start)):
                     _STAMP.pack_into(message, 0, clock())
@@ -77,10 +87,15 @@ class ZeroByteRecv(Experiment):
     params = (
         choice_param(
             "strategy",
-            ("prepost", "zero-byte"),
-            "prepost: every connection owns a receive buffer of RECV_BUFFER bytes all the time; "
-            "zero-byte: wait for readiness (epoll, Linux's counterpart of a posted 0-byte recv), "
-            "then receive into a buffer borrowed from a small shared pool.",
+            STRATEGIES,
+            "prepost: every connection owns a receive buffer of RECV_BUFFER bytes all the time "
+            "(epoll says which to read); zero-byte: epoll readiness, Linux's counterpart of a "
+            "posted 0-byte recv, then a receive into a buffer borrowed from a small shared pool (no "
+            "0-byte recv is made in the measured loop); zero-byte-threads: what IOCP servers do, "
+            "a thread per connection blocked in a real recv(fd, NULL, 0) that returns when data "
+            f"is there, then a pool buffer (at most {MAX_THREADS:,} connections: one thread "
+            "each). Every strategy also checks the 0-byte semantics on one of its own TCP "
+            "connections (recv0_*).",
         ),
         Param(
             "connections",
@@ -123,6 +138,7 @@ class ZeroByteRecv(Experiment):
         Column("p50 latency", "lat_p50_ns", "duration"),
         Column("p99 latency", "lat_p99_ns", "duration"),
         Column("recv()s", "recv_calls"),
+        Column("0-byte recv()s", "recv0_calls"),
         Column("Wake-ups", "select_calls"),
     )
 
@@ -170,6 +186,7 @@ class ZeroByteRecv(Experiment):
     _conns: list[socket.socket] = []  # noqa: RUF012 - replaced per instance
     _fds: list[int] = []  # noqa: RUF012 - replaced per instance
     _old_nofile: tuple[int, int] | None = None
+    _threads: list[threading.Thread] = []  # noqa: RUF012 - replaced per instance
 
     @classmethod
     def check_case(cls, case: dict[str, Any]) -> None:
@@ -187,6 +204,11 @@ class ZeroByteRecv(Experiment):
         self.msg: int = self.case["msg_size"]
         self.messages: int = self.case["messages"]
         self.burst: int = self.case["burst"]
+        if self.strategy == "zero-byte-threads" and self.n > MAX_THREADS:
+            raise UnsupportedCase(
+                f"zero-byte-threads runs a thread per connection: {self.n:,} connections would need "
+                f"{self.n:,} threads, more than the {MAX_THREADS:,} this experiment starts"
+            )
         self._old_nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
         self.fd_soft, self.fd_hard = raise_fd_limit(self.n + _SPARE_FDS)
         self._listener = loopback_listener(backlog=min(self.n, 4096))
@@ -226,7 +248,7 @@ class ZeroByteRecv(Experiment):
         self.kernel_idle = (
             None if kernel_before is None or kernel_idle is None else kernel_idle - kernel_before
         )
-        self.recv0 = self._check_zero_length_recv()
+        self.recv0 = self._probe_zero_length_recv(conns[0])
         rss_before = rss_bytes()
         if self.strategy == "prepost":
             # One buffer per connection, allocated and touched now: held while the socket idles.
@@ -235,34 +257,135 @@ class ZeroByteRecv(Experiment):
         else:
             self.buffers = []
             self.pool = [bytearray(self.size) for _ in range(self.case["pool_buffers"])]
-        self.rss_buffers = rss_bytes() - rss_before
         self.views = [memoryview(b) for b in self.buffers]
-        self._selector = selectors.EpollSelector()
-        for index, conn in enumerate(conns):
-            self._selector.register(conn, selectors.EVENT_READ, index)
         self.latencies = array("q", bytes(8 * self.messages))
+        if self.strategy == "zero-byte-threads":
+            self._start_receivers()
+        else:
+            self._selector = selectors.EpollSelector()
+            for index, conn in enumerate(conns):
+                self._selector.register(conn, selectors.EVENT_READ, index)
+        # Prepost's buffers; the pool; for zero-byte-threads the pool and the threads' stacks.
+        self.rss_buffers = rss_bytes() - rss_before
 
-    def _check_zero_length_recv(self) -> dict[str, Any]:
-        """A real 0-byte recv(2) on one idle connection, then on one with data: what Linux does."""
-        probe = socket.socketpair()
+    def _probe_zero_length_recv(self, conn: socket.socket) -> dict[str, Any]:
+        """Real 0-byte recv(2) calls on one of the measured TCP connections: without data
+        (MSG_DONTWAIT), then blocking while the sender's probe byte arrives, then what is left
+        queued. The probe byte is read off afterwards, so the messages start clean."""
+        fd = conn.fileno()
         try:
-            for sock in probe:
-                sock.settimeout(None)
-                set_blocking_timeouts(sock, SOCKET_TIMEOUT_S)
-            try:
-                libc.recv_zero(probe[1].fileno(), socket.MSG_DONTWAIT)
-                idle = "returned"
-            except BlockingIOError:
-                idle = "EAGAIN"  # no data: a blocking one would wait here
-            probe[0].send(b"x")
-            returned = libc.recv_zero(probe[1].fileno())
-            left = len(probe[1].recv(16, socket.MSG_PEEK | socket.MSG_DONTWAIT))
-            return {"recv0_idle": idle, "recv0_returned": returned, "recv0_left_queued": left}
+            libc.recv_zero(fd, socket.MSG_DONTWAIT)
+            idle = "returned"
+        except BlockingIOError:
+            idle = "EAGAIN"  # no data: a blocking one would wait here
+        conn.settimeout(None)  # blocking, for the waiting call below
+        set_blocking_timeouts(conn, SOCKET_TIMEOUT_S)  # a lost byte ends as EAGAIN, not a hang
+        try:
+            os.write(self._go, b"p")
+            returned = libc.recv_zero(fd)  # waits until the probe byte is there
+            left = len(conn.recv(16, socket.MSG_PEEK))
+            if conn.recv(16) != b"p":
+                raise RuntimeError("the 0-byte recv probe read something other than the probe byte")
         finally:
-            for sock in probe:
-                sock.close()
+            set_blocking_timeouts(conn, 0)
+            conn.setblocking(False)
+        return {
+            "recv0_idle": idle,
+            "recv0_returned": returned,
+            "recv0_left_queued": left,
+            "recv0_socket": "tcp",
+        }
+
+    def _start_receivers(self) -> None:
+        """zero-byte-threads: one thread per connection, blocked in a 0-byte recv from now on
+        (started before any timing; they live until teardown)."""
+        self._lock = threading.Lock()
+        self._all_done = threading.Event()
+        self._pool_free = threading.Semaphore(len(self.pool))
+        self._errors: list[BaseException] = []
+        self._done = self._recv0_calls = self._recv_calls = 0
+        self._partial_held = 0
+        self.partial_peak = 0
+        previous = threading.stack_size(_THREAD_STACK)
+        try:
+            self._threads = [
+                threading.Thread(target=self._receive_forever, args=(conn,), daemon=True)
+                for conn in self._conns
+            ]
+            for conn in self._conns:
+                conn.settimeout(None)  # blocking: the 0-byte recv waits in the kernel
+            for thread in self._threads:
+                thread.start()
+        finally:
+            threading.stack_size(previous)
+
+    def _receive_forever(self, conn: socket.socket) -> None:
+        fd, msg, pool, free = conn.fileno(), self.msg, self.pool, self._pool_free
+        clock, recv_zero = time.monotonic_ns, libc.recv_zero
+        earlier = b""
+        try:
+            while True:
+                recv_zero(fd)  # returns 0 once data (or EOF) is queued, and leaves it there
+                free.acquire()
+                buffer = pool.pop()
+                try:
+                    got = conn.recv_into(buffer, msg - len(earlier))
+                    if not got:
+                        return  # EOF: the sender left (teardown)
+                    if len(earlier) + got < msg:
+                        part = earlier + bytes(buffer[:got])
+                        stamp = None
+                    else:
+                        head = earlier + bytes(buffer[: _STAMP.size]) if earlier else buffer
+                        stamp = _STAMP.unpack_from(head)[0]
+                        part = b""
+                finally:
+                    pool.append(buffer)
+                    free.release()
+                with self._lock:
+                    self._recv0_calls += 1
+                    self._recv_calls += 1
+                    self._partial_held += len(part) - len(earlier)
+                    self.partial_peak = max(self.partial_peak, self._partial_held)
+                    earlier = part
+                    if stamp is None:
+                        continue
+                    self.latencies[self._done] = clock() - stamp
+                    self._done += 1
+                    if self._done % self.burst == 0 or self._done == self.messages:
+                        os.write(self._go, b"a")
+                    if self._done == self.messages:
+                        self._all_done.set()
+        except OSError as exc:
+            if not self._stopping:
+                self._errors.append(exc)
+                self._all_done.set()
+
+    _stopping = False
 
     def run_once(self) -> dict[str, Any]:
+        if self.strategy == "zero-byte-threads":
+            return self._run_threads()
+        return self._run_epoll()
+
+    def _run_threads(self) -> dict[str, Any]:
+        with self._lock:
+            self._done = self._recv0_calls = self._recv_calls = 0
+            self._all_done.clear()
+        os.write(self._go, b"g")
+        if not self._all_done.wait(SOCKET_TIMEOUT_S):
+            raise TimeoutError(f"no data for {SOCKET_TIMEOUT_S:g} s after {self._done} messages")
+        if self._errors:
+            raise self._errors[0]
+        return {
+            "bytes": self.messages * self.msg,
+            "ops": self.messages,
+            "recv_calls": self._recv_calls,
+            "recv0_calls": self._recv0_calls,
+            "select_calls": 0,
+        }
+
+    def _run_epoll(self) -> dict[str, Any]:
         assert self._selector is not None
         select, clock, latencies = self._selector.select, time.monotonic_ns, self.latencies
         msg, burst, total = self.msg, self.burst, self.messages
@@ -330,6 +453,13 @@ class ZeroByteRecv(Experiment):
         if self._selector is not None:
             self._selector.close()
             self._selector = None
+        self._stopping = True
+        for conn in self._conns if self._threads else ():
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)  # a thread blocked in the 0-byte recv wakes to EOF
+        for thread in self._threads:
+            thread.join(SOCKET_TIMEOUT_S)
+        self._threads = []
         for fd in self._fds:
             os.close(fd)  # the child reads EOF on its go pipe and leaves
         self._fds = []

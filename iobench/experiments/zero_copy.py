@@ -164,7 +164,7 @@ class ZeroCopy(Experiment):
         if self.method in TCP_METHODS:
             assert self._listener is not None
             port = self._listener.getsockname()[1]
-            self._child = fork_child(lambda: _drain(port))
+            self._child = fork_child(lambda: _drain(port), wait_ready=True)
             self._conn, _ = self._listener.accept()
             self._conn.settimeout(None)
             set_blocking_timeouts(self._conn, SOCKET_TIMEOUT_S)

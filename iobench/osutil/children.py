@@ -100,17 +100,51 @@ def _describe(status: int) -> str:
     return f"exit status {os.WEXITSTATUS(status)}"
 
 
-def fork_child(work: Callable[[], Any], drop_root: bool = False) -> Child:
+#: In a child forked with ``wait_ready``: where ``ready()`` tells the parent it is parked.
+_ready_fd: int | None = None
+#: How long ``fork_child(wait_ready=True)`` waits for the child's ``ready()``.
+READY_TIMEOUT_S = 60.0
+
+
+def ready() -> None:
+    """In a forked child: tell the parent that set-up is done and the child now only waits (for
+    data, a go byte, a signal). A parent that forked with ``wait_ready`` returns only then, so
+    the child's start-up never runs inside a timed window. Elsewhere it does nothing."""
+    global _ready_fd
+    if _ready_fd is not None:
+        fd, _ready_fd = _ready_fd, None
+        os.close(fd)  # the parent's read returns at this EOF: nothing of ours runs after it
+
+
+def _await_ready(child: Child, fd: int, timeout_s: float) -> None:
+    try:
+        waiting, _, _ = select.select([fd], [], [], timeout_s)
+        if not waiting:
+            child.kill()
+            raise ChildError(f"child {child.pid} was not ready within {timeout_s:g} s")
+        os.read(fd, 1)  # b"": the child called ready(), or ended first (its result will say why)
+    finally:
+        os.close(fd)
+
+
+def fork_child(work: Callable[[], Any], drop_root: bool = False, wait_ready: bool = False) -> Child:
     """Run ``work()`` in a forked child; ``drop_root`` first makes it ``nobody`` if we are root.
 
     The child inherits every open descriptor, so pipes made before the call connect the two.
+    ``wait_ready``: return only once the child called ``ready()`` (or ended), so that its
+    start-up (dropping root, allocating, connecting) is over before the caller times anything.
     """
+    global _ready_fd
     read_end, write_end = os.pipe()
+    ready_read, ready_write = os.pipe() if wait_ready else (-1, -1)
     pid = os.fork()
     if pid == 0:  # child: never returns
         code = 0
         try:
             os.close(read_end)
+            if wait_ready:
+                os.close(ready_read)
+                _ready_fd = ready_write
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and kills us
             if drop_root and os.geteuid() == 0:
                 drop_privileges()
@@ -126,7 +160,11 @@ def fork_child(work: Callable[[], Any], drop_root: bool = False) -> Child:
         finally:
             os._exit(code)
     os.close(write_end)
-    return Child(pid, read_end)
+    child = Child(pid, read_end)
+    if wait_ready:
+        os.close(ready_write)
+        _await_ready(child, ready_read, READY_TIMEOUT_S)
+    return child
 
 
 def run_in_child(

@@ -13,6 +13,7 @@ import struct
 import time
 
 from iobench.errors import UnsupportedCase
+from iobench.osutil.children import ready
 
 #: Seconds any single socket operation may wait before it fails.
 SOCKET_TIMEOUT_S = 30.0
@@ -129,15 +130,17 @@ def drain_to_eof(
 ) -> tuple[int, int, int]:
     """The receiving child: read to EOF, send the byte count back.
 
-    ``start_fd``: wait for one byte (or EOF) on this pipe before reading anything.
+    ``start_fd``: wait for one byte (or EOF) on this pipe before reading anything. Calls
+    ``children.ready()`` once set up, before it waits for anything.
     Returns (bytes, CPU ns of the receive loop, SO_RCVBUF at the end: autotuning grows it).
     """
     for other in others:  # only our own end: if the parent dies we see EOF, not a hang
         other.close()
+    buffer = bytearray(256 << 10)
+    ready()  # set up: a parent that forked us with wait_ready may start its clock now
     if start_fd is not None:
         os.read(start_fd, 1)
         os.close(start_fd)
-    buffer = bytearray(256 << 10)
     recv_into, total = sock.recv_into, 0
     cpu_start = time.thread_time_ns()
     while got := recv_into(buffer):
