@@ -514,11 +514,11 @@ def test_page_fault_names_the_mechanism_only_when_the_counts_show_it() -> None:
         "page-fault",
         [
             {"mode": "anon", "pages": pages, "minflt": pages + 3},
-            {"mode": "cow", "pages": pages, "child_minflt": pages},
+            {"mode": "cow", "pages": pages, "minflt": pages},
         ],
     )
     assert "1.00 minor faults per page (demand paging" in one_each and "(copy-on-write" in one_each
-    fewer = says("page-fault", [{"mode": "cow", "pages": pages, "child_minflt": pages // 8}])
+    fewer = says("page-fault", [{"mode": "cow", "pages": pages, "minflt": pages // 8}])
     assert "0.12 minor faults per page, fewer than one per page (about 8 pages mapped per fault)" in fewer
     assert "copy-on-write" not in fewer
 
@@ -807,3 +807,18 @@ def test_mmap_read_table_shows_pages_touched_per_second_for_touch_only() -> None
     assert by_method == {"mmap-touch": "17,089,844", "readinto": "-"}
     throughput = next(f for f in MmapRead.figures if f.kind == "throughput")
     assert ("method", ("mmap-copy", "read", "readinto")) in throughput.where
+
+
+def test_zero_byte_recv_names_the_threads_strategy_and_the_probed_socket() -> None:
+    probe = {"recv0_idle": "EAGAIN", "recv0_left_queued": 1, "recv0_returned": 0, "recv0_socket": "tcp"}
+    cases = [
+        _zbr("prepost", 256 * 65536, 4e7, **probe),
+        _zbr("zero-byte", 4 * 65536, 4e7),
+        _zbr("zero-byte-threads", 4 * 65536, 2e7, recv0_calls=2000),
+    ]
+    text = says("zero-byte-recv", cases)
+    assert "A real 0-byte recv() on the case's own TCP connection, while idle, failed with EAGAIN" in text
+    assert "waited in 2,000 blocking 0-byte recv() calls per repetition" in text
+    assert "Zero-byte-threads against prepost: 2.0x slower." in text
+    without = says("zero-byte-recv", cases[:2])
+    assert "zero-byte-threads" not in without.lower()

@@ -140,10 +140,10 @@ class PageFault(Experiment):
                 + _per_page(anon, "demand paging: each page is given on its first touch")
                 + "."
             )
-        cow = ex.value(summary, "child_minflt", per="pages", mode="cow")
+        cow = ex.value(summary, "minflt", per="pages", mode="cow")
         if cow is not None:
             out.append(
-                f"After fork, the child's writes took {cow:.2f} minor faults per page"
+                f"After fork, writing pages still shared with the child took {cow:.2f} minor faults per page"
                 + _per_page(cow, "copy-on-write: each shared page is copied when first written")
                 + "."
             )

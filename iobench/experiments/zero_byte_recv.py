@@ -577,10 +577,13 @@ def _recv0(summary: pd.DataFrame) -> str | None:
         return None
     row = summary.loc[idle_values.index[0]]
     idle = str(row["recv0_idle"])
-    sentence = "A real 0-byte recv() " + (
-        "on an idle socket failed with EAGAIN (a blocking one would wait there)"
-        if idle == "EAGAIN"
-        else f"on an idle socket {idle}"
+    where = row.get("recv0_socket")
+    if where == "tcp":
+        on = "the case's own TCP connection"
+    else:
+        on = f"a {where} socket" if isinstance(where, str) else "a socket"
+    sentence = f"A real 0-byte recv() on {on}, while idle, " + (
+        "failed with EAGAIN (a blocking one would wait there)" if idle == "EAGAIN" else str(idle)
     )
     returned, left = row.get("recv0_returned"), row.get("recv0_left_queued")
     if not ex.finite(returned):
@@ -592,6 +595,13 @@ def _recv0(summary: pd.DataFrame) -> str | None:
         sentence += (
             ': it only says "readable" and takes nothing, which is what epoll reports without a syscall per '
             "connection"
+        )
+    threads = ex.select(summary, strategy="zero-byte-threads")
+    calls = ex.one(threads, "recv0_calls") if not threads.empty else None
+    if calls:
+        sentence += (
+            f". The zero-byte-threads strategy waited in {calls:,.0f} blocking 0-byte recv() calls per repetition "
+            "(one thread per connection, as IOCP programs post one zero-byte receive per socket)"
         )
     return sentence + "."
 
@@ -605,7 +615,12 @@ def _strategies(summary: pd.DataFrame, n: Any) -> str | None:
         ("prepost", {"strategy": "prepost", "connections": n}),
         ("zero-byte", {"strategy": "zero-byte", "connections": n}),
     )
+    threads = {"strategy": "zero-byte-threads", "connections": n}
     parts = []
+    extra = ""
+    if ex.one(summary, "bytes_per_s", **threads) is not None:
+        found = ex.difference(summary, "bytes_per_s", cases[0][1], threads)
+        extra = f" Zero-byte-threads against prepost: {ex.contrast(found, higher_is_better=True)}."
     for label, case in cases:
         p50, p99 = ex.one(summary, "lat_p50_ns", **case), ex.one(summary, "lat_p99_ns", **case)
         rate = ex.one(summary, "bytes_per_s", **case)
@@ -623,4 +638,4 @@ def _strategies(summary: pd.DataFrame, n: Any) -> str | None:
         + "; ".join(parts)
         + f". Zero-byte against prepost: {ex.contrast(found, higher_is_better=True)}"
     )
-    return sentence + (f"; {verdict}." if verdict else ".")
+    return sentence + (f"; {verdict}." if verdict else ".") + extra
