@@ -282,7 +282,7 @@ def _execute(
     meta = {"command": ["iobench", *sys.argv[1:]], "config": config, "cpu_pinned": pin_cpu(cpu)}
     budget = TIME_BUDGET.parse(max_time) if max_time is not None else None
     writer = run_plan(entries, target_dir, out_dir, make_progress(quiet), meta, budget, resume)
-    _print_tables(writer.rows)
+    _print_tables(writer.rows, writer.meta)
     for warning in writer.meta.get("warnings", []):
         click.echo(f"warning: {warning}", err=True)
     if writer.meta["status"] == "stopped":
@@ -293,17 +293,24 @@ def _execute(
     click.echo(f"results: {writer.path}")
 
 
-def _print_tables(rows: list[dict[str, Any]]) -> None:
+def _print_tables(rows: list[dict[str, Any]], meta: dict[str, Any] | None = None) -> None:
+    """The run's book tables in the terminal: medians ± their interval, marks and a legend."""
     import pandas as pd
     from rich.console import Console
     from rich.table import Table
 
+    from iobench.hostinfo import cpu_tick_ns
     from iobench.metrics import summarize
-    from iobench.report.tables import book_table, describe_group
+    from iobench.report.tables import book_table, describe_group, table_legend
 
     if not rows:
         return
-    summary = summarize(pd.DataFrame(rows))
+    meta = meta or {}
+    host = meta.get("host") or {}
+    tick = (
+        (host["cpu_tick_ns"], host.get("cpu_tick_source", "")) if host.get("cpu_tick_ns") else cpu_tick_ns()
+    )
+    summary = summarize(pd.DataFrame(rows), cases=meta.get("cases") or (), tick_ns=tick[0])
     if summary.empty:
         return
     console = Console(soft_wrap=False, width=max(140, Console().width))
@@ -319,6 +326,8 @@ def _print_tables(rows: list[dict[str, Any]]) -> None:
             for row in frame.itertuples(index=False):
                 table.add_row(*(str(v) for v in row))
             console.print(table)
+        for line in table_legend(summary[summary["experiment"] == experiment_name], experiment, [tick]):
+            console.print(line, style="dim", highlight=False, soft_wrap=True)
 
 
 def _experiment_command(experiment: type[Experiment]) -> click.Command:
@@ -418,7 +427,17 @@ def _results_option(purpose: str) -> click.Option:
     show_default=True,
     metavar="LIST",
     help="Comma-separated: html (one self-contained file, figures embedded), md (Markdown for a "
-    "PR comment or CI summary; links the PNGs when png is chosen), png, svg (one file per figure).",
+    "PR comment or CI summary; see --md-images), png, svg (one file per figure).",
+)
+@click.option(
+    "--md-images",
+    "md_images",
+    type=click.Choice(["inline", "links", "none"]),
+    default="links",
+    show_default=True,
+    help="Figures in report.md: links (relative paths to the PNG/SVG files written with it), "
+    "inline (PNG data URIs: one self-contained file for viewers that render them; GitHub's "
+    "Markdown, job summaries included, drops data URIs), none (tables and text only).",
 )
 @click.option(
     "--out",
@@ -427,7 +446,9 @@ def _results_option(purpose: str) -> click.Option:
     default=None,
     help="Where the report goes. [default: <first run>/report]",
 )
-def report_command(runs: tuple[str, ...], formats: str, results_dir: Path, out_dir: Path | None) -> None:
+def report_command(
+    runs: tuple[str, ...], formats: str, md_images: str, results_dir: Path, out_dir: Path | None
+) -> None:
     """Write a report of runs (default: the latest): report.html, report.md and figures.
 
     RUNS are run folders or run ids under --results. Several runs (two machines, before and
@@ -441,7 +462,7 @@ def report_command(runs: tuple[str, ...], formats: str, results_dir: Path, out_d
     paths = [_run_path(r, results_dir) for r in runs] or [latest_run(results_dir)]
     loaded = [load_run(p) for p in paths]
     destination = out_dir or (paths[0] / "report")
-    for path in build_report(loaded, destination, chosen):
+    for path in build_report(loaded, destination, chosen, md_images=md_images):
         click.echo(str(path))
 
 

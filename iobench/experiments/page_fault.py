@@ -76,7 +76,7 @@ class PageFault(Experiment):
     figures = (
         FigureSpec("metric", title="Faults per page", metrics=("minflt", "majflt", "child_minflt"), per="pages",
                    unit="ratio", y_label="faults per page"),
-        FigureSpec("metric", title="Time per page", metric="elapsed_ns", per="pages", unit="duration"),
+        FigureSpec("metric", title="Time per page", metric="elapsed_ns", per="pages", unit="duration", log_y=True),
     )  # fmt: skip
 
     @classmethod
