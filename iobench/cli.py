@@ -313,7 +313,8 @@ def _print_tables(rows: list[dict[str, Any]], meta: dict[str, Any] | None = None
     summary = summarize(pd.DataFrame(rows), cases=meta.get("cases") or (), tick_ns=tick[0])
     if summary.empty:
         return
-    console = Console(soft_wrap=False, width=max(140, Console().width))
+    width = max(140, Console().width)
+    console = Console(soft_wrap=False, width=width)
     for experiment_name in summary["experiment"].unique():
         experiment = get_experiment(str(experiment_name))
         for key, frame in book_table(summary, experiment):
@@ -322,9 +323,12 @@ def _print_tables(rows: list[dict[str, Any]], meta: dict[str, Any] | None = None
                 title_justify="left",
             )
             for index, column in enumerate(frame.columns):
-                table.add_column(column, justify="left" if index == 0 else "right")
+                # One line per row: "12.3 ms ±4%" split over two lines reads as two values.
+                table.add_column(column, justify="left" if index == 0 else "right", no_wrap=True)
             for row in frame.itertuples(index=False):
                 table.add_row(*(str(v) for v in row))
+            wide = console.options.update(width=1000, max_width=1000)
+            console.width = max(width, console.measure(table, options=wide).maximum)
             console.print(table)
         for line in table_legend(summary[summary["experiment"] == experiment_name], experiment, [tick]):
             console.print(line, style="dim", highlight=False, soft_wrap=True)

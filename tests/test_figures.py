@@ -300,6 +300,7 @@ def test_units_follow_the_typical_value_not_the_largest() -> None:
     """context-switch: p50 and p99 of tens of µs were drawn on an ms axis because of one max."""
     assert unit_scale("duration", [2e4, 4e4, 6e4, 1.3e6]) == (1e3, "µs")
     assert unit_scale("rate", [3 << 30, 5 << 30, 100]) == (float(1 << 30), "GiB/s")
+    assert unit_scale("size", [256 << 10, 16 << 20], log=False) == (float(1 << 20), "MiB")  # 0..peak
     spec = next(s for s in get_experiment("context-switch").report_figures() if s.kind == "percentiles")
     assert "lat_max_ns" not in spec.metrics  # one sample's max in a figure of medians dominated it
 
@@ -436,3 +437,29 @@ def test_the_throughput_drawn_is_bytes_over_median_elapsed() -> None:
     expected = (1 << 30) / (3e6 / 1e9) / (1 << 30)  # GiB/s at the median elapsed, 3 ms
     assert list(drawn) == pytest.approx([expected, expected])
     assert "Throughput = bytes / median elapsed" in _texts(figure)
+
+
+def test_a_linear_size_axis_reads_plain_numbers_in_the_unit_of_its_label() -> None:
+    """zero-byte-recv's memory figure spelled its KiB-scaled ticks as sizes again (14.65 KiB
+    for 15 MiB)."""
+    experiment = get_experiment("zero-byte-recv")
+    cases = [
+        {
+            "strategy": "prepost",
+            "buffer_bytes_held": 16 << 20,
+            "rss_buffers_bytes": 1 << 20,
+            "elapsed_ns": 1e6,
+        },
+        {
+            "strategy": "zero-byte",
+            "buffer_bytes_held": 256 << 10,
+            "rss_buffers_bytes": 8 << 10,
+            "elapsed_ns": 1e6,
+        },
+    ]
+    figure = _one("zero-byte-recv", _rows(experiment, cases), "Receive buffers")
+    ax = figure.axes[0]
+    assert ax.get_ylabel() == "memory held, MiB"
+    labels = _labels_shown(ax.yaxis)
+    assert len(labels) >= 2 and all(float(label) >= 0 for label in labels)
+    assert max(bar.get_height() for bar in ax.patches) == pytest.approx(16.0)

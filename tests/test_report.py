@@ -584,3 +584,13 @@ def test_cases_whose_data_check_failed_are_counted_in_the_run_warnings(tmp_path:
     ) in markdown
     assert "mode=pwrite,threads=4: the data check" not in markdown
     assert "| write-racing ✗ |" in markdown
+
+
+def test_a_cell_whose_repetitions_agree_says_so() -> None:
+    from iobench.report.estimates import Estimate
+    from iobench.report.tables import estimate_cell
+
+    same = estimate_cell(Estimate(0.0, 0.0, 0.0, 8, 0.99), "count")
+    assert (same.text, same.detail) == ("0", "every repetition gave 0")
+    zero_median = estimate_cell(Estimate(0.0, 0.0, 2.0, 8, 0.99), "count")
+    assert (zero_median.text, zero_median.detail) == ("0", "95% interval 0 – 2")  # no ± around a median of 0

@@ -21,12 +21,13 @@ _LADDERS = ((1.0,), (1.0, 2.0, 5.0), (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.
 MAX_TICKS = 8
 
 
-def unit_scale(unit: str, values: Iterable[float]) -> tuple[float, str]:
-    """A divisor and a unit label chosen from the *typical* value (the median of the values
-    drawn), so that the bulk of the points read 1..1000 and one large outlier (a max) does not
-    put microseconds on a millisecond axis."""
+def unit_scale(unit: str, values: Iterable[float], log: bool = True) -> tuple[float, str]:
+    """A divisor and a unit label for an axis. On a log axis the *typical* value (the median
+    of the values drawn) decides, so the bulk of the points read 1..1000 and one large outlier
+    (a max) does not put microseconds on a millisecond axis; a linear axis runs from 0 to its
+    largest value, which decides there."""
     finite = [abs(v) for v in values if v == v and math.isfinite(v) and v != 0]
-    typical = float(np.median(finite)) if finite else 0.0
+    typical = (float(np.median(finite)) if log else max(finite)) if finite else 0.0
     if unit == "duration":
         for divisor, label in ((1e9, "s"), (1e6, "ms"), (1e3, "µs")):
             if typical >= divisor:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -148,8 +149,9 @@ def _not_run_marks(not_run: pd.DataFrame | None, spec: FigureSpec) -> list[Refus
     for _, record in _where(not_run, spec).iterrows():
         reason = record.get("status_reason")
         reason = reason if isinstance(reason, str) else ""
-        short = reason if len(reason) <= 60 else reason[:57] + "..."
-        marks.append(Refusal(record, f"{record.get('status', 'not run')}" + (f": {short}" if short else "")))
+        marks.append(
+            Refusal(record, f"{record.get('status', 'not run')}" + (f": {reason}" if reason else ""))
+        )
     return marks
 
 
@@ -274,14 +276,25 @@ def _add_notes(fig: Figure, notes: list[str]) -> None:
         fig.text(0.01, 0.0, text, fontsize="x-small", ha="left", va="top", color="#333333")
 
 
-def _refusal_notes(experiment: Any, marks: list[Refusal], names: list[str]) -> list[str]:
-    """Each refused or not-run case with its reason: "no value", whether or not it has a place
-    on the x axis to carry an × mark."""
+def _with_marks(rows: pd.DataFrame, marks: list[Refusal]) -> pd.DataFrame:
+    """The figure's cases, drawn or marked: what its title and notes describe."""
+    if not marks:
+        return rows
+    return pd.concat([rows, pd.DataFrame([dict(m.record) for m in marks])], ignore_index=True)
+
+
+def _refusal_notes(experiment: Any, marks: list[Refusal], cases: pd.DataFrame) -> list[str]:
+    """Each refused or not-run case, named by the parameters that vary among the figure's
+    cases, grouped by reason (dozens of O_DIRECT refusals share one)."""
     if not marks:
         return []
-    listed = "; ".join(f"{_case_words(experiment, m.record, names)}: {m.words}" for m in marks[:6])
-    more = f"; and {len(marks) - 6} more" if len(marks) > 6 else ""
-    return [f"No value (× where the case has a place on the x axis): {listed}{more}."]
+    names = [p for p in _params(experiment, cases) if cases[p].astype(str).nunique() > 1]
+    by_reason: dict[str, list[str]] = {}
+    for mark in marks:
+        shape = re.sub(r"\d+(\.\d+)?", "#", mark.words)
+        by_reason.setdefault(shape, [mark.words]).append(_case_words(experiment, mark.record, names))
+    parts = [f"{', '.join(words[1:])}: {textwrap.shorten(words[0], 90)}" for words in by_reason.values()]
+    return [f"No value (× where the case has a place on the x axis): {'; '.join(parts)}."]
 
 
 def _mark(ax: Any, x: float, label: str | None) -> None:
@@ -415,7 +428,7 @@ def _numeric(
             series.value,
             yerr=[series.value - series.low, series.high - series.value],
             marker=_MARKERS[rank % len(_MARKERS)],
-            markersize=4 + 3 * rank,
+            markersize=4 + 3 * min(rank, 2),
             capsize=3,
             label=series.label,
             color=series.colour,
@@ -580,14 +593,13 @@ def _values_figure(
         if not points:
             return None
     values = pd.concat([frame["value"] for _, frame in points])
-    divisor, unit_label = (1.0, "") if (log and unit == "size") else unit_scale(unit, values)
+    divisor, unit_label = (1.0, "") if (log and unit == "size") else unit_scale(unit, values, log)
     # The title is the figure's question; the axis names the quantity (short, or it wraps).
     quantity = "latency" if spec.kind == "percentiles" else metrics[0][1]
     y_label = spec.y_label or (spec.title if spec.title and len(spec.title) <= 30 else quantity)
     y_label = f"{y_label}, {unit_label}" if unit_label else y_label
     fig, ax = _new_figure()
     x = spec.x or experiment.x_param
-    params = _params(experiment, rows)
     relevant = rows[~rows.apply(lambda r: x in _irrelevant(experiment, r), axis=1)] if x in rows else rows
     numeric = (
         x is not None
@@ -612,11 +624,9 @@ def _values_figure(
         else:
             set_log_y(ax)
         y_label += " (log scale)"
-    elif unit == "size":
-        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: size_spelling(v) or "0"))
     ax.set_ylabel(y_label)
-    notes += _refusal_notes(experiment, marks, params)
-    context = _fixed_context(experiment, rows, used)
+    notes += _refusal_notes(experiment, marks, _with_marks(rows, marks))
+    context = _fixed_context(experiment, _with_marks(rows, marks), used)
     _finish(fig, ax, title + (f"\n{context}" if context else ""), notes)
     return fig
 
@@ -677,7 +687,7 @@ def _stacked_cpu(
     keys = _sorted_keys(experiment, series, list(panels))[:MAX_PANELS]
     totals = [c[1] for c in cases if c[1] > 0]
     log = bool(totals) and max(totals) / min(totals) > STACK_RANGE
-    divisor, unit_label = unit_scale("duration", [c[1] for c in cases])
+    divisor, unit_label = unit_scale("duration", [c[1] for c in cases], log)
     columns = min(3, len(keys))
     lines = math.ceil(len(keys) / columns)
     fig = Figure(figsize=(WIDTH, 0.9 + 2.5 * lines), dpi=DPI)
@@ -778,7 +788,7 @@ def _stacked_cpu(
     for ax in axes.flat[: len(keys)]:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(label, handle)
-    context = _fixed_context(experiment, rows, [*bar_names, *series])
+    context = _fixed_context(experiment, _with_marks(rows, marks), [*bar_names, *series])
     fig.suptitle(title + (f" ({context})" if context else ""), fontsize="medium")
     fig.legend(
         list(handles.values()),
@@ -798,7 +808,7 @@ def _stacked_cpu(
     ]
     if split_missing:
         notes.append(f"Total only where the case accumulated fewer than {MIN_SPLIT_TICKS} scheduler ticks.")
-    notes += _refusal_notes(experiment, marks, params)
+    notes += _refusal_notes(experiment, marks, _with_marks(rows, marks))
     if log:
         notes.append(
             f"Log axis (totals span {max(totals) / min(totals):.0f}x): user, system and total are points, "

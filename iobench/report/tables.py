@@ -66,8 +66,10 @@ def estimate_cell(value: Estimate, unit: str) -> Cell:
         detail = (
             f"min – max of {value.reps} reps: {low} – {high} (covers the median with {value.confidence:.0%})"
         )
-    if spread == 0 or not math.isfinite(spread):
-        return Cell(text, f"every repetition gave {text}" if spread == 0 else detail)
+    if value.low == value.high:
+        return Cell(text, f"every repetition gave {text}")
+    if not math.isfinite(spread):  # a median of 0 has no relative spread
+        return Cell(text, detail)
     return Cell(f"{text} {_pct(spread)}", detail)
 
 
