@@ -463,3 +463,10 @@ def test_a_linear_size_axis_reads_plain_numbers_in_the_unit_of_its_label() -> No
     labels = _labels_shown(ax.yaxis)
     assert len(labels) >= 2 and all(float(label) >= 0 for label in labels)
     assert max(bar.get_height() for bar in ax.patches) == pytest.approx(16.0)
+
+
+def test_mmap_touch_is_not_ranked_by_bytes_per_second() -> None:
+    """It touches one byte per page: its "GiB/s" was drawn as the fastest method (issue 13 §2)."""
+    spec = next(s for s in get_experiment("mmap-read").report_figures() if s.kind == "throughput")
+    methods = dict(spec.where)["method"]
+    assert "mmap-touch" not in methods and {"mmap-copy", "read", "readinto"} <= set(methods)
