@@ -374,7 +374,7 @@ def _report_run(run: Any, as_json: bool, with_rows: bool) -> None:
     try:
         if as_json:
             click.echo(json.dumps(run.summary_records(with_rows), indent=2, default=str))
-        _print_tables(run.summary, err=as_json)
+        _print_tables(run, err=as_json)
         for warning in run.meta.warnings:
             click.echo(f"warning: {warning}", err=True)
         if run.status == "stopped":
@@ -394,20 +394,27 @@ def _report_run(run: Any, as_json: bool, with_rows: bool) -> None:
         sys.exit(ExitCode.CASES_FAILED)
 
 
-def _print_tables(summary: Any, err: bool = False) -> None:
-    """Each experiment's book-shaped tables (rich) for the cases that ran."""
+def _print_tables(run: Any, err: bool = False) -> None:
+    """The run's book tables in the terminal: medians ± their interval, marks and a legend."""
     from rich.console import Console
     from rich.table import Table
 
     from iobench.experiments import get_experiment
-    from iobench.report.tables import book_table, describe_group
+    from iobench.hostinfo import cpu_tick_ns
+    from iobench.report.tables import book_table, describe_group, table_legend
 
+    summary = run.summary
     if summary is None or summary.empty or "status" not in summary:
         return
     summary = summary[summary["status"] == "ok"]
     if summary.empty:
         return
-    console = Console(soft_wrap=False, width=max(140, Console().width), stderr=err)
+    host = run.meta.host
+    tick = (
+        (host["cpu_tick_ns"], host.get("cpu_tick_source", "")) if host.get("cpu_tick_ns") else cpu_tick_ns()
+    )
+    width = max(140, Console().width)
+    console = Console(soft_wrap=False, width=width, stderr=err)
     for experiment_name in summary["experiment"].unique():
         experiment = get_experiment(str(experiment_name))
         for key, frame in book_table(summary, experiment):
@@ -416,10 +423,15 @@ def _print_tables(summary: Any, err: bool = False) -> None:
                 title_justify="left",
             )
             for index, column in enumerate(frame.columns):
-                table.add_column(column, justify="left" if index == 0 else "right")
+                # One line per row: "12.3 ms ±4%" split over two lines reads as two values.
+                table.add_column(column, justify="left" if index == 0 else "right", no_wrap=True)
             for row in frame.itertuples(index=False):
                 table.add_row(*(str(v) for v in row))
+            wide = console.options.update(width=1000, max_width=1000)
+            console.width = max(width, console.measure(table, options=wide).maximum)
             console.print(table)
+        for line in table_legend(summary[summary["experiment"] == experiment_name], experiment, [tick]):
+            console.print(line, style="dim", highlight=False, soft_wrap=True)
 
 
 def _experiment_command(experiment: Any) -> click.Command:
@@ -561,7 +573,17 @@ def _results_option(purpose: str) -> click.Option:
     show_default=True,
     metavar="LIST",
     help="Comma-separated: html (one self-contained file, figures embedded), md (Markdown for a "
-    "PR comment or CI summary; links the PNGs when png is chosen), png, svg (one file per figure).",
+    "PR comment or CI summary; see --md-images), png, svg (one file per figure).",
+)
+@click.option(
+    "--md-images",
+    "md_images",
+    type=click.Choice(["inline", "links", "none"]),
+    default="links",
+    show_default=True,
+    help="Figures in report.md: links (relative paths to the PNG/SVG files written with it), "
+    "inline (PNG data URIs: one self-contained file for viewers that render them; GitHub's "
+    "Markdown, job summaries included, drops data URIs), none (tables and text only).",
 )
 @click.option(
     "--report-dir",
@@ -570,7 +592,9 @@ def _results_option(purpose: str) -> click.Option:
     default=None,
     help="Where the report goes. [default: <first run>/report]",
 )
-def report_command(runs: tuple[str, ...], formats: str, results_dir: Path, out_dir: Path | None) -> None:
+def report_command(
+    runs: tuple[str, ...], formats: str, md_images: str, results_dir: Path, out_dir: Path | None
+) -> None:
     """Write a report of runs (default: the latest): report.html, report.md and figures.
 
     RUNS are run folders or run ids under --out. Several runs (two machines, before and
@@ -586,7 +610,7 @@ def report_command(runs: tuple[str, ...], formats: str, results_dir: Path, out_d
     loaded = [load_run(p) for p in paths]
     destination = out_dir or (paths[0] / "report")
     try:
-        written = build_report(loaded, destination, chosen)
+        written = build_report(loaded, destination, chosen, md_images=md_images)
     except OSError as exc:
         raise IobenchError(f"cannot write the report in {destination}: {exc.strerror or exc}") from None
     for path in written:

@@ -7,6 +7,7 @@ are None, not guessed.
 
 from __future__ import annotations
 
+import gzip
 import os
 import platform
 import re
@@ -189,6 +190,45 @@ def host_facts() -> dict[str, Any]:
         "cpu_governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
         "page_size": os.sysconf("SC_PAGE_SIZE"),
     }
+
+
+#: The tick assumed when the kernel's CONFIG_HZ cannot be read (HZ=100, the lowest common value).
+ASSUMED_TICK_NS = 10_000_000
+_CONFIG_HZ = re.compile(r"^CONFIG_HZ=(\d+)\s*$", re.MULTILINE)
+
+
+def parse_config_hz(config: str) -> int | None:
+    """CONFIG_HZ from a kernel config text (``CONFIG_HZ=250``); None when absent."""
+    match = _CONFIG_HZ.search(config)
+    return int(match.group(1)) if match and int(match.group(1)) > 0 else None
+
+
+def _kernel_config(path: Path) -> str | None:
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rt", encoding="utf-8", errors="replace") as handle:
+                return handle.read()
+        return path.read_text(encoding="utf-8", errors="replace")
+    except (OSError, EOFError):
+        return None
+
+
+def cpu_tick_ns(config_paths: tuple[Path, ...] | None = None) -> tuple[int, str]:
+    """The scheduler tick in ns and where that figure comes from.
+
+    getrusage splits CPU time into user and system by sampling the mode at each tick, so the
+    tick (1 s / CONFIG_HZ) is the resolution of that split. It is read from /proc/config.gz or
+    /boot/config-<release>; when neither can be read, 10 ms (HZ=100) is assumed and the source
+    says so.
+    """
+    if config_paths is None:
+        config_paths = (Path("/proc/config.gz"), Path(f"/boot/config-{platform.release()}"))
+    for path in config_paths:
+        text = _kernel_config(path)
+        hz = parse_config_hz(text) if text is not None else None
+        if hz:
+            return 1_000_000_000 // hz, f"CONFIG_HZ={hz} in {path}"
+    return ASSUMED_TICK_NS, "assumed 10 ms (HZ=100): CONFIG_HZ not readable from the kernel config"
 
 
 def warnings_for(host: dict[str, Any], target: dict[str, Any] | None) -> list[str]:

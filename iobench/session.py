@@ -126,6 +126,7 @@ def _facts(
     entries: Sequence[PlanEntry], target_dir: Path, cpu: int | None
 ) -> tuple[dict[str, Any], list[str]]:
     host = hostinfo.host_facts()
+    host["cpu_tick_ns"], host["cpu_tick_source"] = hostinfo.cpu_tick_ns()
     target = hostinfo.target_facts(target_dir)
     with CounterProbe("thread") as probe:
         counter_source = probe.source

@@ -74,3 +74,36 @@ def test_host_facts_are_read_not_guessed() -> None:
 )
 def test_noise_warnings(host: dict, fragment: str) -> None:
     assert any(fragment in w for w in hostinfo.warnings_for(host, None))
+
+
+def test_cpu_tick_from_kernel_config(tmp_path: Path) -> None:
+    import gzip
+
+    plain = tmp_path / "config-6.1"
+    plain.write_text("CONFIG_HZ_250=y\n# CONFIG_HZ_1000 is not set\nCONFIG_HZ=250\n")
+    packed = tmp_path / "config.gz"
+    with gzip.open(packed, "wt") as handle:
+        handle.write("CONFIG_HZ=1000\n")
+    assert hostinfo.cpu_tick_ns((plain,)) == (4_000_000, f"CONFIG_HZ=250 in {plain}")
+    # The first readable config wins; a missing one is skipped.
+    assert hostinfo.cpu_tick_ns((tmp_path / "absent", packed, plain)) == (
+        1_000_000,
+        f"CONFIG_HZ=1000 in {packed}",
+    )
+
+
+def test_cpu_tick_assumed_when_the_config_is_unreadable(tmp_path: Path) -> None:
+    broken = tmp_path / "config.gz"
+    broken.write_bytes(b"not gzip")
+    empty = tmp_path / "config"
+    empty.write_text("CONFIG_HZ_PERIODIC=y\n")
+    tick, source = hostinfo.cpu_tick_ns((broken, empty, tmp_path / "absent"))
+    assert tick == 10_000_000 and source.startswith("assumed 10 ms")
+
+
+def test_cpu_tick_of_this_host_matches_its_config() -> None:
+    tick, source = hostinfo.cpu_tick_ns()
+    if source.startswith("assumed"):
+        pytest.skip("this kernel exposes no config")
+    hz = int(source.split()[0].removeprefix("CONFIG_HZ="))
+    assert tick * hz == 1_000_000_000 and hz in (100, 250, 300, 1000)

@@ -113,12 +113,30 @@ def test_several_runs_one_series_each(tmp_path: Path) -> None:
     after = make_run("20260102-000000-bbbb", speed=FLAT, hostname="beta")
     model = build_model([before, after])
     section = model.sections[0]
-    assert [label for label, _ in section.explanations] == ["alpha aaaa", "beta bbbb"]
+    # Series are named by what tells the runs apart (here the host), not by raw run ids.
+    assert [label for label, _ in section.explanations] == ["alpha", "beta"]
     assert len(section.tables) == 2
     axes = section.figures[0].figure.axes[0]
-    assert sorted(axes.get_legend_handles_labels()[1]) == ["alpha aaaa", "beta bbbb"]
+    assert sorted(axes.get_legend_handles_labels()[1]) == ["alpha", "beta"]
     build_report([before, after], tmp_path, ("html",))
-    assert (tmp_path / "report.html").read_text().count('class="run"') == 2
+    html = (tmp_path / "report.html").read_text()
+    assert html.count('class="run"') == 2
+    assert "run id <code>20260101-000000-aaaa</code>" in html  # each label is tied to its run id
+
+
+def test_run_labels_name_what_differs() -> None:
+    from iobench.report.model import run_labels
+
+    one = make_run("20260101-000000-aaaa")
+    same_host = [make_run("20260101-000000-aaaa"), make_run("20260102-000000-bbbb")]
+    same_host[0].meta["started"], same_host[1].meta["started"] = "2026-01-01T09:15:00", "2026-01-02T17:40:00"
+    assert run_labels([one]) == {"20260101-000000-aaaa": "20260101-000000-aaaa"}
+    assert list(run_labels(same_host).values()) == ["01-01 09:15", "01-02 17:40"]
+    same_host[0].meta["git"] = {"describe": "v1.2-3-gabc"}
+    same_host[1].meta["git"] = {"describe": "v1.2-4-gdef"}
+    assert list(run_labels(same_host).values()) == ["v1.2-3-gabc", "v1.2-4-gdef"]
+    twins = [make_run("20260101-000000-aaaa"), make_run("20260101-000000-bbbb")]
+    assert list(run_labels(twins).values()) == ["aaaa", "bbbb"]
 
 
 def test_unsupported_cases_are_listed_with_their_reason(tmp_path: Path) -> None:
@@ -391,3 +409,205 @@ def test_a_line_never_joins_different_cases_at_one_x() -> None:
     assert _series_keys(experiment, rows, "bs") == ["advice"]
     one_advice = rows[rows["advice"] == "none"]
     assert _series_keys(experiment, one_advice, "bs") == []
+
+
+# --- tables: medians with their interval, marks, legend ----------------------------------------
+
+
+def _rw_rows(elapsed: list[float], **extra) -> pd.DataFrame:
+    """rw-buffer read rows of one case, one per elapsed value (1 MiB moved each)."""
+    return pd.DataFrame(
+        [
+            {
+                "run_id": "r", "experiment": "rw-buffer", "case": "mode=read,file_size=1048576,bs=4096,cache=warm",
+                "rep": rep, "status": "ok", "mode": "read", "file_size": 1 << 20, "bs": 4096, "cache": "warm",
+                "elapsed_ns": e, "cpu_ns": e, "user_ns": e / 4, "sys_ns": e, "bytes": 1 << 20, "ops": 257,
+                "syscalls_read": 257, "syscalls_write": 0,
+            }
+            | {k: (v[rep - 1] if isinstance(v, list) else v) for k, v in extra.items()}
+            for rep, e in enumerate(elapsed, start=1)
+        ]
+    )  # fmt: skip
+
+
+def _table(summary: pd.DataFrame, experiment=RwBuffer) -> pd.DataFrame:
+    from iobench.report.tables import book_table
+
+    tables = book_table(summary, experiment)
+    assert len(tables) == 1
+    return tables[0][1]
+
+
+def test_cells_show_the_median_with_its_interval() -> None:
+    elapsed = [1.00e6, 1.02e6, 1.03e6, 1.05e6, 1.10e6, 1.20e6, 1.30e6, 1.50e6]
+    table = _table(summarize(_rw_rows(elapsed)))
+    cell = table["Elapsed"][0]
+    # Median 1.075 ms; of 8 values only min..max covers the median with >= 95% (99.2%).
+    assert str(cell) == "1.07 ms ±40%" and cell.detail == "95% interval 1 ms – 1.5 ms"
+    # Throughput = bytes / median elapsed (930.2 MiB/s), its interval from elapsed's: 1 MiB
+    # in 1.5 ms is 666.7 MiB/s, 28% below.
+    assert str(table["Throughput"][0]) == "930.2 MiB/s ±28%"
+    assert table["Throughput"][0].detail == "95% interval 666.7 MiB/s – 1000.0 MiB/s"
+    assert str(table["read()s"][0]) == "257"  # every repetition agreed: no ±
+    assert str(table["Reps"][0]) == "8"
+
+
+def test_reps_marks_few_repetitions_an_early_stop_and_a_failed_check() -> None:
+    from iobench.report.tables import table_legend
+
+    rows = _rw_rows([1e6, 1.1e6, 1.2e6, 5e6], integrity_ok=[True, True, True, False])
+    cases = [{"experiment": "rw-buffer", "case": rows["case"][0], "stop_reason": "max_case_time",
+              "ci_halfwidth_pct": 23.4}]  # fmt: skip
+    summary = summarize(rows, cases=cases)
+    table = _table(summary)
+    assert str(table["bs"][0]) == "4KiB ✗"
+    reps = table["Reps"][0]
+    assert str(reps) == "4 †‡✗"
+    assert "stopped at max_case_time before its CI target (stopping rule's CI ±23.4%)" in reps.detail
+    assert "data check failed in 1 of 4" in reps.detail
+    # The failed repetition (5 ms) is left out of the median: 1.1 ms, not 1.15 ms.
+    assert str(table["Elapsed"][0]).startswith("1.1 ms ")
+    assert "min – max of 3 reps" in table["Elapsed"][0].detail
+    legend = " ".join(table_legend(summary, RwBuffer, [(4_000_000, "CONFIG_HZ=250 in /proc/config.gz")]))
+    # The medians rest on the 3 repetitions that passed the check.
+    assert "† fewer than 6 repetitions (1 of 1 cases)" in legend
+    assert "covers the median with 75% at 3 reps" in legend
+    assert "‡ stopped at its repetition or time limit" in legend and "up to ±23%" in legend
+    assert "✗ the case's own data check (integrity_ok) failed" in legend
+    assert "tick 4 ms (CONFIG_HZ=250 in /proc/config.gz)" in legend
+
+
+def test_a_legend_says_only_what_its_tables_need() -> None:
+    from iobench.report.tables import table_legend
+
+    summary = summarize(_rw_rows([1e6] * 6), cases=[{"experiment": "rw-buffer", "case":
+                        "mode=read,file_size=1048576,bs=4096,cache=warm", "stop_reason": "ci_target"}])  # fmt: skip
+    legend = " ".join(table_legend(summary, RwBuffer))
+    assert "Each cell: the median" in legend
+    assert "†" not in legend and "‡" not in legend and "✗" not in legend
+    assert str(_table(summary)["Reps"][0]) == "6"
+
+
+def test_the_cpu_split_never_exceeds_the_total_and_shows_a_dash_below_50_ticks() -> None:
+    # getrusage per repetition: user + system = 1.25 x the exact total (tick sampling).
+    enough = _rw_rows([2e8] * 5)  # 5 x 250 ms of user+system: 125 ticks of 10 ms
+    table = _table(summarize(enough))
+    total, user, system = (table[c][0] for c in ("Total CPU", "User CPU", "System CPU"))
+    assert (str(total), str(user), str(system)) == ("200 ms", "40 ms", "160 ms")
+    few = _table(summarize(_rw_rows([1e6] * 5)))
+    assert str(few["User CPU"][0]) == "–" and str(few["System CPU"][0]) == "–"
+    assert "fewer than 50 scheduler ticks" in few["User CPU"][0].detail
+
+
+def test_relative_columns_carry_the_interval_of_the_ratio() -> None:
+    sync = get_experiment("sync-write")
+    rows = []
+    for mode, scale in (("buffered", 1.0), ("O_SYNC", 30.0)):
+        for rep, e in enumerate((1.0e6, 1.1e6, 1.2e6, 1.3e6, 1.4e6, 1.5e6), start=1):
+            rows.append({"run_id": "r", "experiment": "sync-write", "case": f"mode={mode}", "rep": rep,
+                         "status": "ok", "mode": mode, "total": 1 << 18, "bs": 4096, "sync_every": 8,
+                         "elapsed_ns": e * scale, "cpu_ns": 1e5, "bytes": 1 << 18})  # fmt: skip
+    table = _table(summarize(pd.DataFrame(rows)), sync)
+    from iobench.stats import difference
+
+    buffered = (1.0e6, 1.1e6, 1.2e6, 1.3e6, 1.4e6, 1.5e6)
+    ratio = difference(buffered, [30 * e for e in buffered])
+    spread = 100 * max(ratio.high - ratio.ratio, ratio.ratio - ratio.low) / ratio.ratio
+    assert [str(c) for c in table["vs buffered"]] == ["1", f"{ratio.ratio:.3g} ±{spread:.0f}%"]
+    assert table["vs buffered"][1].detail == f"95% interval {ratio.low:.3g} – {ratio.high:.3g}"
+
+
+def test_html_cells_hold_the_interval_and_the_legend_follows_the_tables(tmp_path: Path) -> None:
+    run = make_run("20260101-000000-aaaa", speed=STEEP)
+    build_report([run], tmp_path, ("html", "md"))
+    html = (tmp_path / "report.html").read_text()
+    assert re.search(
+        r'<td title="min – max of 5 reps: [^"]+ \(covers the median with 94%\)">[\d.]+ \S+ ±\d+%</td>', html
+    )
+    assert '<ul class="legend">' in html and "Hover a cell for its interval." in html
+    markdown = (tmp_path / "report.md").read_text()
+    assert "<sub>† fewer than 6 repetitions (5 of 5 cases)" in markdown
+
+
+@pytest.mark.parametrize("mode", ["inline", "links", "none"])
+def test_md_images(tmp_path: Path, mode: str) -> None:
+    write_run(tmp_path, make_run("20260101-000000-aaaa", speed=STEEP))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "report",
+            "--out",
+            str(tmp_path),
+            "--format",
+            "md,png",
+            "--md-images",
+            mode,
+            "--report-dir",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    markdown = (out / "report.md").read_text()
+    sources = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+    if mode == "none":
+        assert sources == []
+    elif mode == "links":
+        assert sources == ["rw-buffer-throughput.png", "rw-buffer-stacked-cpu.png"]
+        assert all((out / s).is_file() for s in sources)
+    else:
+        import base64
+
+        assert len(sources) == 2 and all(s.startswith("data:image/png;base64,") for s in sources)
+        assert base64.b64decode(sources[0].split(",", 1)[1]).startswith(b"\x89PNG")
+
+
+def test_md_images_inline_needs_no_png_files(tmp_path: Path) -> None:
+    written = build_report(
+        [make_run("20260101-000000-aaaa", speed=STEEP)], tmp_path, ("md",), md_images="inline"
+    )
+    assert written == [tmp_path / "report.md"]
+    assert (tmp_path / "report.md").read_text().count("](data:image/png;base64,") == 2
+
+
+def test_md_images_bad_value_is_one_line_exit_2(tmp_path: Path) -> None:
+    write_run(tmp_path, make_run("20260101-000000-aaaa", speed=STEEP))
+    result = CliRunner().invoke(cli, ["report", "--out", str(tmp_path), "--md-images", "base64"])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert "'base64' is not one of 'inline', 'links', 'none'" in result.output
+
+
+def test_terminal_tables_show_intervals_marks_and_the_legend(capsys: pytest.CaptureFixture[str]) -> None:
+    from iobench.api import Run
+    from iobench.cli import _print_tables
+
+    meta = {
+        "host": {"cpu_tick_ns": 4_000_000, "cpu_tick_source": "CONFIG_HZ=250 in /boot/config"},
+        "cases": [],
+    }
+    _print_tables(Run(_rw_rows([1e6, 1.1e6, 1.2e6]), meta))
+    out = capsys.readouterr().out
+    assert "1.1 ms ±9%" in out and "3 †" in out
+    assert "† fewer than 6 repetitions" in out and "tick 4 ms (CONFIG_HZ=250 in /boot/config)" in out
+
+
+def test_cases_whose_data_check_failed_are_counted_in_the_run_warnings(tmp_path: Path) -> None:
+    run = make_run("20260101-000000-aaaa", lost=300)  # write-racing lost records in every rep
+    build_report([run], tmp_path, ("html", "md"))
+    markdown = (tmp_path / "report.md").read_text()
+    assert (
+        "- file-concurrency mode=write-racing,threads=4: the data check failed in 5 of 5 repetitions "
+        "(the medians include them: none passed)"
+    ) in markdown
+    assert "mode=pwrite,threads=4: the data check" not in markdown
+    assert "| write-racing ✗ |" in markdown
+
+
+def test_a_cell_whose_repetitions_agree_says_so() -> None:
+    from iobench.report.estimates import Estimate
+    from iobench.report.tables import estimate_cell
+
+    same = estimate_cell(Estimate(0.0, 0.0, 0.0, 8, 0.99), "count")
+    assert (same.text, same.detail) == ("0", "every repetition gave 0")
+    zero_median = estimate_cell(Estimate(0.0, 0.0, 2.0, 8, 0.99), "count")
+    assert (zero_median.text, zero_median.detail) == ("0", "95% interval 0 – 2")  # no ± around a median of 0

@@ -64,6 +64,10 @@ class FigureSpec:
     y_label: str = ""
     #: (parameter, allowed values) pairs: the figure draws only the cases that match all.
     where: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    #: A flag column that says the operation succeeded (page-lock's ``locked``): where it is
+    #: False the case is drawn as a refusal mark with ``refusal_reason``'s value, never a value.
+    succeeded: str = ""
+    refusal_reason: str = ""
 
 
 #: TLPI Table 13-1's columns plus the counters that prove what happened.

@@ -122,7 +122,7 @@ class PageFault(Experiment):
     figures = (
         FigureSpec("metric", title="Faults per page", metrics=("minflt", "majflt"), per="pages",
                    unit="ratio", y_label="faults per page"),
-        FigureSpec("metric", title="Time per page", metric="elapsed_ns", per="pages", unit="duration"),
+        FigureSpec("metric", title="Time per page", metric="elapsed_ns", per="pages", unit="duration", log_y=True),
     )  # fmt: skip
 
     @classmethod

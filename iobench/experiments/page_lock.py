@@ -155,7 +155,15 @@ class PageLock(Experiment):
     )
 
     figures = (
-        FigureSpec("metric", title="mlock time per page", metric="mlock_ns", per="pages", unit="duration"),
+        FigureSpec(
+            "metric",
+            title="mlock time per page",
+            metric="mlock_ns",
+            per="pages",
+            unit="duration",
+            succeeded="locked",
+            refusal_reason="mlock_errno",
+        ),
     )
 
     @classmethod

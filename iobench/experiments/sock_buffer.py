@@ -85,11 +85,11 @@ class SockBuffer(Experiment):
             where=(("buffers", ("both",)),), y_label="effective size (getsockopt)",
         ),
         FigureSpec(
-            "throughput", title="TCP throughput vs requested buffer size (unset: drawn at 0)",
+            "throughput", title="TCP throughput vs requested buffer size",
             where=(("transport", ("tcp",)),),
         ),
         FigureSpec(
-            "throughput", title="Unix socket throughput vs requested buffer size (unset: drawn at 0)",
+            "throughput", title="Unix socket throughput vs requested buffer size",
             where=(("transport", ("unix",)),),
         ),
         FigureSpec(

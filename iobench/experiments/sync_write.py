@@ -85,7 +85,7 @@ class SyncWrite(Experiment):
         FigureSpec("metric", title="Time to write the file", metric="elapsed_ns", unit="duration", log_y=True),
         FigureSpec(
             "percentiles", title="Per-write latency (p50, p99)", metrics=("lat_p50_ns", "lat_p99_ns"),
-            unit="duration", log_y=True,
+            unit="duration", log_y=True, x="mode",
         ),
     )  # fmt: skip
 

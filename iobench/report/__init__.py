@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from iobench.results import ResultSet
 
 FORMATS = ("html", "md", "png", "svg")
 DEFAULT_FORMATS = ("html", "md", "png")
+#: How report.md shows figures: data URIs in the file, links to the PNG/SVG files, or not at all.
+MD_IMAGES = ("inline", "links", "none")
 
 
 def parse_formats(raw: str) -> tuple[str, ...]:
@@ -28,12 +31,23 @@ def parse_formats(raw: str) -> tuple[str, ...]:
 
 
 def build_report(
-    runs: list[ResultSet], out_dir: Path, formats: Iterable[str] = DEFAULT_FORMATS
+    runs: list[ResultSet],
+    out_dir: Path,
+    formats: Iterable[str] = DEFAULT_FORMATS,
+    md_images: str = "links",
 ) -> list[Path]:
-    """Write the report of ``runs`` into ``out_dir`` in the given formats; returns the files."""
+    """Write the report of ``runs`` into ``out_dir`` in the given formats; returns the files.
+
+    ``md_images``: "links" points report.md at the PNG (or SVG) files written beside it (none
+    when neither format is written), "inline" embeds each figure as a PNG data URI so the one
+    file carries them, "none" leaves figures out of report.md.
+    """
+    if md_images not in MD_IMAGES:
+        raise IobenchError(f"--md-images: {md_images!r} is not one of {', '.join(MD_IMAGES)}")
     formats = tuple(formats)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = build_model(runs, draw=any(f in formats for f in ("html", "png", "svg")))
+    inline = md_images == "inline" and "md" in formats
+    model = build_model(runs, draw=inline or any(f in formats for f in ("html", "png", "svg")))
     written: list[Path] = []
     images: dict[str, str] = {}
     for section in model.sections:
@@ -42,7 +56,12 @@ def build_report(
                 if fmt in formats:
                     path = save_figure(figure, out_dir, fmt)
                     written.append(path)
-                    images.setdefault(figure.stem, path.name)
+                    if md_images == "links":
+                        images.setdefault(figure.stem, path.name)
+            if inline:
+                images[figure.stem] = "data:image/png;base64," + base64.b64encode(figure.png()).decode(
+                    "ascii"
+                )
     if "html" in formats:
         path = out_dir / "report.html"
         path.write_text(render_html(model), encoding="utf-8")

@@ -32,16 +32,22 @@ th { background: #f6f6f6; position: sticky; top: 0; }
 th:first-child, td:first-child { text-align: left; }
 td.reason { white-space: normal; text-align: left; }
 .warnings td, .warnings th { text-align: left; }
+ul.legend { font-size: 12px; color: #555; margin: 0 0 14px; padding-left: 18px; }
+td[title] { cursor: help; }
 code { font-size: 13px; background: #f3f3f3; padding: 0 3px; border-radius: 3px; }
 """
 
 
+def _td(value: object) -> str:
+    """A cell; a ``Cell``'s detail (its interval, or why it has none) becomes the hover title."""
+    detail = getattr(value, "detail", "")
+    title = f' title="{escape(detail)}"' if detail else ""
+    return f"<td{title}>{escape(str(value))}</td>"
+
+
 def _table(table: pd.DataFrame) -> str:
     head = "".join(f"<th>{escape(str(c))}</th>" for c in table.columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in row) + "</tr>"
-        for row in table.itertuples(index=False)
-    )
+    body = "".join("<tr>" + "".join(_td(v) for v in row) + "</tr>" for row in table.itertuples(index=False))
     return f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
@@ -66,6 +72,11 @@ def _run_header(run: RunHeader) -> str:
     parts = [
         f'<section class="run" id="run-{escape(run.run_id)}">',
         f'<h2>Run <code>{escape(run.label)}</code> <span class="muted">({escape(run.status)})</span></h2>',
+        *(
+            [f'<p class="muted">run id <code>{escape(run.run_id)}</code></p>']
+            if run.label != run.run_id
+            else []
+        ),
         f'<dl class="facts">{facts}</dl>',
     ]
     if run.warnings:
@@ -113,6 +124,9 @@ def _section(section: Section) -> str:
         if heading:
             parts.append(f"<h3>{escape(heading)}</h3>")
         parts.append(_table(table))
+    if section.tables and section.table_notes:
+        notes = [*section.table_notes, "Hover a cell for its interval."]
+        parts.append('<ul class="legend">' + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>")
     if section.not_run:
         parts.append("<h3>Cases that did not run</h3>")
         parts.append(_not_run_table(section.not_run, ("case", "status", "reason")))

@@ -44,6 +44,8 @@ def _section(section: Section, images: dict[str, str]) -> list[str]:
             lines += [f"![{section.name} {figure.title}]({images[figure.stem]})", ""]
     for heading, table in section.tables:
         lines += [f"**{heading}**" if heading else "", "", frame_to_markdown(table), ""]
+    if section.tables and section.table_notes:
+        lines += [f"<sub>{note}</sub>  " for note in section.table_notes] + [""]
     if section.not_run:
         lines += ["Cases that did not run:", ""]
         lines += [f"- `{case}`: {status}: {reason}" for case, status, reason in section.not_run]
@@ -52,8 +54,9 @@ def _section(section: Section, images: dict[str, str]) -> list[str]:
 
 
 def render_markdown(model: ReportModel, images: dict[str, str] | None = None) -> str:
-    """The whole report as Markdown. ``images`` maps figure stems to written image files;
-    figures without a file are left out (no broken links when only Markdown is written).
+    """The whole report as Markdown. ``images`` maps figure stems to image sources (a file
+    written beside the report, or a data URI); figures without one are left out, so no link
+    is ever broken.
     """
     images = images or {}
     lines = ["# iobench report", ""]

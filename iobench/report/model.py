@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
 from iobench.experiments import get_experiment
-from iobench.metrics import summarize
+from iobench.metrics import DEFAULT_TICK_NS, summarize
 from iobench.report.figures import RenderedFigure, experiment_figures
-from iobench.report.tables import book_table, describe_group
+from iobench.report.tables import book_table, describe_group, failed_checks, table_legend
 from iobench.results import ResultSet
 from iobench.units import format_size
 
@@ -42,7 +43,10 @@ class Section:
     figures: list[RenderedFigure] = field(default_factory=list)
     #: (run label or "", sentences) per run.
     explanations: list[tuple[str, list[str]]] = field(default_factory=list)
+    #: (heading, table of ``Cell``s) per parameter combination.
     tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
+    #: What the tables' cells and marks mean (``iobench.report.tables.table_legend``).
+    table_notes: list[str] = field(default_factory=list)
     not_run: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
@@ -59,15 +63,44 @@ class ReportModel:
     sections: list[Section]
 
 
+def _git(run: ResultSet) -> str | None:
+    git = run.meta.get("git")
+    described = git.get("describe") if isinstance(git, dict) else run.meta.get("git_describe")
+    return str(described) if described else None
+
+
+def _started(run: ResultSet) -> str | None:
+    started = str(run.meta.get("started") or "")
+    # ISO 8601 "2026-11-21T10:00:00+00:00" -> "11-21 10:00"
+    return f"{started[5:10]} {started[11:16]}" if len(started) >= 16 else None
+
+
 def run_labels(runs: list[ResultSet]) -> dict[str, str]:
-    """Series names: the run id, or host + short id when the runs come from different hosts."""
-    hosts = {str(run.meta.get("host", {}).get("hostname")) for run in runs}
-    labels = {}
-    for run in runs:
-        if len(hosts) > 1:
-            labels[run.run_id] = f"{run.meta.get('host', {}).get('hostname')} {run.run_id[-4:]}"
-        else:
-            labels[run.run_id] = run.run_id
+    """Short series names that tell the runs apart: the host, the commit (git describe) and
+    the start time, as many of them as differ; the run id's last 4 characters when they do not.
+
+    One run keeps its run id. Labels are short so that legends and panel titles fit; each
+    run's header pairs its label with its run id.
+    """
+    if len(runs) == 1:
+        return {runs[0].run_id: runs[0].run_id}
+    facts: list[Any] = [
+        lambda run: run.meta.get("host", {}).get("hostname"),
+        _git,
+        _started,
+    ]
+    parts: dict[str, list[str]] = {run.run_id: [] for run in runs}
+    for fact in facts:
+        values = [fact(run) for run in runs]
+        if len(set(values)) > 1:
+            for run, value in zip(runs, values, strict=True):
+                parts[run.run_id].append(str(value) if value else "?")
+        labels = [" ".join(parts[run.run_id]) for run in runs]
+        if len(set(labels)) == len(runs):
+            break
+    labels = {run.run_id: " ".join(parts[run.run_id]) for run in runs}
+    if len(set(labels.values())) < len(runs):
+        labels = {rid: f"{label} {rid[-4:]}".strip() for rid, label in labels.items()}
     return labels
 
 
@@ -131,7 +164,27 @@ def not_run_summary(not_run: list[tuple[str, str, str, str]]) -> list[tuple[str,
     return [(exp, count, status, reason) for (exp, status, _), (count, reason) in groups.items()]
 
 
-def _header(run: ResultSet, label: str) -> RunHeader:
+def check_warnings(summary: pd.DataFrame) -> list[str]:
+    """One warning per case whose own data check (integrity_ok) failed in some repetitions."""
+    if summary.empty:
+        return []
+    warnings = []
+    for _, record in summary.iterrows():
+        failed = failed_checks(record)
+        if failed:
+            kept = (
+                "left out of the medians"
+                if failed < record["reps"]
+                else "the medians include them: none passed"
+            )
+            warnings.append(
+                f"{record['experiment']} {record['case']}: the data check failed in {failed} of "
+                f"{int(record['reps'])} repetitions ({kept})"
+            )
+    return warnings
+
+
+def _header(run: ResultSet, label: str, summary: pd.DataFrame) -> RunHeader:
     not_run = _not_run(run)
     # Case warnings repeat what the not-run table says, one long line each: keep the table.
     cases = {case for _, case, _, _ in not_run}
@@ -140,6 +193,7 @@ def _header(run: ResultSet, label: str) -> RunHeader:
         for w in run.meta.get("warnings") or []
         if not any(str(w).startswith(f"{case} (") for case in cases)
     ]
+    warnings += check_warnings(summary)
     return RunHeader(label, run.run_id, str(run.meta.get("status")), _facts(run), warnings, not_run)
 
 
@@ -168,26 +222,49 @@ def _explanations(name: str, summary: pd.DataFrame, labels: list[str]) -> list[t
     return out
 
 
+def run_tick(run: ResultSet) -> tuple[int, str]:
+    """The scheduler tick the run recorded (meta.json host.cpu_tick_ns) and its source;
+    10 ms, said to be assumed, for a run that did not record it."""
+    host = run.meta.get("host") or {}
+    tick = host.get("cpu_tick_ns")
+    if isinstance(tick, int | float) and tick > 0:
+        return int(tick), str(host.get("cpu_tick_source") or "recorded in meta.json")
+    return DEFAULT_TICK_NS, "assumed: the run did not record its kernel's tick"
+
+
+def run_summary(run: ResultSet, label: str) -> pd.DataFrame:
+    """The run's per-case summary: its cases' stop reasons and its host's tick joined in."""
+    if run.frame.empty:
+        return pd.DataFrame()
+    frame = run.frame.assign(run_id=label)
+    return summarize(frame, cases=run.meta.get("cases") or (), tick_ns=run_tick(run)[0])
+
+
 def build_model(runs: list[ResultSet], draw: bool = True) -> ReportModel:
     """Summaries, figures (when ``draw``), explanations and tables for these runs."""
     labels = run_labels(runs)
-    headers = [_header(run, labels[run.run_id]) for run in runs]
+    summaries = [run_summary(run, labels[run.run_id]) for run in runs]
+    headers = [_header(run, labels[run.run_id], s) for run, s in zip(runs, summaries, strict=True)]
     frames = [run.frame.assign(run_id=labels[run.run_id]) for run in runs if not run.frame.empty]
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    summary = summarize(frame) if not frame.empty else pd.DataFrame()
-    ok = frame[frame["status"] == "ok"] if not frame.empty else frame
+    summaries = [s for s in summaries if not s.empty]
+    summary = pd.concat(summaries, ignore_index=True) if summaries else pd.DataFrame()
+    ticks = [run_tick(run) for run in runs]
+    not_ok = frame[frame["status"] != "ok"] if "status" in frame else frame.iloc[0:0]
     sections = []
     for name in _experiment_names(runs):
         experiment = get_experiment(name)
         section = Section(name, experiment.summary, experiment.seed_idea)
-        rows = ok[ok["experiment"] == name].dropna(axis=1, how="all") if not ok.empty else ok
+        rows = summary[summary["experiment"] == name] if not summary.empty else summary
         if draw and not rows.empty:
-            section.figures = experiment_figures(experiment, rows)
-        if not summary.empty and name in set(summary["experiment"]):
+            refused = not_ok[not_ok["experiment"] == name].drop_duplicates(subset=["run_id", "case"])
+            section.figures = experiment_figures(experiment, rows.dropna(axis=1, how="all"), refused)
+        if not rows.empty:
             section.explanations = _explanations(name, summary, list(labels.values()))
             section.tables = [
                 (describe_group(experiment, key), table) for key, table in book_table(summary, experiment)
             ]
+            section.table_notes = table_legend(rows, experiment, ticks)
         section.not_run = [
             (f"{header.label}: {case}" if len(runs) > 1 else case, status, reason)
             for header in headers
