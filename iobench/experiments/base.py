@@ -23,7 +23,8 @@ class Column:
     ``per`` divides by another summary metric (``ns per call`` = elapsed_ns per ops), then
     ``scale`` multiplies (faults per MiB: per="bytes", scale=2**20). ``relative_to`` =
     (param, value) divides by the same column of the table row where param == value
-    (sync-write's slowdown against ``mode=buffered``).
+    (sync-write's slowdown against ``mode=buffered``). ``where`` = ((param, values), ...)
+    limits the column to the cases that match (others show "-": it does not apply there).
     """
 
     title: str
@@ -32,6 +33,11 @@ class Column:
     per: str | None = None
     scale: float = 1.0
     relative_to: tuple[str, str] | None = None
+    where: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+
+    def applies(self, record: Any) -> bool:
+        """Whether this column has a value for the case (its ``where`` matches)."""
+        return all(str(record.get(name)) in {str(v) for v in values} for name, values in self.where)
 
 
 FigureKind = Literal["throughput", "stacked_cpu", "percentiles", "metric"]

@@ -119,6 +119,8 @@ def _reps_cell(record: Mapping[str, Any]) -> Cell:
 
 
 def _cell(record: Mapping[str, Any], column: Column) -> Cell:
+    if not column.applies(record):
+        return Cell(format_value(math.nan, column.unit), "does not apply to this case")
     raw = record.get(column.metric, math.nan)
     if isinstance(raw, str | bool) or column.unit in ("text", "flag"):
         return Cell(format_value(raw, column.unit))
