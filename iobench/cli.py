@@ -229,8 +229,9 @@ def columns_command(experiment: str | None, output_format: str) -> None:
         ]  # fmt: skip
         click.echo(json.dumps(rows, indent=2))
         return
-    width = max(len(d.name) for d in docs)
-    for doc in [*docs, *derived_columns()]:
+    every = [*docs, *derived_columns()]
+    width = max(len(d.name) for d in every)
+    for doc in every:
         derived = " (derived, not stored)" if doc.kind == "derived" else ""
         click.echo(f"{doc.name:<{width}}  {doc.unit:<9} {doc.dtype:<8} {doc.meaning}{derived}")
 

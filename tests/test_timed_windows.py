@@ -24,6 +24,7 @@ import pytest
 from iobench.engine.protocol import Protocol
 from iobench.engine.runner import run_case
 from iobench.experiments import all_experiments, get_experiment
+from iobench.metrics import metric
 from tests.straced import traced_window
 
 TWO_REPS = Protocol(warmup=1, min_reps=2, max_reps=2, max_case_time=60 * 10**9, target_ci=100.0)
@@ -131,6 +132,10 @@ def test_no_process_thread_or_loop_is_made_inside_a_window(
         pytest.skip(result.summary["reason"])
     assert result.summary["status"] == "ok", result.summary
     assert watch.seen == [], f"made inside {name}'s timed window: {watch.seen}"
+    # Every column the case wrote is in the data dictionary (`iobench columns`).
+    params = {p.name for p in experiment.params}
+    undeclared = {c for row in result.rows for c in row if c not in params and metric(c, experiment) is None}
+    assert not undeclared, f"{name} writes columns it does not declare in `metrics`: {sorted(undeclared)}"
 
 
 # --- what the kernel saw inside the window ---------------------------------------------------

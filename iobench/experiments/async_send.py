@@ -22,6 +22,8 @@ import psutil
 from iobench.errors import UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
+from iobench.metrics import LAT_P50, LAT_P99
+from iobench.metrics import Metric as M
 from iobench.osutil.children import Child, fork_child, ready
 from iobench.osutil.sockets import (
     SOCKET_TIMEOUT_S,
@@ -363,6 +365,80 @@ class AsyncSend(Experiment):
             unit="ratio", where=(("mode", ECHO_MODES),), y_label="context switches per message",
         ),
     )  # fmt: skip
+
+    metrics = (
+        LAT_P50,
+        LAT_P99,
+        M(
+            "round_trips",
+            "Round trips",
+            "count",
+            "Echo modes: request/response pairs completed in the repetition.",
+        ),
+        M(
+            "peer_ctx_vol",
+            "Server voluntary switches",
+            "count",
+            "Voluntary context switches of the peer (echo server or receiver child), from wait4.",
+            "lower",
+        ),
+        M(
+            "peer_ctx_invol",
+            "Server involuntary switches",
+            "count",
+            "Involuntary context switches of the peer, from wait4.",
+            "lower",
+        ),
+        M(
+            "effective_sndbuf",
+            "SO_SNDBUF",
+            "size",
+            "The sending socket's SO_SNDBUF as getsockopt reported it.",
+        ),
+        M("send_calls", "send() calls", "count", "Send calls the writer made."),
+        M(
+            "short_sends",
+            "Short sends",
+            "count",
+            "In-flight modes: sends the kernel accepted only partly (the rest was queued again).",
+        ),
+        M(
+            "send_waits",
+            "Send waits",
+            "count",
+            "In-flight modes: times the writer waited for the socket to become writable.",
+        ),
+        M(
+            "order_ok",
+            "Order",
+            "flag",
+            "In-flight modes: every message arrived in the order it was queued.",
+            kind="check",
+        ),
+        M(
+            "sizes_ok",
+            "Sizes",
+            "flag",
+            "In-flight modes: every message arrived whole, with its size.",
+            kind="check",
+        ),
+        M("messages_verified", "Messages verified", "count", "Messages the receiver checked."),
+        M("received_bytes", "Received", "size", "Bytes the receiver got."),
+        M(
+            "interleaved_messages",
+            "Torn messages",
+            "count",
+            "Writer modes: messages whose bytes were interleaved with another writer's (torn).",
+            "lower",
+        ),
+        M(
+            "writer_switches",
+            "Writer switches",
+            "count",
+            "Writer modes: places in the stream where one writer's bytes follow another's.",
+        ),
+        M("bytes_ok", "Bytes", "flag", "Every byte sent was received.", kind="check"),
+    )
 
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from iobench.errors import UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
+from iobench.metrics import LAT_MAX, LAT_P50, LAT_P99
+from iobench.metrics import Metric as M
 from iobench.osutil.children import Child, fork_child, ready
 from iobench.params import Kind, Param, choice_param
 from iobench.stats import percentiles
@@ -92,6 +94,27 @@ class ContextSwitch(Experiment):
         FigureSpec("metric", title="Voluntary switches per round trip", metric="ctx_vol", per="ops",
                    unit="ratio", y_label="switches per round trip"),
     )  # fmt: skip
+
+    metrics = (
+        LAT_P50,
+        LAT_P99,
+        LAT_MAX,
+        M(
+            "peer_ctx_vol",
+            "Partner voluntary switches",
+            "count",
+            "Voluntary context switches of the ping-pong partner.",
+            "lower",
+        ),
+        M(
+            "peer_ctx_invol",
+            "Partner involuntary switches",
+            "count",
+            "Involuntary context switches of the partner.",
+            "lower",
+        ),
+        M("peer_cpu_ns", "Partner CPU", "duration", "CPU time of the partner process or thread.", "lower"),
+    )
 
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:

@@ -13,6 +13,8 @@ from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec, cache_param
 from iobench.hostinfo import target_facts
 from iobench.loops.buffers import page_aligned_buffer
+from iobench.metrics import INTEGRITY_OK, RESIDENT_BEFORE
+from iobench.metrics import Metric as M
 from iobench.osutil.direct import DirectEvidence, probe_direct_io
 from iobench.osutil.files import create_random_file
 from iobench.osutil.verify import file_matches_pattern
@@ -81,6 +83,30 @@ class DirectIo(Experiment):
     )
 
     figures = (FigureSpec("throughput", title="O_DIRECT vs buffered throughput"),)
+
+    metrics = (
+        RESIDENT_BEFORE,
+        INTEGRITY_OK,
+        M(
+            "resident_after",
+            "Resident after",
+            "fraction",
+            "Fraction of the file in the page cache after the timed loop (O_DIRECT should leave it out).",
+        ),
+        M(
+            "direct_verified",
+            "Direct verified",
+            "flag",
+            "O_DIRECT was honoured: a probe read bypassed the page cache (mincore).",
+            kind="check",
+        ),
+        M(
+            "direct_note",
+            "Direct note",
+            "text",
+            "Why O_DIRECT could not be verified (e.g. tmpfs serves it from RAM).",
+        ),
+    )
 
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:

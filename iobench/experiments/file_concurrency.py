@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from iobench.engine import cache
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec, cache_param
+from iobench.metrics import CACHE_VERIFIED, INTEGRITY_OK, RESIDENT_BEFORE
+from iobench.metrics import Metric as M
 from iobench.osutil.files import create_random_file, open_new
 from iobench.params import Kind, Param, choice_param, size_param
 
@@ -123,6 +125,22 @@ class FileConcurrency(Experiment):
             "metric", title="Records lost (overwritten)", metric="records_lost", y_label="records lost"
         ),
         FigureSpec("throughput", title="Throughput vs threads"),
+    )
+
+    metrics = (
+        RESIDENT_BEFORE,
+        CACHE_VERIFIED,
+        INTEGRITY_OK,
+        M("records_written", "Records written", "count", "Records the writers wrote."),
+        M(
+            "records_lost",
+            "Records lost",
+            "count",
+            "Records missing when the file was read back (overwritten by another writer).",
+            "lower",
+        ),
+        M("records_torn", "Records torn", "count", "Records read back with bytes of two writers.", "lower"),
+        M("file_bytes", "File size", "size", "Size of the file after the writers finished."),
     )
 
     @classmethod

@@ -11,7 +11,7 @@ from iobench.engine import cache
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec, cache_param
 from iobench.loops.buffers import page_aligned_buffer
-from iobench.metrics import Metric
+from iobench.metrics import CACHE_VERIFIED, RESIDENT_BEFORE, Metric
 from iobench.osutil.files import create_random_file
 from iobench.params import Kind, Param, choice_param, size_param
 
@@ -83,6 +83,8 @@ class MmapRead(Experiment):
     )
 
     metrics = (
+        RESIDENT_BEFORE,
+        CACHE_VERIFIED,
         Metric(
             "pages_touched",
             "Pages touched",

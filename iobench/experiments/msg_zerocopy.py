@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from iobench.errors import UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
+from iobench.metrics import INTEGRITY_OK
+from iobench.metrics import Metric as M
 from iobench.osutil.children import Child, ChildError, fork_child, ready
 from iobench.osutil.sockets import (
     SOCKET_TIMEOUT_S,
@@ -227,6 +229,49 @@ class MsgZerocopy(Experiment):
             where=(("method", ("zerocopy", "zerocopy-unprivileged")),), y_label="flagged COPIED",
         ),
     )  # fmt: skip
+
+    metrics = (
+        INTEGRITY_OK,
+        M("peer_cpu_ns", "Receiver CPU", "duration", "CPU time of the receiver child.", "lower"),
+        M(
+            "sender_child_cpu_ns",
+            "Sender CPU",
+            "duration",
+            "Unprivileged method: CPU time of the sending child.",
+            "lower",
+        ),
+        M("ran_as_uid", "uid", "count", "The user id the sender ran as."),
+        M(
+            "effective_sndbuf",
+            "SO_SNDBUF",
+            "size",
+            "The sending socket's SO_SNDBUF as getsockopt reported it.",
+        ),
+        M("send_calls", "send() calls", "count", "Send calls made."),
+        M("zc_sends", "Zerocopy sends", "count", "Sends made with MSG_ZEROCOPY."),
+        M("zc_completions", "Completions", "count", "Zerocopy completions read from the error queue."),
+        M(
+            "zc_copied",
+            "Copied",
+            "count",
+            "Completions flagged SO_EE_CODE_ZEROCOPY_COPIED: the kernel copied anyway.",
+            "lower",
+        ),
+        M(
+            "enobufs",
+            "ENOBUFS",
+            "count",
+            "Sends refused with ENOBUFS (pinned-page or optmem limit reached).",
+            "lower",
+        ),
+        M(
+            "memlock_limit",
+            "RLIMIT_MEMLOCK",
+            "size",
+            "The sender's RLIMIT_MEMLOCK soft limit (empty: unlimited).",
+        ),
+        M("completions_ok", "Completions", "flag", "Every zerocopy send got its completion.", kind="check"),
+    )
 
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:

@@ -11,6 +11,8 @@ from iobench.engine import cache
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec, cache_param
 from iobench.loops.buffers import page_aligned_buffer
+from iobench.metrics import CACHE_VERIFIED, RESIDENT_BEFORE
+from iobench.metrics import Metric as M
 from iobench.osutil.files import create_random_file
 from iobench.params import Kind, Param, choice_param
 
@@ -72,6 +74,17 @@ class PageCache(Experiment):
         FigureSpec("metric", title="Read amplification (disk bytes per byte read)", metric="disk_read_bytes",
                    per="bytes", unit="ratio", y_label="disk bytes per byte"),
     )  # fmt: skip
+
+    metrics = (
+        RESIDENT_BEFORE,
+        CACHE_VERIFIED,
+        M(
+            "resident_after",
+            "Resident after",
+            "fraction",
+            "Fraction of the file in the page cache after the timed loop.",
+        ),
+    )
 
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:

@@ -12,6 +12,8 @@ from iobench.engine import cache
 from iobench.engine.counters import CounterProbe
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
+from iobench.metrics import CACHE_VERIFIED, RESIDENT_BEFORE
+from iobench.metrics import Metric as M
 from iobench.osutil.children import Child, fork_child, ready
 from iobench.osutil.files import create_random_file
 from iobench.params import choice_param, size_param
@@ -124,6 +126,18 @@ class PageFault(Experiment):
                    unit="ratio", y_label="faults per page"),
         FigureSpec("metric", title="Time per page", metric="elapsed_ns", per="pages", unit="duration", log_y=True),
     )  # fmt: skip
+
+    metrics = (
+        RESIDENT_BEFORE,
+        CACHE_VERIFIED,
+        M("pages", "Pages", "count", "Pages touched in the repetition."),
+        M(
+            "holder_minflt",
+            "Holder faults",
+            "count",
+            "cow: minor faults of the child that keeps the pages shared (its own interpreter's, not the mapping's).",
+        ),
+    )
 
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:

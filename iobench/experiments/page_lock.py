@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from iobench.errors import UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
+from iobench.metrics import Metric as M
 from iobench.osutil import libc
 from iobench.osutil.children import Child, ChildError, fork_child, ready
 from iobench.params import choice_param, size_param
@@ -164,6 +165,23 @@ class PageLock(Experiment):
             succeeded="locked",
             refusal_reason="mlock_errno",
         ),
+    )
+
+    metrics = (
+        M("pages", "Pages", "count", "Pages of the mapping locked."),
+        M("locked", "Locked", "flag", "mlock succeeded."),
+        M(
+            "mlock_errno",
+            "mlock error",
+            "text",
+            "The errno mlock failed with (ENOMEM, EPERM), empty when it succeeded.",
+        ),
+        M("mlock_ns", "mlock time", "duration", "Time of the mlock call.", "lower"),
+        M("munlock_ns", "munlock time", "duration", "Time of the munlock call.", "lower"),
+        M("mlock_minflt", "mlock faults", "count", "Minor faults during mlock (it populates what it locks)."),
+        M("ran_as_uid", "uid", "count", "The user id the mlock ran as (root is exempt from RLIMIT_MEMLOCK)."),
+        M("limit_bytes", "RLIMIT_MEMLOCK", "size", "The soft RLIMIT_MEMLOCK in force."),
+        M("requested_bytes", "Requested", "size", "Bytes mlock was asked to lock."),
     )
 
     @classmethod

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
+from iobench.metrics import INTEGRITY_OK
+from iobench.metrics import Metric as M
 from iobench.osutil.children import Child, fork_child
 from iobench.osutil.sockets import (
     SOCKET_TIMEOUT_S,
@@ -101,6 +103,36 @@ class SockBuffer(Experiment):
             scale=GIB, y_label="receiver CPU per GiB", log_y=True,
         ),
     )  # fmt: skip
+
+    metrics = (
+        INTEGRITY_OK,
+        M("peer_cpu_ns", "Receiver CPU", "duration", "CPU time of the receiver child.", "lower"),
+        M(
+            "requested_rcvbuf",
+            "Requested SO_RCVBUF",
+            "size",
+            "SO_RCVBUF asked for (empty: not set, autotuning).",
+        ),
+        M("requested_sndbuf", "Requested SO_SNDBUF", "size", "SO_SNDBUF asked for (empty: not set)."),
+        M(
+            "effective_rcvbuf",
+            "SO_RCVBUF",
+            "size",
+            "SO_RCVBUF as getsockopt reported it before the transfer (Linux doubles and clamps).",
+        ),
+        M(
+            "effective_sndbuf",
+            "SO_SNDBUF",
+            "size",
+            "SO_SNDBUF as getsockopt reported it before the transfer.",
+        ),
+        M(
+            "effective_rcvbuf_end",
+            "SO_RCVBUF after",
+            "size",
+            "SO_RCVBUF after the transfer (autotuning may have grown it).",
+        ),
+    )
 
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
+from iobench.metrics import INTEGRITY_OK
+from iobench.metrics import Metric as M
 from iobench.osutil.files import open_new
 from iobench.osutil.verify import file_matches_pattern
 from iobench.params import Kind, Param, size_param
@@ -77,6 +79,11 @@ class StdioBuffer(Experiment):
             log_y=True, y_label="write() calls per MiB",
         ),
     )  # fmt: skip
+
+    metrics = (
+        INTEGRITY_OK,
+        M("records_written", "Records", "count", "Records written."),
+    )
 
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
 from iobench.loops.buffers import page_aligned_buffer
+from iobench.metrics import INTEGRITY_OK, LAT_MAX, LAT_P50, LAT_P99
+from iobench.metrics import Metric as M
 from iobench.osutil.files import open_new
 from iobench.osutil.verify import file_matches_pattern
 from iobench.params import Kind, Param, choice_param, size_param
@@ -88,6 +90,22 @@ class SyncWrite(Experiment):
             unit="duration", log_y=True, x="mode",
         ),
     )  # fmt: skip
+
+    metrics = (
+        INTEGRITY_OK,
+        LAT_P50,
+        LAT_P99,
+        LAT_MAX,
+        M(
+            "open_flags",
+            "Open flags",
+            "text",
+            "The descriptor's flags as fcntl(F_GETFL) reported them (octal).",
+        ),
+        M("o_sync_set", "O_SYNC held", "flag", "The kernel kept O_SYNC on the descriptor.", kind="check"),
+        M("o_dsync_set", "O_DSYNC held", "flag", "The kernel kept O_DSYNC on the descriptor.", kind="check"),
+        M("sync_calls", "Sync calls", "count", "fsync/fdatasync calls made."),
+    )
 
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from iobench.errors import ParamError, UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
+from iobench.metrics import LAT_P50, LAT_P99
+from iobench.metrics import Metric as M
 from iobench.osutil import libc
 from iobench.osutil.children import Child, ChildError, fork_child
 from iobench.osutil.sockets import (
@@ -154,6 +156,61 @@ class ZeroByteRecv(Experiment):
         ),
         FigureSpec("throughput", title="Throughput"),
     )  # fmt: skip
+
+    metrics = (
+        LAT_P50,
+        LAT_P99,
+        M("recv_calls", "recv() calls", "count", "Receive calls made for the messages."),
+        M("select_calls", "Readiness waits", "count", "epoll waits made."),
+        M(
+            "recv0_calls",
+            "0-byte recv() calls",
+            "count",
+            "zero-byte-threads: blocking 0-byte recv() calls made.",
+        ),
+        M(
+            "buffer_bytes_held",
+            "Buffers held",
+            "size",
+            "Receive-buffer bytes the application held for its connections.",
+            "lower",
+        ),
+        M(
+            "rss_buffers_bytes",
+            "RSS of buffers",
+            "size",
+            "Growth of RSS when the buffers were allocated and touched.",
+            "lower",
+        ),
+        M("rss_bytes", "RSS", "size", "Whole-process RSS after the repetition (carries over between cases)."),
+        M(
+            "kernel_tcp_mem_idle_delta_bytes",
+            "Kernel TCP memory",
+            "size",
+            "Change of the system-wide TCP memory (/proc/net/sockstat) for the idle connections.",
+        ),
+        M("fd_soft_limit", "RLIMIT_NOFILE soft", "count", "Descriptor soft limit in force."),
+        M("fd_hard_limit", "RLIMIT_NOFILE hard", "count", "Descriptor hard limit in force."),
+        M(
+            "recv0_idle",
+            "0-byte recv, idle",
+            "text",
+            "What a real 0-byte recv() did on an idle socket (EAGAIN when non-blocking).",
+        ),
+        M(
+            "recv0_returned",
+            "0-byte recv, data queued",
+            "count",
+            "What a 0-byte recv() returned with data queued.",
+        ),
+        M("recv0_left_queued", "Left queued", "size", "Bytes still queued after that 0-byte recv()."),
+        M(
+            "recv0_socket",
+            "Probed socket",
+            "text",
+            "Which socket the 0-byte recv() probe used (tcp: the case's own connection).",
+        ),
+    )
 
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:

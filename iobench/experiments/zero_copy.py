@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from iobench.errors import UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
+from iobench.metrics import INTEGRITY_OK
+from iobench.metrics import Metric as M
 from iobench.osutil.children import Child, fork_child
 from iobench.osutil.files import create_random_file, open_new
 from iobench.osutil.sockets import SOCKET_TIMEOUT_S, drain_to_eof, set_blocking_timeouts
@@ -92,6 +94,11 @@ class ZeroCopy(Experiment):
                    y_label="CPU per GiB"),
         FigureSpec("throughput", title="Throughput per method"),
     )  # fmt: skip
+
+    metrics = (
+        INTEGRITY_OK,
+        M("peer_cpu_ns", "Receiver CPU", "duration", "TCP methods: CPU time of the receiver child.", "lower"),
+    )
 
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:
