@@ -16,7 +16,7 @@ exceptions carrying the one-line message the CLI prints.
 
 from __future__ import annotations
 
-import json
+import math
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cached_property
@@ -103,31 +103,27 @@ class Meta(Mapping[str, Any]):
 
 
 class Run:
-    """One run: its rows (``frame``), per-case ``summary`` and ``meta``; ``path`` when on disk."""
+    """One run: its rows (``frame``), per-case ``summary`` and ``meta``; ``path`` when on disk.
 
-    def __init__(self, rows_frame: pd.DataFrame, meta: Mapping[str, Any], path: Path | None = None) -> None:
-        self._raw = rows_frame
+    Built from a DataFrame (a loaded run) or from plain row dicts (a run just measured): the
+    latter needs no pandas until ``frame`` or ``summary`` is asked for.
+    """
+
+    def __init__(
+        self,
+        rows_frame: pd.DataFrame | None,
+        meta: Mapping[str, Any],
+        path: Path | None = None,
+        rows: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self._given_frame = rows_frame
+        self._rows = rows
         self.meta = Meta(meta)
         self.path = path
 
     @classmethod
     def _from_outcome(cls, outcome: RunOutcome) -> Run:
-        from iobench.results import load_run, rows_to_csv
-
-        if outcome.path is not None:
-            loaded = load_run(outcome.path)
-            return cls(loaded.frame, loaded.meta, outcome.path)
-        import io
-
-        import pandas as pd
-
-        rows = outcome.rows
-        frame = (
-            pd.read_csv(io.BytesIO(rows_to_csv(rows)))
-            if rows
-            else pd.DataFrame(columns=["run_id", "experiment", "case", "rep", "status"])
-        )
-        return cls(frame, outcome.meta, None)
+        return cls(None, outcome.meta, outcome.path, rows=outcome.rows)
 
     def __repr__(self) -> str:
         where = str(self.path) if self.path else "in memory"
@@ -142,6 +138,26 @@ class Run:
         return self.meta.status
 
     @cached_property
+    def _raw(self) -> pd.DataFrame:
+        if self._given_frame is not None:
+            return self._given_frame
+        import io
+
+        import pandas as pd
+
+        from iobench.results import rows_to_csv
+
+        if not self._rows:
+            return pd.DataFrame(columns=["run_id", "experiment", "case", "rep", "status"])
+        return pd.read_csv(io.BytesIO(rows_to_csv(self._rows)))
+
+    def records(self) -> list[dict[str, Any]]:
+        """The repetition rows as plain dicts."""
+        if self._rows is not None:
+            return self._rows
+        return self._raw.to_dict("records")
+
+    @cached_property
     def frame(self) -> pd.DataFrame:
         """One row per repetition with declared dtypes (Int64 counts, boolean flags,
         category for choice parameters)."""
@@ -149,27 +165,29 @@ class Run:
 
         return typed_frame(self._raw, columns(_experiments_in(self._raw)))
 
+    def case_summaries(self) -> list[dict[str, Any]]:
+        """One record per case that ran (``iobench.metrics.summarize_records``), without pandas."""
+        from iobench.metrics import DEFAULT_TICK_NS, summarize_records
+
+        tick = self.meta.host.get("cpu_tick_ns") or DEFAULT_TICK_NS
+        return summarize_records(self.records(), self.meta.get("cases", []), int(tick))
+
     @cached_property
     def summary(self) -> pd.DataFrame:
         """One row per case: medians, the median's 95% interval, reps, stop reason, status.
         Cases that did not run are rows too (status unsupported/failed, with the reason)."""
         import pandas as pd
 
-        from iobench.metrics import DEFAULT_TICK_NS, summarize
+        records = [{**r, "status": "ok"} for r in self.case_summaries()]
+        records += self._not_run()
+        return pd.DataFrame.from_records(records) if records else pd.DataFrame()
 
-        cases = self.meta.get("cases", [])
-        tick = self.meta.host.get("cpu_tick_ns") or DEFAULT_TICK_NS
-        done = summarize(self._raw, cases=cases, tick_ns=int(tick)) if len(self._raw) else pd.DataFrame()
-        if not done.empty:
-            done["status"] = "ok"
-        missing = [
+    def _not_run(self) -> list[dict[str, Any]]:
+        return [
             {"run_id": self.run_id, "experiment": c.get("experiment"), "case": c.get("case"),
              "status": c.get("status"), "reason": c.get("reason", "")}
-            for c in cases if c.get("status") != "ok"
+            for c in self.meta.get("cases", []) if c.get("status") != "ok"
         ]  # fmt: skip
-        if missing:
-            done = pd.concat([done, pd.DataFrame(missing)], ignore_index=True)
-        return done
 
     @property
     def failed_cases(self) -> list[dict[str, Any]]:
@@ -177,17 +195,45 @@ class Run:
 
     def summary_records(self, with_rows: bool = False) -> dict[str, Any]:
         """The run as plain JSON-able data: meta essentials, per-case summaries (and rows)."""
-        summary = self.summary.drop(columns=["samples"], errors="ignore")
+        cases = [
+            {k: v for k, v in r.items() if k != "samples"} | {"status": "ok"} for r in self.case_summaries()
+        ]
         data: dict[str, Any] = {
             "run_id": self.run_id,
             "status": self.status,
             "path": str(self.path) if self.path else None,
-            "cases": _records(summary),
+            "cases": json_safe(cases + self._not_run()),
             "warnings": self.meta.warnings,
         }
         if with_rows:
-            data["rows"] = _records(self._raw)
+            data["rows"] = json_safe(self.records())
         return data
+
+
+def json_safe(value: Any) -> Any:
+    """Plain JSON: NaN and infinities become null, numpy scalars plain numbers."""
+    from iobench.metrics import is_flag, is_missing, is_number
+
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, str) or value is None:
+        return value
+    if is_flag(value):
+        return bool(value)
+    if is_number(value):
+        number = float(value)
+        if not math.isfinite(number):
+            return None
+        return (
+            int(number)
+            if isinstance(value, int) or (hasattr(value, "dtype") and "int" in str(value.dtype))
+            else number
+        )
+    if is_missing(value):
+        return None
+    return str(value)
 
 
 class Runs(list[Run]):
@@ -206,12 +252,6 @@ class Runs(list[Run]):
 
         frames = [run.summary for run in self if len(run.summary)]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as JSON-safe dicts: NaN/NA become None."""
-    text = frame.to_json(orient="records", default_handler=str)
-    return json.loads(text)
 
 
 def _experiments_in(frame: pd.DataFrame) -> list[type[Experiment]]:

@@ -185,9 +185,9 @@ def list_command() -> None:
 
     Example: iobench list
     """
-    from iobench.api import experiments
+    from iobench.experiments import describe_all
 
-    for info in experiments().values():
+    for info in describe_all().values():
         click.echo(f"{info.name}: {info.summary}")
         click.echo(f"  idea: {info.idea}")
         for param in info.params:
@@ -404,11 +404,8 @@ def _print_tables(run: Any, err: bool = False) -> None:
     from iobench.hostinfo import cpu_tick_ns
     from iobench.report.tables import book_table, describe_group, table_legend
 
-    summary = run.summary
-    if summary is None or summary.empty or "status" not in summary:
-        return
-    summary = summary[summary["status"] == "ok"]
-    if summary.empty:
+    summary = run.case_summaries()  # plain records: the run never loads pandas for its tables
+    if not summary:
         return
     host = run.meta.host
     tick = (
@@ -416,7 +413,7 @@ def _print_tables(run: Any, err: bool = False) -> None:
     )
     width = max(140, Console().width)
     console = Console(soft_wrap=False, width=width, stderr=err)
-    for experiment_name in summary["experiment"].unique():
+    for experiment_name in dict.fromkeys(str(r["experiment"]) for r in summary):
         experiment = get_experiment(str(experiment_name))
         for key, frame in book_table(summary, experiment):
             table = Table(
@@ -431,7 +428,8 @@ def _print_tables(run: Any, err: bool = False) -> None:
             wide = console.options.update(width=1000, max_width=1000)
             console.width = max(width, console.measure(table, options=wide).maximum)
             console.print(table)
-        for line in table_legend(summary[summary["experiment"] == experiment_name], experiment, [tick]):
+        mine = [r for r in summary if r["experiment"] == experiment_name]
+        for line in table_legend(mine, experiment, [tick]):
             console.print(line, style="dim", highlight=False, soft_wrap=True)
 
 

@@ -15,6 +15,7 @@ sentence that says "A is faster than B" can test it (``iobench.stats.difference`
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -318,26 +319,46 @@ def case_params(case: str) -> list[tuple[str, str]]:
 # ------------------------------------------------------------------ summaries
 
 
-def _is_flag_column(values: pd.Series) -> bool:
-    return bool(values.map(lambda v: isinstance(v, bool)).all())
+def is_missing(value: Any) -> bool:
+    """None, NaN or pandas' NA."""
+    if value is None:
+        return True
+    try:
+        return bool(value != value)
+    except (TypeError, ValueError):
+        return True  # pd.NA: its comparisons are themselves NA
 
 
-def _combine(values: pd.Series) -> Any:
+def is_flag(value: Any) -> bool:
+    """A Python or numpy boolean."""
+    kind = type(value)
+    return isinstance(value, bool) or (kind.__module__ == "numpy" and kind.__name__ in ("bool", "bool_"))
+
+
+def is_number(value: Any) -> bool:
+    """An int or float (Python or numpy), not a boolean."""
+    return isinstance(value, numbers.Number) and not is_flag(value) and not isinstance(value, complex)
+
+
+def _combine(values: list[Any]) -> Any:
     """Median of numbers; all() of flags; the value itself when all agree, else 'mixed'."""
-    import pandas as pd
-
-    values = values.dropna()
-    if values.empty:
+    present = [v for v in values if not is_missing(v)]
+    if not present:
         return math.nan
-    if _is_flag_column(values):
-        return bool(values.all())
-    if pd.api.types.is_numeric_dtype(values):
-        return float(values.median())
-    unique = values.astype(str).unique()
+    if all(is_flag(v) for v in present):
+        return all(bool(v) for v in present)
+    if all(is_number(v) for v in present):
+        return stats.median([float(v) for v in present])
+    unique = list(dict.fromkeys(str(v) for v in present))
     return unique[0] if len(unique) == 1 else "mixed"
 
 
-def _cpu_split(group: pd.DataFrame, median_cpu: float, tick_ns: int) -> dict[str, float]:
+def _failed_check(row: Mapping[str, Any]) -> bool:
+    value = row.get("integrity_ok")
+    return (is_flag(value) and not bool(value)) or (isinstance(value, str) and value.strip() == "False")
+
+
+def _cpu_split(group: list[Mapping[str, Any]], median_cpu: float, tick_ns: int) -> dict[str, float]:
     """User and system CPU of a typical repetition, from the case's accumulated ticks.
 
     getrusage splits CPU time by sampling which mode each tick found the thread in, so the
@@ -346,13 +367,19 @@ def _cpu_split(group: pd.DataFrame, median_cpu: float, tick_ns: int) -> dict[str
     median CPU time, so User + System = Total CPU always. Below MIN_SPLIT_TICKS the split
     is not shown (NaN).
     """
-    import pandas as pd
 
-    user = pd.to_numeric(group.get("user_ns"), errors="coerce").sum() if "user_ns" in group else 0.0
-    system = pd.to_numeric(group.get("sys_ns"), errors="coerce").sum() if "sys_ns" in group else 0.0
+    def total(name: str) -> float:
+        return sum(float(r[name]) for r in group if is_number(r.get(name)) and not is_missing(r.get(name)))
+
+    user, system = total("user_ns"), total("sys_ns")
     ticks = (user + system) / tick_ns if tick_ns else 0.0
     out = {"cpu_split_ticks": float(ticks)}
-    if ticks < MIN_SPLIT_TICKS or not (user + system) or not math.isfinite(median_cpu):
+    if (
+        ticks < MIN_SPLIT_TICKS
+        or not (user + system)
+        or not is_number(median_cpu)
+        or not math.isfinite(median_cpu)
+    ):
         out.update(user_ns=math.nan, sys_ns=math.nan)
     else:
         share = user / (user + system)
@@ -360,12 +387,13 @@ def _cpu_split(group: pd.DataFrame, median_cpu: float, tick_ns: int) -> dict[str
     return out
 
 
-def summarize(
-    frame: pd.DataFrame,
+def summarize_records(
+    rows: Iterable[Mapping[str, Any]],
     cases: Iterable[Mapping[str, Any]] | None = None,
     tick_ns: int = DEFAULT_TICK_NS,
-) -> pd.DataFrame:
-    """One row per (run, experiment, case) from the rows that ran.
+) -> list[dict[str, Any]]:
+    """One summary record per (run, experiment, case) from the rows that ran; plain Python,
+    so a run can print its tables without loading pandas (``summarize`` is the DataFrame form).
 
     Numbers are medians over the repetitions; flags are all(); text that agrees is kept.
     Repetitions whose own data check failed (``integrity_ok`` False) are left out of the
@@ -373,40 +401,40 @@ def summarize(
     case records: their stop reason and CI half-width join the rows. ``samples`` holds each
     numeric column's per-repetition values (for tests of differences).
     """
-    import pandas as pd
-
-    ok = frame[frame["status"] == "ok"] if "status" in frame else frame.iloc[0:0]
-    if ok.empty:
-        return pd.DataFrame()
+    ok = [row for row in rows if row.get("status") == "ok"]
+    if not ok:
+        return []
+    columns = list(dict.fromkeys(name for row in ok for name in row))
+    keys = [c for c in ("run_id", "experiment", "case") if c in columns]
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for row in ok:
+        groups.setdefault(tuple(row.get(k) for k in keys), []).append(row)
     by_case = {(str(c.get("experiment")), str(c.get("case"))): c for c in cases or ()}
-    keys = [c for c in ("run_id", "experiment", "case") if c in ok.columns]
     records = []
-    for key, group in ok.groupby(keys, sort=False):
-        key = key if isinstance(key, tuple) else (key,)
+    for key, group in groups.items():
         record: dict[str, Any] = dict(zip(keys, key, strict=True))
         params = [name for name, _ in case_params(record["case"])]
         for name in params:
-            if name in group:
-                record[name] = group[name].iloc[0]
-        failed = (
-            group["integrity_ok"].map(lambda v: v is False or v == "False")
-            if "integrity_ok" in group
-            else pd.Series(False, index=group.index)
-        )
+            if name in columns:
+                record[name] = group[0].get(name, math.nan)
+        failed = [_failed_check(row) for row in group]
         record["reps"] = len(group)
-        record["reps_failed_check"] = int(failed.sum())
-        counted = group[~failed] if 0 < failed.sum() < len(group) else group
+        record["reps_failed_check"] = sum(failed)
+        counted = (
+            [r for r, bad in zip(group, failed, strict=True) if not bad]
+            if 0 < sum(failed) < len(group)
+            else group
+        )
         samples: dict[str, tuple[float, ...]] = {}
-        for column in group.columns:
+        for column in columns:
             if (column in IDENTITY_COLUMNS and column != "engine") or column in params:
                 continue
-            if column == "engine":
-                record["engine"] = _combine(group["engine"])
-                continue
-            values = counted[column]
-            record[column] = _combine(values) if column != "integrity_ok" else _combine(group[column])
-            if pd.api.types.is_numeric_dtype(values) and not _is_flag_column(values.dropna()):
-                samples[column] = tuple(float(v) for v in values)
+            source = group if column in ("engine", "integrity_ok") else counted
+            values = [row.get(column) for row in source]
+            record[column] = _combine(values)
+            present = [v for v in values if not is_missing(v)]
+            if column != "engine" and present and all(is_number(v) for v in present):
+                samples[column] = tuple(math.nan if is_missing(v) else float(v) for v in values)
         _add_elapsed(record, samples)
         record.update(_cpu_split(counted, record.get("cpu_ns", math.nan), tick_ns))
         record["samples"] = samples
@@ -415,7 +443,21 @@ def summarize(
             record["stop_reason"] = meta_case.get("stop_reason", "")
             record["ci_halfwidth_pct"] = meta_case.get("ci_halfwidth_pct")
         records.append(record)
-    return pd.DataFrame.from_records(records)
+    return records
+
+
+def summarize(
+    frame: pd.DataFrame,
+    cases: Iterable[Mapping[str, Any]] | None = None,
+    tick_ns: int = DEFAULT_TICK_NS,
+) -> pd.DataFrame:
+    """``summarize_records`` as a DataFrame, from a DataFrame of repetition rows."""
+    import pandas as pd
+
+    if "status" not in frame:
+        return pd.DataFrame()
+    records = summarize_records(frame.to_dict("records"), cases, tick_ns)
+    return pd.DataFrame.from_records(records) if records else pd.DataFrame()
 
 
 def _add_elapsed(record: dict[str, Any], samples: dict[str, tuple[float, ...]]) -> None:
@@ -426,7 +468,14 @@ def _add_elapsed(record: dict[str, Any], samples: dict[str, tuple[float, ...]]) 
     record["elapsed_confidence"] = interval.confidence
     moved = record.get("bytes", math.nan)
     median_elapsed = record.get("elapsed_ns", math.nan)
-    if elapsed and isinstance(moved, int | float) and moved == moved and moved > 0 and median_elapsed > 0:
+    if (
+        elapsed
+        and is_number(moved)
+        and moved == moved
+        and moved > 0
+        and is_number(median_elapsed)
+        and median_elapsed > 0
+    ):
         record["bytes_per_s"] = moved / (median_elapsed / 1e9)
         record["bytes_per_s_low"] = moved / (interval.high / 1e9) if interval.high > 0 else math.nan
         record["bytes_per_s_high"] = moved / (interval.low / 1e9) if interval.low > 0 else math.nan

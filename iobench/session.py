@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import shutil
 import signal
 import threading
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from iobench import hostinfo
-from iobench.dictionary import columns, render_markdown, typed_frame
+from iobench.dictionary import columns, render_markdown
 from iobench.engine.checks import case_warnings
 from iobench.engine.counters import CounterProbe
 from iobench.engine.events import CaseFinished, Event, Events, RunFinished, RunStarted, Subscriber
@@ -224,6 +225,8 @@ def execute_events(request: RunRequest) -> Iterator[Event]:
             yield started_event
             with _termination_raises():
                 status, error = yield from _run_cases(request, specs, executor, sink, events, total)
+            # The measuring process's own footprint, before any post-processing loads libraries.
+            sink.meta["peak_rss_measuring_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
             sink.finish(status, error)
             _write_parquet(sink, experiments)
             outcome = RunOutcome(sink, status)
@@ -289,24 +292,16 @@ def _run_cases(
 
 
 def _write_parquet(sink: Sink, experiments: Sequence[Any]) -> None:
-    """results.parquet with typed columns, when pyarrow is installed (after all measuring)."""
-    if sink.path is None or not sink.rows:
+    """results.parquet with typed columns, when pyarrow is installed (after all measuring;
+    IOBENCH_PARQUET=0 skips it: pyarrow, and the pandas it loads, add ~100 MB to the process)."""
+    from iobench import parquet
+    from iobench.results import PARQUET, ordered_columns
+
+    rows = sink.rows
+    if sink.path is None or not rows or os.environ.get("IOBENCH_PARQUET") == "0" or not parquet.available():
         return
     try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        return
-    import io
-
-    import pandas as pd
-
-    from iobench.results import PARQUET, rows_to_csv
-
-    frame = typed_frame(pd.read_csv(io.BytesIO(rows_to_csv(sink.rows))), columns(experiments))
-    buffer = io.BytesIO()
-    try:
-        frame.to_parquet(buffer, index=False)
-        sink.write_extra(PARQUET, buffer.getvalue())
+        sink.write_extra(PARQUET, parquet.to_parquet(rows, columns(experiments), ordered_columns(rows)))
     except (OSError, ValueError, TypeError) as exc:
         sink.warn(f"results.parquet not written: {exc}")
 

@@ -49,8 +49,9 @@ def test_run_to_a_folder_is_the_same_run_the_cli_writes(tmp_path: Path) -> None:
     assert res.path is not None and res.path.parent == tmp_path / "out"
     for name in ("meta.json", "cases.jsonl", "results.csv", "columns.md", "results.parquet"):
         assert (res.path / name).is_file(), name
-    parquet = pd.read_parquet(res.path / "results.parquet")
+    parquet = pd.read_parquet(res.path / "results.parquet", dtype_backend="numpy_nullable")
     assert str(parquet["ops"].dtype) == "Int64" and list(parquet["ops"]) == [2000, 2000]
+    assert str(parquet["call"].dtype) == "category" and str(parquet["elapsed_ns"].dtype) == "Float64"
     loaded = iobench.load(res.path)
     assert isinstance(loaded, api.Run) and loaded.run_id == res.run_id and len(loaded.frame) == 2
     assert "| `syscalls_read` |" in (res.path / "columns.md").read_text()

@@ -1,17 +1,20 @@
-"""Reports of one or more runs: a self-contained HTML file, a Markdown summary, figure files."""
+"""Reports of one or more runs: a self-contained HTML file, a Markdown summary, figure files.
+
+The drawing modules (matplotlib, pandas) are imported by ``build_report`` only: a run that
+prints its tables with ``iobench.report.tables`` loads neither.
+"""
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from iobench.errors import IobenchError
-from iobench.report.figures import save_figure
-from iobench.report.html import render_html
-from iobench.report.markdown import render_markdown
-from iobench.report.model import build_model
-from iobench.results import ResultSet
+
+if TYPE_CHECKING:
+    from iobench.results import ResultSet
 
 FORMATS = ("html", "md", "png", "svg")
 DEFAULT_FORMATS = ("html", "md", "png")
@@ -42,6 +45,11 @@ def build_report(
     when neither format is written), "inline" embeds each figure as a PNG data URI so the one
     file carries them, "none" leaves figures out of report.md.
     """
+    from iobench.report.figures import save_figure
+    from iobench.report.html import render_html
+    from iobench.report.markdown import render_markdown
+    from iobench.report.model import build_model
+
     if md_images not in MD_IMAGES:
         raise IobenchError(f"--md-images: {md_images!r} is not one of {', '.join(MD_IMAGES)}")
     formats = tuple(formats)

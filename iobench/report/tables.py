@@ -13,14 +13,45 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from iobench.experiments.base import Column
 from iobench.metrics import MIN_SPLIT_TICKS, format_param, format_value
 from iobench.report.estimates import CPU_SPLIT, FULL_COVERAGE_REPS, Estimate, counted_reps, estimate, relative
 from iobench.units import format_duration
+
+if TYPE_CHECKING:  # tables are built from plain records: a run prints them without pandas
+    pass
+
+Records = list[Mapping[str, Any]]
+
+
+class Table:
+    """A book table: column titles and rows of Cells (what pandas' DataFrame offered the
+    writers: ``columns``, ``itertuples``, a column by title)."""
+
+    def __init__(self, columns: dict[str, list[Cell]]) -> None:
+        self._columns = columns
+        self.columns = list(columns)
+
+    def __len__(self) -> int:
+        return len(next(iter(self._columns.values()), []))
+
+    def __getitem__(self, title: str) -> list[Cell]:
+        return self._columns[title]
+
+    def itertuples(self, index: bool = False) -> list[tuple[Cell, ...]]:
+        return list(zip(*self._columns.values(), strict=True))
+
+
+def as_records(summary: Any) -> Records:
+    """Summary rows as dicts, from a DataFrame or a list already (``summarize_records``)."""
+    if isinstance(summary, list):
+        return summary
+    if getattr(summary, "empty", True):
+        return []
+    return summary.to_dict("records")
+
 
 #: Fewer than 6 repetitions: the interval is min..max, covering the median with < 95%.
 FEW_REPS = "†"
@@ -132,28 +163,29 @@ def _cell(record: Mapping[str, Any], column: Column) -> Cell:
     return estimate_cell(value, column.unit)
 
 
-def _relative_cells(group: pd.DataFrame, column: Column) -> list[Cell]:
+def _relative_cells(group: Records, column: Column) -> list[Cell]:
     assert column.relative_to is not None
     name, reference = column.relative_to
-    bases = [record for _, record in group.iterrows() if str(record[name]) == reference]
+    bases = [record for record in group if str(record.get(name)) == reference]
     if not bases:
-        return [Cell(format_value(math.nan, column.unit)) for _ in range(len(group))]
+        return [Cell(format_value(math.nan, column.unit)) for _ in group]
     return [
-        estimate_cell(relative(record, bases[0], column.metric, column.per), column.unit)
-        for _, record in group.iterrows()
+        estimate_cell(relative(record, bases[0], column.metric, column.per), column.unit) for record in group
     ]
 
 
-def book_table(summary: pd.DataFrame, experiment: Any) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+def book_table(summary: Any, experiment: Any) -> list[tuple[dict[str, Any], Table]]:
     """Tables in the experiment's (the class's) declared columns: one per combination of the
     parameters that are not its axis, one row per axis value (TLPI's shape for rw-buffer).
-    Cells are ``Cell``s; the axis cell carries the row's ✗ when its data check failed.
+    ``summary`` is a DataFrame or a list of records. Cells are ``Cell``s; the axis cell carries
+    the row's ✗ when its data check failed.
     """
-    rows = summary[summary["experiment"] == experiment.name] if not summary.empty else summary
-    if rows.empty:
+    rows = [r for r in as_records(summary) if r.get("experiment") == experiment.name]
+    if not rows:
         return []
     names = [p.name for p in experiment.params]
-    varying = [name for name in names if rows[name].nunique() > 1]
+    distinct = {name: list(dict.fromkeys(_grouping_key(r.get(name)) for r in rows)) for name in names}
+    varying = [name for name in names if len(distinct[name]) > 1]
     # The declared axis when it varies, else the first parameter that does: one table with
     # several rows reads better than several tables of one row.
     if experiment.table_axis in varying:
@@ -163,41 +195,57 @@ def book_table(summary: pd.DataFrame, experiment: Any) -> list[tuple[dict[str, A
     else:
         axis = varying[0]
     group_keys = [name for name in varying if name != axis]
-    constant = {name: rows[name].iloc[0] for name in names if name not in varying and name != axis}
-    if "run_id" in rows and rows["run_id"].nunique() > 1:
+    constant = {name: rows[0].get(name) for name in names if name not in varying and name != axis}
+    if len({r.get("run_id") for r in rows}) > 1:
         group_keys = ["run_id", *group_keys]
+    groups: dict[tuple[Any, ...], Records] = {}
+    for record in rows:
+        groups.setdefault(tuple(_grouping_key(record.get(k)) for k in group_keys), []).append(record)
     tables = []
-    grouped = rows.groupby(group_keys, sort=False) if group_keys else [((), rows)]
-    for key, group in grouped:
-        key = key if isinstance(key, tuple) else (key,)
+    for group in groups.values():
         if axis in (experiment.x_param, experiment.table_axis):
-            group = group.sort_values(axis, key=_declared_order(experiment, axis))
-        records = [record for _, record in group.iterrows()]
+            group = sorted(group, key=_declared_order(experiment, axis))
         axis_cells = [
             Cell(
-                format_param(experiment, axis, record[axis])
+                format_param(experiment, axis, record.get(axis))
                 + (f" {FAILED_CHECK}" if failed_checks(record) else "")
             )
-            for record in records
+            for record in group
         ]
         columns: dict[str, list[Cell]] = {axis: axis_cells}
         for column in experiment.columns:
             if column.relative_to is not None:
                 columns[column.title] = _relative_cells(group, column)
             else:
-                columns[column.title] = [_cell(record, column) for record in records]
-        columns["Reps"] = [_reps_cell(record) for record in records]
-        tables.append((constant | dict(zip(group_keys, key, strict=True)), pd.DataFrame(columns)))
+                columns[column.title] = [_cell(record, column) for record in group]
+        columns["Reps"] = [_reps_cell(record) for record in group]
+        heading = {k: group[0].get(k) for k in group_keys}
+        tables.append((constant | heading, Table(columns)))
     return tables
 
 
+def _grouping_key(value: Any) -> Any:
+    """A grouping key that treats 4096 and 4096.0 (CSV) alike and NaN as one value."""
+    if isinstance(value, float):
+        return "nan" if value != value else (int(value) if value.is_integer() else value)
+    return value
+
+
 def _declared_order(experiment: Any, axis: str) -> Any:
-    """Sort key: numbers as numbers, choices in the order the parameter declares them."""
+    """Sort key of a record: numbers as numbers, choices in the order the parameter declares them."""
     param = next(p for p in experiment.params if p.name == axis)
     if param.choices:
         order = {choice: index for index, choice in enumerate(param.choices)}
-        return lambda series: series.map(lambda v: order.get(str(v), len(order)))
-    return None
+        return lambda record: (order.get(str(record.get(axis)), len(order)), str(record.get(axis)))
+
+    def number(record: Mapping[str, Any]) -> tuple[int, float]:
+        value = record.get(axis)
+        try:
+            return (0, float(value))
+        except (TypeError, ValueError):
+            return (1, 0.0)
+
+    return number
 
 
 def describe_group(experiment: Any, key: dict[str, Any]) -> str:
@@ -212,7 +260,7 @@ def _coverage_words(reps: Iterable[int]) -> str:
     return ", ".join(f"{median_interval(range(n)).confidence:.0%} at {n}" for n in counts)
 
 
-def table_legend(rows: pd.DataFrame, experiment: Any, ticks: Iterable[tuple[int, str]] = ()) -> list[str]:
+def table_legend(rows: Any, experiment: Any, ticks: Iterable[tuple[int, str]] = ()) -> list[str]:
     """What the tables of ``rows`` (one experiment's summary rows) show, one sentence a line:
     always how a cell reads, then only the marks and notes these rows need."""
     lines = [
@@ -220,9 +268,9 @@ def table_legend(rows: pd.DataFrame, experiment: Any, ticks: Iterable[tuple[int,
         "statistics) as a percentage of the median; no ± when every repetition gave the same value. "
         "Throughput = bytes / median elapsed, its interval from elapsed's."
     ]
-    if rows.empty:
+    records = as_records(rows)
+    if not records:
         return lines
-    records = [record for _, record in rows.iterrows()]
     few = [counted_reps(r) for r in records if counted_reps(r) < FULL_COVERAGE_REPS]
     if few:
         lines.append(
