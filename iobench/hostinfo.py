@@ -313,6 +313,14 @@ def describe(host: dict[str, Any], target: dict[str, Any]) -> list[tuple[str, st
     ]
 
 
+def peak_rss_bytes() -> int | None:
+    """This process's peak resident set (VmHWM). Not getrusage's ru_maxrss: that survives
+    exec and so carries the peak of the process that forked us."""
+    text = _read("/proc/self/status") or ""
+    match = re.search(r"^VmHWM:\s+(\d+) kB", text, re.MULTILINE)
+    return int(match.group(1)) * 1024 if match else None
+
+
 def git_facts(directory: Path | None = None) -> dict[str, Any] | None:
     """``git describe --always --dirty`` and the commit of the repository holding
     ``directory`` (default: the working directory), or None outside one / without git."""

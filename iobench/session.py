@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import resource
 import shutil
 import signal
 import threading
@@ -226,7 +225,7 @@ def execute_events(request: RunRequest) -> Iterator[Event]:
             with _termination_raises():
                 status, error = yield from _run_cases(request, specs, executor, sink, events, total)
             # The measuring process's own footprint, before any post-processing loads libraries.
-            sink.meta["peak_rss_measuring_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            sink.meta["peak_rss_measuring_bytes"] = hostinfo.peak_rss_bytes()
             sink.finish(status, error)
             _write_parquet(sink, experiments)
             outcome = RunOutcome(sink, status)
