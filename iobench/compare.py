@@ -225,7 +225,12 @@ def _json_number(value: Any) -> Any:
 def metric_values(frame: pd.DataFrame, metric: str) -> pd.Series:
     """The metric per row; ``throughput`` is derived (bytes per second), never stored."""
     if metric == "throughput":
-        return frame["bytes"] / (frame["elapsed_ns"] / 1e9)
+        from iobench.metrics import rep_values  # bytes / elapsed: one definition, in metrics
+
+        values = rep_values(frame, "bytes_per_s")
+        if values is None:
+            raise CompareError("metric 'throughput' needs the bytes and elapsed_ns columns")
+        return values
     if metric not in frame:
         raise CompareError(f"metric {metric!r} is not a column of these results")
     values = pd.to_numeric(frame[metric], errors="coerce")
@@ -453,46 +458,12 @@ def compare(
     if not common and not any(key in right.failures for key in absent):
         raise CompareError("the two runs have no case in common (same experiments and parameters)")
     labels = {key: " ".join(v + c) for key, (v, c) in case_labels([*left.samples, *right.failures]).items()}
-    cases = []
-    for key in common:
-        experiment, case = key
-        base_values, new_values = left.samples[key], right.samples[key]
-        floor = noise_floor(left.run_medians[key], right.run_medians[key])
-        higher = metric in HIGHER_IS_BETTER or higher_is_better(metric, _experiment_class(experiment))
-        result = judge(base_values, new_values, threshold, floor, higher)
-        cases.append(
-            CaseComparison(
-                experiment=experiment,
-                case=case,
-                label=labels[key],
-                base_reps=len(base_values),
-                new_reps=len(new_values),
-                base_median=float(np.median(base_values)),
-                new_median=float(np.median(new_values)),
-                change=result.change,
-                ci_low=result.ci_low,
-                ci_high=result.ci_high,
-                noise_floor=floor,
-                limit=result.limit,
-                verdict=result.verdict,
-                reason=result.reason,
-                could_regress=result.could_regress,
-            )
-        )
+    cases = [_compare_case(key, left, right, labels[key], metric, threshold) for key in common]
     missing = []
     for key in absent:
         status, reason = right.failures.get(key, ("absent", "not in the new run(s)"))
         missing.append(MissingCase(key[0], key[1], labels[key], status, reason or status))
-    warnings = [f"machines differ (--cross-machine): {d}" for d in differences]
-    warnings += list(dict.fromkeys(host_warnings(base_runs, new_runs)))
-    if len(base_runs) < 2 and len(new_runs) < 2:
-        warnings.append(
-            "single runs on both sides: the run-to-run noise floor is not measured, so machine drift "
-            "can look like a change (compare against a baseline of several runs: make baseline)"
-        )
-    noisy = [c for c in cases if c.verdict == "noisy"]
-    if noisy:
-        warnings.append(f"{len(noisy)} case(s) too noisy to judge (more repetitions or runs would help)")
+    warnings = _warnings(base_runs, new_runs, differences, cases)
     return Comparison(
         metric=metric,
         threshold=threshold,
@@ -503,6 +474,51 @@ def compare(
         base=Side.of(base_runs),
         new=Side.of(new_runs),
     )
+
+
+def _compare_case(
+    key: tuple[str, str], left: Any, right: Any, label: str, metric: str, threshold: float
+) -> CaseComparison:
+    """The verdict on one case both sides measured."""
+    experiment, case = key
+    base_values, new_values = left.samples[key], right.samples[key]
+    floor = noise_floor(left.run_medians[key], right.run_medians[key])
+    higher = metric in HIGHER_IS_BETTER or higher_is_better(metric, _experiment_class(experiment))
+    result = judge(base_values, new_values, threshold, floor, higher)
+    return CaseComparison(
+        experiment=experiment,
+        case=case,
+        label=label,
+        base_reps=len(base_values),
+        new_reps=len(new_values),
+        base_median=float(np.median(base_values)),
+        new_median=float(np.median(new_values)),
+        change=result.change,
+        ci_low=result.ci_low,
+        ci_high=result.ci_high,
+        noise_floor=floor,
+        limit=result.limit,
+        verdict=result.verdict,
+        reason=result.reason,
+        could_regress=result.could_regress,
+    )
+
+
+def _warnings(
+    base_runs: list[ResultSet], new_runs: list[ResultSet], differences: list[str], cases: list[CaseComparison]
+) -> list[str]:
+    """What the reader of a comparison must know beside the verdicts."""
+    warnings = [f"machines differ (--cross-machine): {d}" for d in differences]
+    warnings += list(dict.fromkeys(host_warnings(base_runs, new_runs)))
+    if len(base_runs) < 2 and len(new_runs) < 2:
+        warnings.append(
+            "single runs on both sides: the run-to-run noise floor is not measured, so machine drift "
+            "can look like a change (compare against a baseline of several runs: make baseline)"
+        )
+    noisy = [c for c in cases if c.verdict == "noisy"]
+    if noisy:
+        warnings.append(f"{len(noisy)} case(s) too noisy to judge (more repetitions or runs would help)")
+    return warnings
 
 
 # ------------------------------------------------------------------ rendering

@@ -273,6 +273,24 @@ def _limit_text(value: int | None) -> str:
     return "unlimited" if value is None else format_size(value)
 
 
+def host_line(host: dict[str, Any]) -> str:
+    """The host in one line, for report headers."""
+    memory = format_size(host.get("memory_total_bytes") or 0)
+    return (
+        f"{host.get('hostname')}: kernel {host.get('kernel')}, {host.get('cpu_model')} x{host.get('cpu_count')}"
+        f"{' (VM)' if host.get('hypervisor') else ''}, {memory} RAM, Python {host.get('python')}"
+    )
+
+
+def target_line(target: dict[str, Any]) -> str:
+    """The target folder in one line, for report headers."""
+    return (
+        f"{target.get('path')} on {target.get('fs_type')} ({target.get('mount_source')}, device "
+        f"{target.get('block_device')}, scheduler {target.get('scheduler')}, "
+        f"{'rotational' if target.get('rotational') else 'non-rotational'})"
+    )
+
+
 def describe(host: dict[str, Any], target: dict[str, Any]) -> list[tuple[str, str]]:
     """Host and target facts as (label, text) lines: sysinfo prints them, reports show them."""
     memlock = host.get("rlimit_memlock") or {}

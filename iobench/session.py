@@ -15,7 +15,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,10 +179,23 @@ def _open_sink(request: RunRequest, meta: dict[str, Any], facts: dict[str, Any],
     return RunStore.create(Path(request.out_dir), full)
 
 
-def execute_events(request: RunRequest) -> Iterator[Event]:
-    """Run the request, yielding RunStarted, a CaseFinished per case and RunFinished (whose
-    ``run`` is the RunOutcome). Subscribers get every event, RepDone included, as it happens."""
-    events = Events(*request.subscribers)
+@dataclass
+class _Prepared:
+    """What a run knows before its first case: the cases, facts and meta, its clock."""
+
+    specs: list[CaseSpec]
+    done: int
+    total: int
+    target_dir: Path
+    facts: dict[str, Any]
+    warnings: list[str]
+    meta: dict[str, Any]
+    clock_origin: int
+    experiments: list[Any]
+
+
+def _prepare(request: RunRequest) -> _Prepared:
+    """Check the target, pin, plan the cases still to run, check space, read host facts."""
     target_dir = check_target_dir(request.target_dir)
     cpu = pin_cpu(request.cpu)
     done = request.resume.finished_cases() if request.resume is not None else set()
@@ -201,45 +214,26 @@ def execute_events(request: RunRequest) -> Iterator[Event]:
         origin = (request.resume.meta.get("clock_origin") or {}).get("unix_ns")
         if isinstance(origin, int):
             clock_origin -= time.time_ns() - origin
-    total = specs[0].total if specs else len(done)
     experiments = list({entry.experiment.name: entry.experiment for entry in request.entries}.values())
-    outcome: RunOutcome | None = None
+    total = specs[0].total if specs else len(done)
+    return _Prepared(specs, len(done), total, target_dir, facts, warnings, meta, clock_origin, experiments)
+
+
+def execute_events(request: RunRequest) -> Iterator[Event]:
+    """Run the request, yielding RunStarted, a CaseFinished per case and RunFinished (whose
+    ``run`` is the RunOutcome). Subscribers get every event, RepDone included, as it happens."""
+    events = Events(*request.subscribers)
+    ready = _prepare(request)
     # The scratch folder first: when --dir is unusable, no run folder is left behind.
-    with private_scratch(target_dir) as scratch:
-        sink = _open_sink(request, meta, facts, warnings)
+    with private_scratch(ready.target_dir) as scratch:
+        sink = _open_sink(request, ready.meta, ready.facts, ready.warnings)
         try:
-            if sink.path is not None:
-                sink.meta["scratch"] = str(scratch)
-                note_run(scratch, sink.path)
-            with contextlib.suppress(OSError):
-                sink.write_extra(
-                    COLUMNS_DOC, render_markdown(columns(experiments), "Columns of this run").encode()
-                )
-            factory = request.executor or LocalExecutor
-            executor = factory(
-                request.lookup, scratch, events, facts["target"].get("fs_type") or "", clock_origin
-            )
-            started_event = RunStarted(total, len(done), str(sink.path) if sink.path else None)
-            events.emit(started_event)
-            yield started_event
-            with _termination_raises():
-                status, error = yield from _run_cases(request, specs, executor, sink, events, total)
-            # The measuring process's own footprint, before any post-processing loads libraries.
-            sink.meta["peak_rss_measuring_bytes"] = hostinfo.peak_rss_bytes()
-            sink.finish(status, error)
-            _write_parquet(sink, experiments)
-            outcome = RunOutcome(sink, status)
+            outcome = yield from _measure(request, ready, sink, scratch, events)
         except GeneratorExit:
             _finish_quietly(sink, "interrupted", "the caller stopped the run")
             raise
         except (KeyboardInterrupt, _Terminated):
-            finished = len(sink.meta.get("cases", []))
-            where = sink.path or "memory"
-            _finish_quietly(sink, "interrupted", f"interrupted after {finished} of {total} cases")
-            resume = f" (continue with: iobench run sweep --resume {sink.path})" if sink.path else ""
-            raise RunInterrupted(
-                f"interrupted; {finished} of {total} finished cases kept in {where}{resume}"
-            ) from None
+            raise _interrupted(sink, ready.total) from None
         except BaseException as exc:
             if sink.meta.get("status") == "running":
                 _finish_quietly(sink, "failed", str(exc) or type(exc).__name__)
@@ -249,6 +243,41 @@ def execute_events(request: RunRequest) -> Iterator[Event]:
     finished_event = RunFinished(outcome.status, str(sink.path) if sink.path else None, outcome)
     events.emit(finished_event)
     yield finished_event
+
+
+def _measure(
+    request: RunRequest, ready: _Prepared, sink: Sink, scratch: Path, events: Events
+) -> Generator[Event, None, RunOutcome]:
+    """Every case into the sink, then the run's status and its derived files."""
+    if sink.path is not None:
+        sink.meta["scratch"] = str(scratch)
+        note_run(scratch, sink.path)
+    with contextlib.suppress(OSError):
+        sink.write_extra(
+            COLUMNS_DOC, render_markdown(columns(ready.experiments), "Columns of this run").encode()
+        )
+    factory = request.executor or LocalExecutor
+    fs_type = ready.facts["target"].get("fs_type") or ""
+    executor = factory(request.lookup, scratch, events, fs_type, ready.clock_origin)
+    started = RunStarted(ready.total, ready.done, str(sink.path) if sink.path else None)
+    events.emit(started)
+    yield started
+    with _termination_raises():
+        status, error = yield from _run_cases(request, ready.specs, executor, sink, events, ready.total)
+    # The measuring process's own footprint, before any post-processing loads libraries.
+    sink.meta["peak_rss_measuring_bytes"] = hostinfo.peak_rss_bytes()
+    sink.finish(status, error)
+    _write_parquet(sink, ready.experiments)
+    return RunOutcome(sink, status)
+
+
+def _interrupted(sink: Sink, total: int) -> RunInterrupted:
+    """Mark the run interrupted (keeping every finished case) and say where it is."""
+    finished = len(sink.meta.get("cases", []))
+    where = sink.path or "memory"
+    _finish_quietly(sink, "interrupted", f"interrupted after {finished} of {total} cases")
+    resume = f" (continue with: iobench run sweep --resume {sink.path})" if sink.path else ""
+    return RunInterrupted(f"interrupted; {finished} of {total} finished cases kept in {where}{resume}")
 
 
 def _run_cases(

@@ -55,6 +55,8 @@ PROTOCOL_PARAMS: tuple[Param, ...] = (
 )
 
 
+_DEFAULTS = {param.name: param.default for param in PROTOCOL_PARAMS}
+
 #: The whole run's time budget (per-case budgets are the protocol's max_case_time).
 TIME_BUDGET = Param(
     "max_time",
@@ -69,14 +71,14 @@ TIME_BUDGET = Param(
 
 @dataclass(frozen=True)
 class Protocol:
-    """Resolved repetition settings for one case."""
+    """Resolved repetition settings for one case (defaults: the declarations above, one home)."""
 
-    warmup: int = 1
-    min_reps: int = 5
-    max_reps: int = 20
-    max_case_time: int = 10 * 10**9
-    target_ci: float = 5.0
-    engine: str = "auto"
+    warmup: int = _DEFAULTS["warmup"]
+    min_reps: int = _DEFAULTS["min_reps"]
+    max_reps: int = _DEFAULTS["max_reps"]
+    max_case_time: int = _DEFAULTS["max_case_time"]
+    target_ci: float = _DEFAULTS["target_ci"]
+    engine: str = _DEFAULTS["engine"]
 
     @classmethod
     def from_values(cls, given: Mapping[str, Any], where: str = "") -> Protocol:

@@ -12,12 +12,12 @@ from typing import Any
 
 import pandas as pd
 
+from iobench import hostinfo
 from iobench.experiments import get_experiment
 from iobench.metrics import DEFAULT_TICK_NS, summarize
 from iobench.report.figures import RenderedFigure, experiment_figures
 from iobench.report.tables import book_table, describe_group, failed_checks, table_legend
 from iobench.results import ResultSet
-from iobench.units import format_size
 
 
 @dataclass
@@ -108,22 +108,12 @@ def _facts(run: ResultSet) -> list[tuple[str, str]]:
     meta = run.meta
     host = meta.get("host", {})
     target = meta.get("target", {})
-    memory = format_size(host.get("memory_total_bytes") or 0)
     pinned = meta.get("cpu_pinned")
     return [
         ("command", " ".join(meta.get("command", []))),
         ("time", f"{meta.get('started')} to {meta.get('finished', '-')}"),
-        (
-            "host",
-            f"{host.get('hostname')}: kernel {host.get('kernel')}, {host.get('cpu_model')} x{host.get('cpu_count')}"
-            f"{' (VM)' if host.get('hypervisor') else ''}, {memory} RAM, Python {host.get('python')}",
-        ),
-        (
-            "target",
-            f"{target.get('path')} on {target.get('fs_type')} ({target.get('mount_source')}, device "
-            f"{target.get('block_device')}, scheduler {target.get('scheduler')}, "
-            f"{'rotational' if target.get('rotational') else 'non-rotational'})",
-        ),
+        ("host", hostinfo.host_line(host)),
+        ("target", hostinfo.target_line(target)),
         (
             "engine",
             f"{meta.get('engine')} (C extension {meta.get('native_engine', 'not recorded')}); "
