@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser run test lint tlpi bench baseline bench-check bench-aa bench-fidelity clean
+.PHONY: install browser run test lint tlpi bench torture baseline bench-check bench-aa bench-fidelity clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -101,9 +101,16 @@ bench-aa: install
 	$(BIN)/iobench compare $$out/base $$out/new; status=$$?; \
 	echo "A/A: compare exit status $$status (0: no case flagged)"; exit $$status
 
-## bench: the pytest-benchmark suite (benchmarks/), results saved for --benchmark-compare
+## bench: start-up time and peak memory of the CLI (benchmarks/startup.py), then the
+## pytest-benchmark suite (benchmarks/), results saved for --benchmark-compare
 bench: install
+	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python -m pytest benchmarks --benchmark-autosave
+
+## torture: hostile inputs and injected faults (signals, SIGKILL, full disks, fd and memory
+## limits, concurrent runs), counted per category; fails on any traceback, lost data or leftover
+torture: install
+	$(BIN)/python benchmarks/torture.py
 
 ## bench-fidelity: iobench (both engines) vs a plain C loop and fio, warm read/write, bs 1 B..1 MiB
 # (fio from Debian's package when it can be installed; without it that column is empty)
