@@ -257,7 +257,13 @@ class AsyncSend(Experiment):
             "with a server of blocking threads, selectors, asyncio or uvloop.",
         ),
         Param(
-            "concurrency", Kind.INT, (1, 4, 16), "Writer threads or echo connections.", sweep=True, minimum=1
+            "concurrency",
+            Kind.INT,
+            (1, 4, 16),
+            "Writer threads or echo connections.",
+            sweep=True,
+            minimum=1,
+            maximum=1024,
         ),
         size_param(
             "msg_size", (1024,), "Echo message size; maximum size of inflight-random.", maximum=16 << 20
@@ -270,6 +276,7 @@ class AsyncSend(Experiment):
             "Messages per writer / round trips per connection.",
             sweep=True,
             minimum=1,
+            maximum=10**7,
         ),
     )
     x_param = "concurrency"

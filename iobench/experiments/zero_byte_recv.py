@@ -92,7 +92,9 @@ class ZeroByteRecv(Experiment):
         ),
         size_param("recv_buffer", (65536,), "Receive buffer size B per posted buffer.", minimum=16),
         size_param("msg_size", (512,), "Bytes per message (at most RECV_BUFFER).", minimum=_STAMP.size),
-        Param("messages", Kind.INT, (2000,), "Messages per repetition.", sweep=True, minimum=1),
+        Param(
+            "messages", Kind.INT, (2000,), "Messages per repetition.", sweep=True, minimum=1, maximum=10**7
+        ),
         Param(
             "burst",
             Kind.INT,
@@ -100,6 +102,7 @@ class ZeroByteRecv(Experiment):
             "Messages in flight at once (sparse traffic: the rest of the connections idle).",
             sweep=True,
             minimum=1,
+            maximum=10**7,
         ),
         Param(
             "pool_buffers",
@@ -108,6 +111,7 @@ class ZeroByteRecv(Experiment):
             "Buffers in the zero-byte strategy's shared pool.",
             sweep=True,
             minimum=1,
+            maximum=100_000,
         ),
     )
     x_param = "connections"
