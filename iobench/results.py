@@ -564,6 +564,10 @@ class RunStore:
                 store.warn(note)
             store._rewrite_journal()
             store._write_views()
+        except OSError as exc:
+            lock.release()
+            where = exc.filename2 or exc.filename or path
+            raise ResultsError(f"cannot resume {path}: {exc.strerror}: {where}") from None
         except BaseException:
             lock.release()
             raise
