@@ -1,16 +1,20 @@
-"""Reports of one or more runs: a self-contained HTML file, a Markdown summary, figure files."""
+"""Reports of one or more runs: a self-contained HTML file, a Markdown summary, figure files.
+
+The drawing modules (matplotlib) are imported by ``build_report`` only: ``iobench run`` prints
+its tables with ``iobench.report.tables`` and must not import matplotlib (which writes its
+caches under $HOME and takes a second to load).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from iobench.errors import IobenchError
-from iobench.report.figures import save_figure
-from iobench.report.html import render_html
-from iobench.report.markdown import render_markdown
-from iobench.report.model import build_model
-from iobench.results import ResultSet
+
+if TYPE_CHECKING:
+    from iobench.results import ResultSet
 
 FORMATS = ("html", "md", "png", "svg")
 DEFAULT_FORMATS = ("html", "md", "png")
@@ -31,6 +35,11 @@ def build_report(
     runs: list[ResultSet], out_dir: Path, formats: Iterable[str] = DEFAULT_FORMATS
 ) -> list[Path]:
     """Write the report of ``runs`` into ``out_dir`` in the given formats; returns the files."""
+    from iobench.report.figures import save_figure
+    from iobench.report.html import render_html
+    from iobench.report.markdown import render_markdown
+    from iobench.report.model import build_model
+
     formats = tuple(formats)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = build_model(runs, draw=any(f in formats for f in ("html", "png", "svg")))
