@@ -26,6 +26,7 @@ from iobench.osutil.sockets import (
     accept_with_timeouts,
     connect_loopback,
     loopback_listener,
+    new_selector_loop,
     set_blocking_timeouts,
 )
 from iobench.params import Kind, Param, choice_param, size_param
@@ -356,7 +357,7 @@ class AsyncSend(Experiment):
                 raise UnsupportedCase("uvloop not installed") from None
             self._loop_factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
         else:
-            self._loop_factory = asyncio.new_event_loop
+            self._loop_factory = new_selector_loop
         self._listener = loopback_listener(backlog=max(self.concurrency, 16))
         if self.mode in INFLIGHT_MODES:
             sizes = message_sizes(self.mode, self.messages, self.case["msg_size"])
@@ -389,6 +390,7 @@ class AsyncSend(Experiment):
         port = self._listener.getsockname()[1]
         if self.mode in ECHO_MODES:
             go_r, go_w = os.pipe()
+            self._go = go_w  # closed by _close_rep whatever happens next
             conc, messages, size, listener = self.concurrency, self.messages, self.size, self._listener
 
             def driver() -> dict[str, Any]:
@@ -396,9 +398,10 @@ class AsyncSend(Experiment):
                 listener.close()
                 return _echo_driver(port, conc, messages, size, go_r)
 
-            self._child = fork_child(driver)
-            os.close(go_r)
-            self._go = go_w
+            try:
+                self._child = fork_child(driver)
+            finally:
+                os.close(go_r)
             self._conns = [accept_with_timeouts(self._listener) for _ in range(self.concurrency)]
             return {}
         if self.mode in WRITER_MODES:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import random
+import resource
 import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +16,7 @@ from iobench.engine import cache
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec, cache_param
 from iobench.osutil.files import create_random_file, open_new
+from iobench.osutil.sockets import new_selector_loop
 from iobench.params import Kind, Param, choice_param, size_param
 
 if TYPE_CHECKING:
@@ -162,7 +165,7 @@ class FileConcurrency(Experiment):
                 )
         return out
 
-    _fds: list[int] = []  # noqa: RUF012 - replaced per instance, never mutated in place
+    _fds: list[int] = []  # noqa: RUF012 - each instance gets its own list; this one is never mutated
 
     @classmethod
     def irrelevant_params(cls, case: dict[str, Any]) -> frozenset[str]:
@@ -175,11 +178,37 @@ class FileConcurrency(Experiment):
             return self.case["threads"] * self.case["records"] * self.case["record_size"]
         return self.case["file_size"]
 
+    def _descriptors(self) -> tuple[int, str]:
+        """Descriptors a repetition holds at once, and who needs them."""
+        if self.mode in WRITE_MODES:
+            return self.threads, f"{self.threads} writer thread(s), one descriptor each,"
+        if self.mode == "pread-asyncio":
+            return 4, "the file and an asyncio event loop (epoll and its self-pipe)"
+        return 1, "the file"
+
+    def _too_many(self, open_now: int | None = None) -> OSError:
+        """EMFILE with what the case needs and the limit, for the case's reason."""
+        needed, who = self._descriptors()
+        if open_now is None:
+            open_now = len(os.listdir("/proc/self/fd")) - 1  # less listdir's own
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return OSError(
+            errno.EMFILE,
+            f"Too many open files: {who} need {needed} descriptors at once besides the {open_now} "
+            f"already open, and RLIMIT_NOFILE is {soft}",
+        )
+
     def prepare(self) -> None:
         self.mode: str = self.case["mode"]
         self.threads: int = self.case["threads"]
         self.size: int = self.case["record_size"]
         self.path = self.scratch / "shared.bin"
+        # Refuse before any work what the descriptor limit cannot hold (checked again as
+        # they are opened: the count is an estimate when other threads open files too).
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        open_now = len(os.listdir("/proc/self/fd")) - 1
+        if soft != resource.RLIM_INFINITY and open_now + self._descriptors()[0] > soft:
+            raise self._too_many(open_now)
         if self.mode in WRITE_MODES:
             self.records: int = self.case["records"]
             # Every record prepared before timing: the threads only call write().
@@ -198,11 +227,16 @@ class FileConcurrency(Experiment):
             self.path.unlink(missing_ok=True)
             flags = os.O_WRONLY | (os.O_APPEND if self.mode == "append" else 0)
             # Separate descriptors, each with its own file offset starting at 0; the first
-            # one creates the file (exclusively), the others open that same new file.
-            self._fds = [open_new(self.path, flags)]
-            self._fds += [
-                os.open(self.path, flags | os.O_NOFOLLOW | os.O_CLOEXEC) for _ in range(self.threads - 1)
-            ]
+            # one creates the file (exclusively), the others open that same new file. Each is
+            # kept as soon as it is open, so teardown closes them if one cannot be opened.
+            try:
+                self._fds = [open_new(self.path, flags)]
+                for _ in range(self.threads - 1):
+                    self._fds.append(os.open(self.path, flags | os.O_NOFOLLOW | os.O_CLOEXEC))
+            except OSError as exc:
+                if exc.errno == errno.EMFILE:
+                    raise self._too_many() from None
+                raise
             self._park_workers()
             return {}
         metrics = cache.cache_metrics(self.path, self.case["cache"])
@@ -282,7 +316,10 @@ class FileConcurrency(Experiment):
             finally:
                 executor.shutdown(wait=True)
 
-        total = asyncio.run(main())
+        # The loop first: when it cannot be made, no coroutine is left un-awaited.
+        loop = new_selector_loop()
+        with asyncio.Runner(loop_factory=lambda: loop) as runner:
+            total = runner.run(main())
         return {"bytes": total, "ops": sum(len(s) for s in self.shares)}
 
     def after_rep(self) -> dict[str, Any]:

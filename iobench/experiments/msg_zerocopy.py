@@ -349,9 +349,11 @@ class MsgZerocopy(Experiment):
                 # shows or not by chance: it waits for the sender's word instead.
                 self._go = os.pipe()
             others = [self._sender, self._listener]
-            self._child = fork_child(lambda: _receive(receiver, others, self._go))
-            if self._go is not None:
-                os.close(self._go[0])  # the receiver's end; the parent keeps the write end
+            try:
+                self._child = fork_child(lambda: _receive(receiver, others, self._go))
+            finally:
+                if self._go is not None:
+                    os.close(self._go[0])  # the receiver's end; the parent keeps the write end
         finally:
             receiver.close()  # the child has its own copy
         return {"effective_sndbuf": self._sender.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)}

@@ -152,8 +152,10 @@ class PageFault(Experiment):
                 after = resource.getrusage(resource.RUSAGE_SELF)
                 return after.ru_minflt - before.ru_minflt, after.ru_majflt - before.ru_majflt, elapsed
 
-            self._child = fork_child(child)
-            os.close(go_read)
+            try:
+                self._child = fork_child(child)
+            finally:
+                os.close(go_read)  # the child's end; teardown closes ours (self._go[1])
             return {"pages": self.pages}
         state = "cold" if self.mode == "file-cold" else "warm"
         metrics = cache.cache_metrics(self.path, state)

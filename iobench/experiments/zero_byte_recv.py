@@ -263,6 +263,7 @@ class ZeroByteRecv(Experiment):
         self.fd_soft, self.fd_hard = raise_fd_limit(self.n + _SPARE_FDS)
         self._listener = loopback_listener(backlog=min(self.n, 4096))
         go_r, go_w = os.pipe()
+        self._fds = [go_r, go_w]  # kept at once: teardown closes them if the next pipe fails
         ack_r, ack_w = os.pipe()
         self._fds = [go_r, go_w, ack_r, ack_w]
         port, n, messages, msg, burst = (

@@ -54,6 +54,13 @@ class Child:
     pid: int
     result_fd: int
     _reaped: bool = False
+    _fd_closed: bool = False
+
+    def _close_result_fd(self) -> None:
+        # Once only: a second close could hit another file that reused the number.
+        if not self._fd_closed:
+            self._fd_closed = True
+            os.close(self.result_fd)
 
     def wait(self, timeout_s: float = 60.0) -> tuple[Any, resource.struct_rusage]:
         """The child's return value and rusage; ChildError if it failed or timed out."""
@@ -73,7 +80,7 @@ class Child:
                     break
                 chunks.append(chunk)
         finally:
-            os.close(self.result_fd)
+            self._close_result_fd()
         _, status, usage = os.wait4(self.pid, 0)
         self._reaped = True
         data = b"".join(chunks)
@@ -85,7 +92,8 @@ class Child:
         return value, usage
 
     def kill(self) -> None:
-        """Stop the child now and reap it (idempotent)."""
+        """Stop the child now, reap it and close its result pipe (idempotent)."""
+        self._close_result_fd()
         if self._reaped:
             return
         with contextlib.suppress(ProcessLookupError):
@@ -106,7 +114,12 @@ def fork_child(work: Callable[[], Any], drop_root: bool = False) -> Child:
     The child inherits every open descriptor, so pipes made before the call connect the two.
     """
     read_end, write_end = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except BaseException:
+        os.close(read_end)
+        os.close(write_end)
+        raise
     if pid == 0:  # child: never returns
         code = 0
         try:
