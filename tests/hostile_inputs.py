@@ -202,6 +202,25 @@ def _csv_set(column: str, value: str) -> Damage:
     return _csv_edit(change)
 
 
+def _all_unsupported(run: Path) -> None:
+    """Every case recorded as unsupported: one row each, no measurement columns."""
+    lines = []
+    for line in (run / "cases.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        keep = ("experiment", "case", "engine", "target_fs", "call", "calls")
+        record["rows"] = [
+            {
+                **{k: record["rows"][0][k] for k in keep},
+                "rep": 0,
+                "status": "unsupported",
+                "status_reason": "not here",
+            }
+        ]
+        record["summary"] = {**record["summary"], "status": "unsupported", "reason": "not here"}
+        lines.append(json.dumps(record))
+    (run / "cases.jsonl").write_text("".join(line + "\n" for line in lines))
+
+
 def _chain(*damages: Damage) -> Damage:
     def damage(run: Path) -> None:
         for each in damages:
@@ -570,6 +589,18 @@ def _valid_edges() -> list[Hostile]:
         _h("rw-buffer, kB (1000s)", tiny_argv("rw-buffer", bs="4kB"), "ok"),
         _h("syscall, +10 calls", tiny_argv("syscall", calls="+10"), "ok"),
         *(_h(f"{name} tiny", tiny_argv(name), "ok") for name in TINY_CASES),
+        # Every case unsupported (O_DIRECT refuses a misaligned buffer): still a run, exit 0.
+        _h(
+            "direct-io, every case unsupported",
+            tiny_argv("direct-io", io="direct", align="misaligned"),
+            "ok",
+        ),
+        _h(
+            "report of a run whose every case is unsupported",
+            ["report", "--out", "@RUN@/..", "--report-dir", "@TMP@/r", "--format", "md"],
+            "ok",
+            damage=_all_unsupported,
+        ),
     ]
 
 
