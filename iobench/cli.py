@@ -29,6 +29,14 @@ NAME_MAX = 255
 PATH_MAX = 4095
 #: Longer error messages are cut in the middle: one line a person can read.
 _MESSAGE_MAX = 600
+#: Address space (ulimit -v) below which loading numpy, pandas, scipy and pyarrow fails in ways
+#: no handler catches (OpenBLAS exit(1) or spinning, a SystemError, a half-loaded module). On
+#: a 2-CPU x86-64 host a run needed ~400 MiB, report and compare up to ~600 MiB; OpenBLAS and
+#: malloc reserve more per CPU, hence a base plus a share per CPU (an estimate, not a bound).
+MIN_ADDRESS_SPACE_BASE = 512 << 20
+MIN_ADDRESS_SPACE_PER_CPU = 64 << 20
+#: Commands that never load numpy: they work under any ulimit -v.
+_LIGHT_COMMANDS = {"list", "columns", "sysinfo", "clean"}
 
 
 class _RawChecked(click.ParamType):
@@ -103,6 +111,11 @@ class IobenchCommand(click.Command):
             if type(param.type) is click.Path:
                 param.type = _checked_path(param.type)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        if self.name not in _LIGHT_COMMANDS:
+            _check_address_space()
+        return super().invoke(ctx)
+
     def make_parser(self, ctx: click.Context) -> Any:
         parser = super().make_parser(ctx)
         parse = parser.parse_args
@@ -114,6 +127,25 @@ class IobenchCommand(click.Command):
 
         parser.parse_args = parse_once
         return parser
+
+
+def _address_space_limit() -> int | None:
+    """The soft RLIMIT_AS (ulimit -v) in bytes; None when unlimited."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def _check_address_space() -> None:
+    """One line instead of a crash when ulimit -v is too small to load what a command needs."""
+    soft = _address_space_limit()
+    needed = MIN_ADDRESS_SPACE_BASE + MIN_ADDRESS_SPACE_PER_CPU * (os.cpu_count() or 1)
+    if soft is not None and soft < needed:
+        raise IobenchError(
+            f"not enough memory to start: ulimit -v allows {soft >> 20} MiB of address space; iobench "
+            f"needs about {needed >> 20} MiB here (numpy, pandas and their math libraries reserve it as they load)"
+        )
 
 
 def _refuse_repeats(order: Sequence[click.Parameter]) -> None:
@@ -234,6 +266,16 @@ class IobenchGroup(click.Group):
             _fail("interrupted", ExitCode.INTERRUPTED)
         except MemoryError:
             _fail("not enough memory to run (check ulimit -v)", ExitCode.USAGE)
+        except ImportError as exc:
+            limit = _address_space_limit()
+            if limit is None:
+                raise  # a module really missing: a broken install, worth its traceback
+            # Under ulimit -v a library that cannot map its code fails to import (or says so
+            # only in a chained cause): not a broken install.
+            _fail(
+                f"not enough memory to load {exc.name or 'a module'} (ulimit -v allows {limit >> 20} MiB)",
+                ExitCode.USAGE,
+            )
         except RecursionError:
             _fail("input nested too deeply to read", ExitCode.USAGE)
         except OSError as exc:

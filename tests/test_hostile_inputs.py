@@ -234,3 +234,34 @@ def test_unprivileged_zerocopy_is_unsupported_with_the_reason_not_failed() -> No
         "needs CAP_NET_ADMIN (root) to grow the send queue past net.core.wmem_max"
     )
     assert "as uid 65534 the zerocopy method already measures an unprivileged sender" in summary["reason"]
+
+
+def _address_space_200_mib() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (200 << 20, 200 << 20))
+
+
+@pytest.mark.timeout(120)
+def test_ulimit_v_200_mib_is_one_line_not_a_crash(tmp_path: Path) -> None:
+    # It was an OpenBLAS "Memory allocation still failed" and exit 1, or a traceback, after
+    # the run was recorded; now the heavy commands refuse to start and say why.
+    args = ["run", "syscall", "--call", "getppid", "--calls", "10", *ONE_REP, "--dir", str(tmp_path)]
+    for argv in ([*args, "--out", str(tmp_path / "out")], ["report", "--out", str(tmp_path)]):
+        done = subprocess.run(
+            [*IOBENCH, *argv],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            preexec_fn=_address_space_200_mib,
+        )
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith(
+            "Error: not enough memory to start: ulimit -v allows 200 MiB of address space; iobench needs about "
+        ), done.stderr
+    assert not (tmp_path / "out").exists()
+    listed = subprocess.run(
+        [*IOBENCH, "list"], capture_output=True, text=True, timeout=120, preexec_fn=_address_space_200_mib
+    )
+    assert listed.returncode == 0 and "rw-buffer" in listed.stdout  # light commands still work
