@@ -263,6 +263,7 @@ class Hostile:
 
 
 def _h(name: str, argv: Sequence[str], expect: str, **kwargs: Any) -> Hostile:
+    """A Hostile from friendlier spellings: env and files as dicts, needs as a set, says as a str."""
     kwargs["env"] = tuple(kwargs.get("env", {}).items()) if isinstance(kwargs.get("env"), dict) else ()
     if "files" in kwargs:
         kwargs["files"] = tuple(kwargs["files"].items())
