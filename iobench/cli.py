@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,19 @@ from iobench.params import Kind, Param
 
 DEFAULT_OUT = "results"
 DEFAULT_CONFIG = "quick.toml"
+#: Linux limits every filesystem shares: one name (NAME_MAX) and a whole path (PATH_MAX - 1).
+NAME_MAX = 255
+PATH_MAX = 4095
+#: Longer error messages are cut in the middle: one line a person can read.
+_MESSAGE_MAX = 600
+#: Address space (ulimit -v) below which loading numpy, pandas, scipy and pyarrow fails in ways
+#: no handler catches (OpenBLAS exit(1) or spinning, a SystemError, a half-loaded module). On
+#: a 2-CPU x86-64 host a run needed ~400 MiB, report and compare up to ~600 MiB; OpenBLAS and
+#: malloc reserve more per CPU, hence a base plus a share per CPU (an estimate, not a bound).
+MIN_ADDRESS_SPACE_BASE = 512 << 20
+MIN_ADDRESS_SPACE_PER_CPU = 64 << 20
+#: Commands that never load numpy: they work under any ulimit -v.
+_LIGHT_COMMANDS = {"list", "columns", "sysinfo", "clean"}
 
 
 class _RawChecked(click.ParamType):
@@ -39,6 +53,112 @@ class _RawChecked(click.ParamType):
         if isinstance(value, str):
             self.param.parse(value, self.param.option)  # raises ParamError: one line, exit 2
         return value
+
+
+def path_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a usable path, or None. Checked when the option is read, so the
+    message names the option instead of an OS error deep in a run."""
+    if not text.strip():
+        return "an empty path; give a folder (. for the current one)"
+    if "\x00" in text:
+        return "a path cannot contain a NUL byte"
+    encoded = os.fsencode(text)
+    if len(encoded) > PATH_MAX:
+        return f"the path is {len(encoded)} bytes long; Linux allows {PATH_MAX}"
+    longest = max(len(part) for part in encoded.split(b"/"))
+    if longest > NAME_MAX:
+        return f"a name in the path is {longest} bytes long; Linux allows {NAME_MAX}"
+    return None
+
+
+class CheckedPath(click.Path):
+    """click.Path that refuses, with one line, paths no system call would take."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str):
+            problem = path_problem(value)
+            if problem:
+                self.fail(problem, param, ctx)
+        return super().convert(value, param, ctx)
+
+
+def _checked_path(kind: click.Path) -> CheckedPath:
+    return CheckedPath(
+        exists=kind.exists,
+        file_okay=kind.file_okay,
+        dir_okay=kind.dir_okay,
+        writable=kind.writable,
+        readable=kind.readable,
+        resolve_path=kind.resolve_path,
+        allow_dash=kind.allow_dash,
+        path_type=kind.type,
+        executable=kind.executable,
+    )
+
+
+class IobenchCommand(click.Command):
+    """Every iobench command: an option given twice is refused, paths are checked.
+
+    A repeated option is refused rather than letting the last one win: ``--bs 1 --bs 4096``
+    most likely means a sweep of both, and measuring only 4096 would give a run that looks
+    complete but is not what was asked (a sweep takes one option: ``--bs 1,4096``). Flags
+    (``-q -q``) are harmless and allowed.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if type(param.type) is click.Path:
+                param.type = _checked_path(param.type)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        if self.name not in _LIGHT_COMMANDS:
+            _check_address_space()
+        return super().invoke(ctx)
+
+    def make_parser(self, ctx: click.Context) -> Any:
+        parser = super().make_parser(ctx)
+        parse = parser.parse_args
+
+        def parse_once(args: list[str]) -> Any:
+            opts, rest, order = parse(args)
+            _refuse_repeats(order)
+            return opts, rest, order
+
+        parser.parse_args = parse_once
+        return parser
+
+
+def _address_space_limit() -> int | None:
+    """The soft RLIMIT_AS (ulimit -v) in bytes; None when unlimited."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def _check_address_space() -> None:
+    """One line instead of a crash when ulimit -v is too small to load what a command needs."""
+    soft = _address_space_limit()
+    needed = MIN_ADDRESS_SPACE_BASE + MIN_ADDRESS_SPACE_PER_CPU * (os.cpu_count() or 1)
+    if soft is not None and soft < needed:
+        raise IobenchError(
+            f"not enough memory to start: ulimit -v allows {soft >> 20} MiB of address space; iobench "
+            f"needs about {needed >> 20} MiB here (numpy, pandas and their math libraries reserve it as they load)"
+        )
+
+
+def _refuse_repeats(order: Sequence[click.Parameter]) -> None:
+    seen: dict[str, int] = {}
+    for param in order:
+        if isinstance(param, click.Option) and not (param.is_flag or param.count or param.multiple):
+            seen[param.opts[0]] = seen.get(param.opts[0], 0) + 1
+    for option, times in seen.items():
+        if times > 1:
+            param = next(p for p in order if isinstance(p, click.Option) and p.opts[0] == option)
+            sweep = isinstance(param.type, _RawChecked) and param.type.param.sweep
+            hint = f" (several values go in one, comma-separated: {option} A,B)" if sweep else ""
+            raise click.UsageError(f"{option} given {times} times; give it once{hint}")
 
 
 def _param_option(param: Param, envvar: str | None = None) -> click.Option:
@@ -71,7 +191,7 @@ def _dir_option(purpose: str) -> click.Option:
     """``--dir``, shared by sysinfo, clean and every run command (IOBENCH_DIR; default: here)."""
     return click.Option(
         ["--dir", "target_dir"],
-        type=click.Path(path_type=Path),
+        type=CheckedPath(path_type=Path),
         default=Path("."),
         envvar="IOBENCH_DIR",
         show_envvar=True,
@@ -83,7 +203,7 @@ def _out_option(purpose: str) -> click.Option:
     """``--out``: the results folder, for every command (IOBENCH_OUT; default results/)."""
     return click.Option(
         ["--out", "out_dir"],
-        type=click.Path(path_type=Path),
+        type=CheckedPath(path_type=Path),
         default=Path(DEFAULT_OUT),
         envvar="IOBENCH_OUT",
         show_envvar=True,
@@ -126,6 +246,8 @@ def _pop_protocol(kwargs: dict[str, Any]) -> dict[str, Any]:
 class IobenchGroup(click.Group):
     """A group whose errors are one line: ``Error: ...`` and the right exit status."""
 
+    command_class = IobenchCommand
+
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any) -> Any:
         extra["standalone_mode"] = False
         try:
@@ -144,6 +266,16 @@ class IobenchGroup(click.Group):
             _fail("interrupted", ExitCode.INTERRUPTED)
         except MemoryError:
             _fail("not enough memory to run (check ulimit -v)", ExitCode.USAGE)
+        except ImportError as exc:
+            limit = _address_space_limit()
+            if limit is None:
+                raise  # a module really missing: a broken install, worth its traceback
+            # Under ulimit -v a library that cannot map its code fails to import (or says so
+            # only in a chained cause): not a broken install.
+            _fail(
+                f"not enough memory to load {exc.name or 'a module'} (ulimit -v allows {limit >> 20} MiB)",
+                ExitCode.USAGE,
+            )
         except RecursionError:
             _fail("input nested too deeply to read", ExitCode.USAGE)
         except OSError as exc:
@@ -156,8 +288,21 @@ class IobenchGroup(click.Group):
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"Error: {message}", err=True)
+    click.echo(f"Error: {one_line(message)}", err=True)
     sys.exit(int(code))
+
+
+def one_line(message: str) -> str:
+    """``message`` as one printable line: control characters (a newline in a path, a NUL)
+    and undecodable bytes escaped, an overlong message cut in the middle."""
+    text = "".join(
+        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape", "backslashreplace").decode()
+        for ch in message.strip()
+    )
+    if len(text) > _MESSAGE_MAX:
+        half = _MESSAGE_MAX // 2
+        text = f"{text[:half]} ... ({len(text) - 2 * half} characters left out) ... {text[-half:]}"
+    return text
 
 
 @click.group(cls=IobenchGroup, no_args_is_help=True)
@@ -347,15 +492,19 @@ def run_group() -> None:
     """
 
 
-def _drive(events: Any, quiet: bool, as_json: bool, with_rows: bool) -> None:
-    """Render a run's events, then its tables (stderr with --json), then where it is."""
-    from iobench.engine.events import RunFinished
+def _drive(events: Any, quiet: bool, as_json: bool, with_rows: bool, note: str | None = None) -> None:
+    """Render a run's events, then its tables (stderr with --json), then where it is.
+
+    ``note`` is printed once the run has started (so a refused run prints only its error)."""
+    from iobench.engine.events import RunFinished, RunStarted
     from iobench.render import make_renderer
 
     renderer = make_renderer(quiet)
     run = None
     try:
         for event in events:
+            if note and isinstance(event, RunStarted):
+                click.echo(note, err=True)
             if renderer is not None:
                 renderer(event)
             if isinstance(event, RunFinished):
@@ -447,20 +596,21 @@ def _experiment_command(experiment: Any) -> click.Command:
         from iobench.api import current_command, run_iter
 
         protocol = _pop_protocol(kwargs)
+        note = _min_reps_note(protocol, sweep=False)
         params = {k: v for k, v in kwargs.items() if v is not None}
         events = run_iter(
             experiment.name,
             dir=target_dir,
-            out=_checked_out(out_dir),
+            out=out_dir,
             cpu=cpu,
             max_time=max_time,
             command=current_command(),
             **params,
             **protocol,
         )
-        _drive(events, quiet, as_json, rows)
+        _drive(events, quiet, as_json, rows, note)
 
-    return click.Command(
+    return IobenchCommand(
         experiment.name,
         callback=callback,
         params=[*(_param_option(p) for p in experiment.params), *_run_options()],
@@ -471,10 +621,24 @@ def _experiment_command(experiment: Any) -> click.Command:
     )
 
 
-def _checked_out(out_dir: Path) -> Path:
-    if not str(out_dir).strip():
-        raise click.UsageError("--out: give a folder (an empty path would write into the current folder)")
-    return out_dir
+def _min_reps_note(protocol: dict[str, Any], sweep: bool) -> str | None:
+    """What to say when a max_reps given without min_reps lowers min_reps (the default's, or
+    for a sweep the config's); None when nothing is lowered."""
+    from iobench.stats import min_reps_for_significance
+
+    if "max_reps" not in protocol or "min_reps" in protocol:
+        return None
+    by_name = {p.name: p for p in _protocol_params()}
+    high = by_name["max_reps"].parse(protocol["max_reps"], "--max-reps")
+    default = by_name["min_reps"].default
+    needed = min_reps_for_significance()
+    why = f" (with fewer than {needed} repetitions a side no difference can be shown at 95%)"
+    why = why if high < needed else ""
+    if sweep:
+        return f"note: --max-reps {high} without --min-reps: min_reps is lowered to {high} where it is larger{why}"
+    if high < default:
+        return f"note: min_reps lowered from its default {default} to {high} to fit --max-reps {high}{why}"
+    return None
 
 
 def _sweep(
@@ -499,7 +663,7 @@ def _sweep(
         if protocol:
             raise click.UsageError("--resume keeps the run's own protocol: give no protocol options")
         events = resume_iter(
-            _run_path(resume, _checked_out(out_dir)),
+            _run_path(resume, out_dir),
             dir=target_dir,
             cpu=cpu,
             max_time=max_time,
@@ -507,6 +671,7 @@ def _sweep(
         )
         _drive(events, quiet, as_json, rows)
         return
+    note = _min_reps_note(protocol, sweep=True)
     names = None
     if only is not None:
         names = [name.strip() for name in only.split(",") if name.strip()]
@@ -516,16 +681,16 @@ def _sweep(
         config,
         only=names,
         dir=target_dir,
-        out=_checked_out(out_dir),
+        out=out_dir,
         cpu=cpu,
         max_time=max_time,
         command=current_command(),
         **protocol,
     )
-    _drive(events, quiet, as_json, rows)
+    _drive(events, quiet, as_json, rows, note)
 
 
-sweep_command = click.Command(
+sweep_command = IobenchCommand(
     "sweep",
     callback=_sweep,
     params=[
@@ -555,7 +720,7 @@ def _results_option(purpose: str) -> click.Option:
     ``--results`` is accepted as an older spelling."""
     return click.Option(
         ["--out", "--results", "results_dir"],
-        type=click.Path(path_type=Path),
+        type=CheckedPath(path_type=Path),
         default=Path(DEFAULT_OUT),
         envvar="IOBENCH_OUT",
         show_envvar=True,

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from iobench.engine.protocol import Protocol
+from iobench.engine.protocol import PROTOCOL_PARAMS, Protocol
 from iobench.errors import ConfigError, IobenchError
 from iobench.experiments import get_experiment
 from iobench.params import resolve
@@ -35,6 +35,8 @@ from iobench.plan import PlanEntry
 
 DEFAULT_CONFIG = "quick.toml"
 _TOP_KEYS = {"description", "protocol", "experiment"}
+#: Larger than any hand-written sweep; refusing more keeps a wrong path (a disk image) quick.
+MAX_CONFIG_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -54,15 +56,23 @@ def config_search_path() -> list[Path]:
 
 def find_config(name: str | None) -> Path:
     """A path as given, or a bare name (``quick``, ``tlpi.toml``) looked up in bench_configs."""
-    name = name or DEFAULT_CONFIG
+    if name is None:
+        name = DEFAULT_CONFIG
+    if not name.strip():
+        raise ConfigError("config: give a path or a name (quick, tlpi), not an empty string")
+    if "\x00" in name:
+        raise ConfigError(f"config {name!r}: a path cannot contain a NUL byte")
     given = Path(name)
-    if given.exists() or given.parent != Path("."):
-        return given
-    candidates = [name] if name.endswith(".toml") else [name, f"{name}.toml"]
-    for folder in config_search_path():
-        for candidate in candidates:
-            if (folder / candidate).is_file():
-                return folder / candidate
+    try:
+        if given.exists() or given.parent != Path("."):
+            return given
+        candidates = [name] if name.endswith(".toml") else [name, f"{name}.toml"]
+        for folder in config_search_path():
+            for candidate in candidates:
+                if (folder / candidate).is_file():
+                    return folder / candidate
+    except OSError as exc:
+        raise ConfigError(f"config {name}: {exc.strerror}") from None
     return given
 
 
@@ -77,16 +87,7 @@ def load_config(
     """
     path = Path(path)
     label = path.name
-    if not path.exists():
-        raise ConfigError(f"config {path} does not exist")
-    if not path.is_file():
-        raise ConfigError(f"config {path} is not a file")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{label}: invalid TOML: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{label}: cannot be read: {exc}") from None
+    raw = _read_toml(path, label)
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
         raise ConfigError(f"{label}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(_TOP_KEYS))})")
@@ -110,7 +111,10 @@ def load_config(
             values = {k: v for k, v in entry.items() if k not in ("name", "protocol")}
             resolved = resolve(experiment.params, values, where)
             # Raw values merged before parsing: the most specific source wins.
-            protocol = Protocol.from_values({**top_protocol, **own_protocol, **overrides}, where)
+            merged = {**top_protocol, **own_protocol, **overrides}
+            if "max_reps" in overrides and "min_reps" not in overrides:
+                merged = fit_min_reps(merged, where)
+            protocol = Protocol.from_values(merged, where)
         except ConfigError:
             raise
         except IobenchError as exc:
@@ -125,7 +129,49 @@ def load_config(
             )
         entries = [entry for entry in entries if entry.experiment.name in only]
     description = raw.get("description", "")
-    return SweepPlan(source=path, description=str(description), entries=entries, raw=raw)
+    if not isinstance(description, str):
+        raise ConfigError(f"{label}: description must be text")
+    return SweepPlan(source=path, description=description, entries=entries, raw=raw)
+
+
+def fit_min_reps(values: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+    """A max_reps given on the command line (or IOBENCH_MAX_REPS) without min_reps wins over
+    the config's min_reps: min_reps is lowered to it when larger (the CLI says so)."""
+    by_name = {p.name: p for p in PROTOCOL_PARAMS}
+    fitted = dict(values)
+    if "min_reps" in fitted and "max_reps" in fitted:
+        low = by_name["min_reps"].parse(fitted["min_reps"], f"{where}min_reps".strip())
+        high = by_name["max_reps"].parse(fitted["max_reps"], f"{where}max_reps".strip())
+        if low > high:
+            fitted["min_reps"] = high
+    return fitted
+
+
+def _read_toml(path: Path, label: str) -> dict[str, Any]:
+    """The parsed file; ConfigError (one line) for anything that is not a readable TOML file."""
+    try:
+        if not path.exists():
+            raise ConfigError(f"config {path} does not exist")
+        if not path.is_file():
+            raise ConfigError(f"config {path} is not a file")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"config {path} cannot be read: {exc.strerror}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config {path} is larger than {MAX_CONFIG_BYTES >> 20} MiB; is it a config?")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{label}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{label}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{label}: values nested too deeply to read") from None
+    except MemoryError:
+        raise ConfigError(f"{label}: too large to read") from None
 
 
 def _table(value: Any, where: str) -> dict[str, Any]:

@@ -7,6 +7,8 @@ sweep) and from TOML (int, str or array), how to check it, and how to show it to
 from __future__ import annotations
 
 import itertools
+import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -14,6 +16,11 @@ from typing import Any
 
 from iobench import units
 from iobench.errors import ParamError
+
+#: Values one sweep parameter may list: more is a mistake (or an attack), not a plan.
+MAX_VALUES = 1000
+#: Cases one entry may expand to (the product of its sweep lists).
+MAX_CASES = 10_000
 
 
 class Kind(Enum):
@@ -65,8 +72,10 @@ class Param:
             items = _split(raw)
             if not items:
                 raise ParamError(f"{label}: give at least one value")
+            if len(items) > MAX_VALUES:
+                raise ParamError(f"{label}: {len(items)} values; at most {MAX_VALUES} in one sweep")
             values = tuple(self._parse_one(item, label) for item in items)
-            duplicates = sorted({str(v) for v in values if values.count(v) > 1})
+            duplicates = sorted(self.format(v) for v, n in Counter(values).items() if n > 1)
             if duplicates:
                 raise ParamError(f"{label}: value listed twice: {', '.join(duplicates)}")
             return values
@@ -99,18 +108,13 @@ class Param:
         if self.kind is Kind.PERCENT:
             return units.parse_percent(raw)
         if self.kind is Kind.INT:
-            if isinstance(raw, bool):
-                raise units.UnitError(f"{raw!r} is not a whole number")
-            if isinstance(raw, int):
-                return raw
-            try:
-                return int(str(raw).strip())
-            except ValueError:
-                raise units.UnitError(f"{raw!r} is not a whole number") from None
+            return units.parse_count(raw)
         # CHOICE
-        text = str(raw).strip()
+        if not isinstance(raw, str):
+            raise units.UnitError(f"{units.shown(raw)} is not one of {', '.join(self.choices)}")
+        text = raw.strip()
         if text not in self.choices:
-            raise units.UnitError(f"{text!r} is not one of {', '.join(self.choices)}")
+            raise units.UnitError(f"{units.shown(text)} is not one of {', '.join(self.choices)}")
         return text
 
     def format(self, value: Any) -> str:
@@ -172,6 +176,10 @@ def resolve(params: Sequence[Param], given: Mapping[str, Any], where: str = "") 
             resolved[param.name] = param.parse(given[param.name], f"{where}{param.name}".strip())
         else:
             resolved[param.name] = param.default
+    cases = math.prod(len(resolved[p.name]) for p in params if p.sweep)
+    if cases > MAX_CASES:
+        counts = " x ".join(str(len(resolved[p.name])) for p in params if p.sweep)
+        raise ParamError(f"{where}{counts} = {cases} cases; at most {MAX_CASES} in one entry")
     return resolved
 
 

@@ -339,10 +339,15 @@ def validate_frame(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     for every parameter a case id names, and finite numbers where a repetition ran."""
     import pandas as pd
 
-    for column in ("run_id", "experiment", "case", "rep", "status", "elapsed_ns", "bytes"):
+    for column in ("run_id", "experiment", "case", "rep", "status"):
         if column not in frame:
             raise _fail(path, f"lacks column {column!r}; it is not (complete) iobench output")
     ok = frame["status"] == "ok"
+    # Rows of cases that did not run (unsupported, failed) carry no measurements: a run made
+    # only of those has no elapsed_ns column, and is still a run.
+    for column in ("elapsed_ns", "bytes") if ok.any() else ():
+        if column not in frame:
+            raise _fail(path, f"lacks column {column!r}; it is not (complete) iobench output")
     for column in _NUMERIC_COLUMNS:
         if column not in frame:
             continue
@@ -359,6 +364,33 @@ def validate_frame(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
             if name and name not in frame:
                 raise _fail(path, f"lacks column {name!r}, a parameter of case {case!r}")
     return frame
+
+
+def validate_records(rows: list[Mapping[str, Any]], path: Path) -> None:
+    """``validate_frame`` for plain rows (the journal), without pandas: the same rules and
+    messages, so a resume refuses what a report would."""
+    if not rows:
+        return
+    present = set().union(*(row.keys() for row in rows))
+    for column in ("experiment", "case", "rep", "status"):
+        if column not in present:
+            raise _fail(path, f"lacks column {column!r}; it is not (complete) iobench output")
+    ok = [(number, row) for number, row in enumerate(rows, start=1) if row.get("status") == "ok"]
+    for column in ("elapsed_ns", "bytes") if ok else ():
+        if column not in present:
+            raise _fail(path, f"lacks column {column!r}; it is not (complete) iobench output")
+    for column in _NUMERIC_COLUMNS:
+        if column not in present:
+            continue
+        for number, row in ok:
+            value = row.get(column)
+            finite = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+            if not finite:
+                raise _fail(path, f"column {column!r} row {number}: {value!r} is not a finite number")
+    for _, row in ok:
+        for name, _value in (part.partition("=")[::2] for part in str(row.get("case")).split(",")):
+            if name and name not in present:
+                raise _fail(path, f"lacks column {name!r}, a parameter of case {row.get('case')!r}")
 
 
 def load_run(path: Path) -> ResultSet:
@@ -564,6 +596,10 @@ class RunStore:
                 store.warn(note)
             store._rewrite_journal()
             store._write_views()
+        except OSError as exc:
+            lock.release()
+            where = exc.filename2 or exc.filename or path
+            raise ResultsError(f"cannot resume {path}: {exc.strerror}: {where}") from None
         except BaseException:
             lock.release()
             raise
@@ -575,6 +611,7 @@ class RunStore:
         journal = read_journal(path)
         if journal is not None:
             records = journal.records
+            validate_records([row for record in records for row in record["rows"]], path / JOURNAL)
             if journal.torn_bytes:
                 notes.append(
                     f"resume: dropped an unfinished case record ({journal.torn_bytes} bytes cut short by a crash)"

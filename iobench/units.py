@@ -8,8 +8,25 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
+from fractions import Fraction
+from typing import Any
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+#: The largest count, size (bytes) or duration (ns) anything accepts: it must fit the int64
+#: columns of the results.
+LARGEST = 2**63 - 1
+#: Digits after the point that a number may have: more only spell out noise, and refusing them
+#: early keeps the exact arithmetic below cheap.
+_MAX_DECIMALS = 18
+
+# ASCII only: Python's \d also matches other scripts' digits ("４", "٤"), and float()/int()
+# read them and underscores ("1_0" as 10); a value the user did not mean to give is refused.
+_NUMBER = r"(\d+(?:\.\d+)?)"
+_SIZE_RE = re.compile(rf"^{_NUMBER}\s*([a-zA-Z]*)$", re.ASCII)
+_DURATION_RE = re.compile(rf"^{_NUMBER}\s*([a-zA-Z\u00b5\u03bc]*)$", re.ASCII)
+_PERCENT_RE = re.compile(rf"^{_NUMBER}\s*%?$", re.ASCII)
+_COUNT_RE = re.compile(r"^([+-]?)(\d+)$", re.ASCII)
+
 _BINARY = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _IEC = {"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
 _SI = {"kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
@@ -25,11 +42,11 @@ _EXACT_UNITS = (
     ("kB", 10**3),
 )
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Zµ]*)\s*$")
 _DURATION_NS = {
     "ns": 1,
     "us": 10**3,
-    "µs": 10**3,
+    "\u00b5s": 10**3,  # MICRO SIGN, what most keyboards type
+    "\u03bcs": 10**3,  # GREEK SMALL LETTER MU, what some fonts and systems produce instead
     "ms": 10**6,
     "s": 10**9,
     "": 10**9,
@@ -38,58 +55,103 @@ _DURATION_NS = {
     "h": 3600 * 10**9,
 }
 
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = 40
+_SHOWN.maxother = 40
+_SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = 4
+_SHOWN.maxlevel = 2
+
 
 class UnitError(ValueError):
     """A string that is not a valid size, duration or percentage."""
 
 
+def shown(value: Any) -> str:
+    """A value as an error message quotes it: repr, at most ~40 characters, on one line
+    (a 5,000-digit number or a list nested 600 deep is shown by its start)."""
+    return _SHOWN.repr(value)
+
+
+def _hint(text: str) -> str:
+    """Why a near-number was refused, when the reason is not obvious."""
+    if "_" in text:
+        return " (no underscores: write 1000, not 1_000)"
+    if any(ch.isdigit() and not ch.isascii() for ch in text):
+        return " (use the digits 0-9)"
+    return ""
+
+
+def _decimal(number: str, text: Any) -> Fraction:
+    """``number`` (digits, maybe a point and more digits) as an exact fraction, refusing
+    magnitudes past LARGEST before any arithmetic (int() of 5,000 digits raises, float() of
+    400 gives inf)."""
+    whole, _, decimals = number.partition(".")
+    if len(whole.lstrip("0")) > len(str(LARGEST)):
+        raise UnitError(f"{shown(text)} is too large")
+    if len(decimals) > _MAX_DECIMALS:
+        raise UnitError(f"{shown(text)} has more than {_MAX_DECIMALS} digits after the point")
+    return Fraction(int(whole or "0") * 10 ** len(decimals) + int(decimals or "0"), 10 ** len(decimals))
+
+
 def parse_size(text: str | int) -> int:
     """Parse ``4096``, ``4KiB``, ``4k``, ``1M``, ``100MB`` or ``1.5GiB`` into bytes.
 
-    Raises UnitError for anything else, including fractional byte counts.
+    Raises UnitError for anything else, including fractional byte counts and sizes past
+    LARGEST.
     """
     if isinstance(text, bool):
         raise UnitError(f"{text!r} is not a size")
     if isinstance(text, int):
         if text < 0:
-            raise UnitError(f"{text} is negative; a size must be 0 or more bytes")
+            raise UnitError(f"{shown(text)} is negative; a size must be 0 or more bytes")
+        if text > LARGEST:
+            raise UnitError(f"{shown(text)} is too large")
         return text
     if isinstance(text, float):
-        raise UnitError(f"{text!r} is not a whole number of bytes; give a size like 4096 or 4KiB")
+        raise UnitError(f"{shown(text)} is not a whole number of bytes; give a size like 4096 or 4KiB")
     if not isinstance(text, str):
-        raise UnitError(f"{text!r} is not a size")
+        raise UnitError(f"{shown(text)} is not a size")
     stripped = text.strip()
     if stripped.startswith("-"):
-        raise UnitError(f"{text!r} is negative; a size must be 0 or more bytes")
+        raise UnitError(f"{shown(text)} is negative; a size must be 0 or more bytes")
     match = _SIZE_RE.match(stripped)
     if not match:
-        raise UnitError(f"{text!r} is not a size (examples: 4096, 4KiB, 1M, 100MB)")
+        raise UnitError(f"{shown(text)} is not a size (examples: 4096, 4KiB, 1M, 100MB){_hint(text)}")
     number, suffix = match.group(1), match.group(2).lower()
     multiplier = _BINARY.get(suffix) or _IEC.get(suffix) or _SI.get(suffix)
     if multiplier is None:
         raise UnitError(
-            f"{text!r} is not a size: unknown unit {match.group(2)!r} (use B, KiB, MiB, GiB, K, M, G, kB, MB)"
+            f"{shown(text)} is not a size: unknown unit {shown(match.group(2))} "
+            "(use B, KiB, MiB, GiB, K, M, G, kB, MB)"
         )
-    value = float(number) * multiplier if "." in number else int(number) * multiplier
-    if value != int(value):
-        raise UnitError(f"{text!r} is not a whole number of bytes")
+    value = _decimal(number, text) * multiplier
+    if value.denominator != 1:
+        raise UnitError(f"{shown(text)} is not a whole number of bytes")
+    if value > LARGEST:
+        raise UnitError(f"{shown(text)} is too large")
     return int(value)
 
 
 def parse_duration(text: str | int | float) -> int:
-    """Parse ``250ms``, ``10s``, ``1.5s``, ``2m``, ``500us`` (a bare number means seconds) into ns."""
+    """Parse ``250ms``, ``10s``, ``1.5s``, ``2m``, ``500us``/``500µs``/``500μs`` (a bare
+    number means seconds) into ns, rounded down to a whole ns."""
     if isinstance(text, bool):
         raise UnitError(f"{text!r} is not a duration")
     if isinstance(text, int | float):
-        if text < 0 or math.isnan(text) or math.isinf(text):
-            raise UnitError(f"{text!r} is not a valid duration")
-        return int(text * 10**9)
-    if not isinstance(text, str):
-        raise UnitError(f"{text!r} is not a duration")
-    match = _DURATION_RE.match(text)
-    if not match or match.group(2).lower() not in _DURATION_NS:
-        raise UnitError(f"{text!r} is not a duration (examples: 250ms, 10s, 1.5s, 2m)")
-    return int(float(match.group(1)) * _DURATION_NS[match.group(2).lower()])
+        if math.isnan(text) or math.isinf(text) or text < 0:
+            raise UnitError(f"{shown(text)} is not a valid duration")
+        value = Fraction(text) * 10**9  # exact: 1e300 s is refused below, not overflowed
+    elif isinstance(text, str):
+        match = _DURATION_RE.match(text.strip())
+        unit = match.group(2).lower() if match else ""
+        if not match or unit not in _DURATION_NS:
+            raise UnitError(f"{shown(text)} is not a duration (examples: 250ms, 10s, 1.5s, 2m){_hint(text)}")
+        value = _decimal(match.group(1), text) * _DURATION_NS[unit]
+    else:
+        raise UnitError(f"{shown(text)} is not a duration")
+    if value > LARGEST:
+        raise UnitError(f"{shown(text)} is too long")
+    return int(value)
 
 
 def parse_percent(text: str | int | float) -> float:
@@ -97,16 +159,39 @@ def parse_percent(text: str | int | float) -> float:
     if isinstance(text, bool):
         raise UnitError(f"{text!r} is not a percentage")
     if isinstance(text, int | float):
+        if isinstance(text, int) and abs(text) > LARGEST:
+            raise UnitError(f"{shown(text)} is too large")
         value = float(text)
     elif isinstance(text, str):
-        try:
-            value = float(text.strip().removesuffix("%"))
-        except ValueError:
-            raise UnitError(f"{text!r} is not a percentage (examples: 5%, 2.5%)") from None
+        match = _PERCENT_RE.match(text.strip())
+        if not match:
+            raise UnitError(f"{shown(text)} is not a percentage (examples: 5%, 2.5%){_hint(text)}")
+        value = float(_decimal(match.group(1), text))
     else:
-        raise UnitError(f"{text!r} is not a percentage")
-    if math.isnan(value) or value < 0:
-        raise UnitError(f"{text!r} is not a valid percentage")
+        raise UnitError(f"{shown(text)} is not a percentage")
+    if math.isnan(value) or math.isinf(value) or value < 0:
+        raise UnitError(f"{shown(text)} is not a valid percentage")
+    return value
+
+
+def parse_count(text: str | int) -> int:
+    """Parse a whole number (``5000``, ``+5``, ``-1``) of at most LARGEST in magnitude."""
+    if isinstance(text, bool):
+        raise UnitError(f"{text!r} is not a whole number")
+    if isinstance(text, int):
+        value = text
+    elif isinstance(text, str):
+        match = _COUNT_RE.match(text.strip())
+        if not match:
+            raise UnitError(f"{shown(text)} is not a whole number{_hint(text)}")
+        sign, digits = match.groups()
+        if len(digits.lstrip("0")) > len(str(LARGEST)):
+            raise UnitError(f"{shown(text)} is too large")
+        value = -int(digits) if sign == "-" else int(digits)
+    else:
+        raise UnitError(f"{shown(text)} is not a whole number")
+    if abs(value) > LARGEST:
+        raise UnitError(f"{shown(text)} is too large")
     return value
 
 

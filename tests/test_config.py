@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from iobench.config import find_config, load_config
-from iobench.errors import ConfigError
+from iobench.config import MAX_CONFIG_BYTES, find_config, load_config
+from iobench.errors import ConfigError, ParamError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -127,3 +127,69 @@ def test_tlpi_config_is_book_scale() -> None:
     assert entry.values["file_size"] == (100_000_000,)
     assert entry.values["bs"] == tuple(2**k for k in range(17))
     assert entry.values["cache"] == ("cold",)
+
+
+# --- hostile configs (issue 14) --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[[experiment]]\nname = 'syscall'\ncalls = " + "[" * 600 + "]" * 600, "nested too deeply"),
+        (
+            "[protocol]\nmax_case_time = 1e300\n[[experiment]]\nname = 'syscall'",
+            r"max_case_time: 1e\+300 is too long",
+        ),
+        ("[protocol]\nmax_case_time = inf\n[[experiment]]\nname = 'syscall'", "not a valid duration"),
+        (
+            "[protocol]\nmin_reps = 'lots'\n[[experiment]]\nname = 'syscall'",
+            "min_reps: 'lots' is not a whole number",
+        ),
+        ("[[experiment]]\nname = 'syscall'\ncalls = '1_0'", "no underscores"),
+        ("[[experiment]]\nname = 'syscall'\ncalls = " + "9" * 30, "invalid TOML|too large"),
+        ("description = 5\n[[experiment]]\nname = 'syscall'", "description must be text"),
+    ],
+)
+def test_hostile_configs_are_one_line_errors(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(write(tmp_path, text))
+    assert str(info.value).startswith("sweep.toml")
+
+
+def test_unreadable_config_files(tmp_path: Path) -> None:
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfe" + "x = 1".encode("utf-16-le"))
+    with pytest.raises(ConfigError, match=r"binary\.toml: not UTF-8 text \(byte 0\)"):
+        load_config(binary)
+    big = tmp_path / "big.toml"
+    big.write_bytes(b"#" * (MAX_CONFIG_BYTES + 1))
+    with pytest.raises(ConfigError, match="larger than 1 MiB"):
+        load_config(big)
+    with pytest.raises(ConfigError, match="is not a file"):
+        load_config(Path("/dev/zero"))
+    with pytest.raises(ConfigError, match="not an empty string"):
+        find_config("")
+    with pytest.raises(ConfigError, match="NUL byte"):
+        find_config("qu\x00ick")
+
+
+def test_max_reps_alone_lowers_the_min_reps_in_its_way(tmp_path: Path) -> None:
+    # The config asks for min_reps = 2; --max-reps 1 (a command-line override) wins over it.
+    plan = load_config(write(tmp_path, GOOD), {"max_reps": "1"})
+    assert (plan.entries[0].protocol.min_reps, plan.entries[0].protocol.max_reps) == (1, 1)
+    # Both given on the command line and in conflict: that is the user's own contradiction.
+    with pytest.raises(ConfigError, match=r"min_reps \(3\) is larger than max_reps \(1\)"):
+        load_config(write(tmp_path, GOOD), {"max_reps": "1", "min_reps": "3"})
+    # In the config itself, too.
+    text = GOOD.replace("min_reps = 2", "min_reps = 5").replace("max_reps = 4", "max_reps = 3")
+    with pytest.raises(ConfigError, match=r"min_reps \(5\) is larger than max_reps \(3\)"):
+        load_config(write(tmp_path, text))
+
+
+def test_max_reps_below_the_default_min_reps() -> None:
+    from iobench.engine.protocol import Protocol
+
+    protocol = Protocol.from_values({"max_reps": "2"})
+    assert (protocol.min_reps, protocol.max_reps) == (2, 2)
+    with pytest.raises(ParamError, match=r"min_reps \(5\) is larger than max_reps \(2\)"):
+        Protocol.from_values({"max_reps": "2", "min_reps": "5"})

@@ -128,3 +128,116 @@ def test_parse_size_never_raises_anything_but_unit_error(text: str) -> None:
     except units.UnitError:
         return
     assert isinstance(value, int) and value >= 0
+
+
+# --- hostile numbers (issue 14): one clear UnitError, never OverflowError/ValueError ---------
+
+HUGE_FRACTION = "9" * 400 + ".5"
+HUGE_INT = "9" * 5000
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "message"),
+    [
+        (units.parse_size, HUGE_FRACTION, "too large"),
+        (units.parse_size, HUGE_INT, "too large"),
+        (units.parse_size, str(2**63), "too large"),
+        (units.parse_size, "9999999999999999999TiB", "too large"),
+        (units.parse_size, "1." + "0" * 30 + "1", "digits after the point"),
+        (units.parse_duration, HUGE_FRACTION, "too large"),
+        (units.parse_duration, HUGE_INT, "too large"),
+        (units.parse_duration, "9999999999999999h", "too long"),
+        (units.parse_duration, 1e300, "too long"),
+        (units.parse_percent, HUGE_FRACTION, "too large"),
+        (units.parse_count, HUGE_INT, "too large"),
+        (units.parse_count, 2**63, "too large"),
+    ],
+)
+def test_numbers_too_large_are_refused_by_name(parse, text, message) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(units.UnitError, match=message) as info:
+        parse(text)
+    assert len(str(info.value)) < 120  # the value is shown by its start, not all 5,000 digits
+
+
+def test_largest_values_still_parse() -> None:
+    assert units.parse_size(str(units.LARGEST)) == units.LARGEST
+    assert units.parse_count(str(-units.LARGEST)) == -units.LARGEST
+    assert units.parse_duration(f"{units.LARGEST}ns") == units.LARGEST
+
+
+@pytest.mark.parametrize(
+    ("parse", "text"),
+    [
+        (units.parse_size, "1_024"),
+        (units.parse_duration, "1_0s"),
+        (units.parse_percent, "1_0"),
+        (units.parse_count, "1_0"),
+    ],
+)
+def test_underscores_are_refused_not_read_as_digit_groups(parse, text) -> None:  # type: ignore[no-untyped-def]
+    # float("1_0") and int("1_0") are 10: a typo would silently become another number.
+    with pytest.raises(units.UnitError, match="no underscores"):
+        parse(text)
+
+
+@pytest.mark.parametrize(
+    ("parse", "text"),
+    [
+        (units.parse_size, "４KiB"),
+        (units.parse_count, "\u0664"),
+        (units.parse_percent, "５"),
+        (units.parse_duration, "٣s"),
+    ],
+)
+def test_only_ascii_digits(parse, text) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(units.UnitError, match="digits 0-9"):
+        parse(text)
+
+
+def test_greek_mu_and_micro_sign_are_both_microseconds() -> None:
+    assert (
+        units.parse_duration("5\u03bcs")
+        == units.parse_duration("5\u00b5s")
+        == units.parse_duration("5us")
+        == 5000
+    )
+
+
+def test_decimal_sizes_and_durations_are_exact() -> None:
+    # Through float, 0.3 s was 299999999 ns and 0.1 MiB-style fractions drifted.
+    assert units.parse_duration("0.3s") == 300_000_000
+    assert units.parse_duration(0.3) == 299_999_999  # a TOML float is binary already: exact value, floored
+    assert units.parse_size("0.0009765625KiB") == 1
+    assert units.parse_size("1.1MB") == 1_100_000
+
+
+def test_parse_count() -> None:
+    assert units.parse_count(" +5 ") == 5
+    assert units.parse_count("-3") == -3
+    assert units.parse_count(7) == 7
+    for bad in ("", "2.0", "1e3", "0x10", "lots", True, 1.0, None, [1]):
+        with pytest.raises(units.UnitError, match="not a whole number"):
+            units.parse_count(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("text", ["inf", "nan", "1e2", "-5", "5%%"])
+def test_parse_percent_rejects(text: str) -> None:
+    with pytest.raises(units.UnitError):
+        units.parse_percent(text)
+
+
+def test_nonfinite_percent_and_duration_values_are_refused() -> None:
+    for value in (float("inf"), float("nan"), -1.0):
+        with pytest.raises(units.UnitError):
+            units.parse_percent(value)
+        with pytest.raises(units.UnitError):
+            units.parse_duration(value)
+
+
+def test_shown_keeps_messages_short_and_on_one_line() -> None:
+    assert len(units.shown("9" * 5000)) <= 45
+    assert "\n" not in units.shown("a\nb") and "\\x00" in units.shown("a\x00b")
+    deep: list = []
+    for _ in range(600):
+        deep = [deep]
+    assert len(units.shown(deep)) < 45

@@ -82,10 +82,15 @@ class Protocol:
 
     @classmethod
     def from_values(cls, given: Mapping[str, Any], where: str = "") -> Protocol:
-        """Parse raw values (CLI strings or TOML) over the declared defaults."""
+        """Parse raw values (CLI strings or TOML) over the declared defaults.
+
+        A max_reps below the default min_reps, with no min_reps given, lowers min_reps to it.
+        """
         from iobench.errors import ParamError
 
         values = resolve(PROTOCOL_PARAMS, given, where)
+        if "min_reps" not in given and values["min_reps"] > values["max_reps"]:
+            values["min_reps"] = values["max_reps"]  # only the default was in the way
         if values["min_reps"] > values["max_reps"]:
             raise ParamError(
                 f"{where}min_reps ({values['min_reps']}) is larger than max_reps ({values['max_reps']})"

@@ -30,6 +30,7 @@ from iobench.osutil.sockets import (
     accept_with_timeouts,
     connect_loopback,
     loopback_listener,
+    new_selector_loop,
     set_blocking_timeouts,
 )
 from iobench.params import Kind, Param, choice_param, size_param
@@ -318,7 +319,13 @@ class AsyncSend(Experiment):
             "with a server of blocking threads, selectors, asyncio or uvloop.",
         ),
         Param(
-            "concurrency", Kind.INT, (1, 4, 16), "Writer threads or echo connections.", sweep=True, minimum=1
+            "concurrency",
+            Kind.INT,
+            (1, 4, 16),
+            "Writer threads or echo connections.",
+            sweep=True,
+            minimum=1,
+            maximum=1024,
         ),
         size_param(
             "msg_size", (1024,), "Echo message size; maximum size of inflight-random.", maximum=16 << 20
@@ -331,6 +338,7 @@ class AsyncSend(Experiment):
             "Messages per writer / round trips per connection.",
             sweep=True,
             minimum=1,
+            maximum=10**7,
         ),
     )
     x_param = "concurrency"
@@ -496,7 +504,7 @@ class AsyncSend(Experiment):
                 raise UnsupportedCase("uvloop not installed") from None
             self._loop_factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
         else:
-            self._loop_factory = asyncio.new_event_loop
+            self._loop_factory = new_selector_loop
         self._listener = loopback_listener(backlog=max(self.concurrency, 16))
         if self.mode in INFLIGHT_MODES:
             sizes = message_sizes(self.mode, self.messages, self.case["msg_size"])
@@ -529,6 +537,7 @@ class AsyncSend(Experiment):
         port = self._listener.getsockname()[1]
         if self.mode in ECHO_MODES:
             go_r, go_w = os.pipe()
+            self._go = go_w  # closed by _close_rep whatever happens next
             conc, messages, size, listener = self.concurrency, self.messages, self.size, self._listener
 
             def driver() -> dict[str, Any]:
@@ -536,9 +545,10 @@ class AsyncSend(Experiment):
                 listener.close()
                 return _echo_driver(port, conc, messages, size, go_r)
 
-            self._child = fork_child(driver, wait_ready=True)
-            os.close(go_r)
-            self._go = go_w
+            try:
+                self._child = fork_child(driver, wait_ready=True)
+            finally:
+                os.close(go_r)
             self._conns = [accept_with_timeouts(self._listener) for _ in range(self.concurrency)]
             self._prepare_server()
             return {}

@@ -167,8 +167,9 @@ class ContextSwitch(Experiment):
             self._await_parked(parked)
             return {}
         to_peer_r, to_peer_w = os.pipe()
+        self._fds = [to_peer_r, to_peer_w]  # kept at once: teardown closes them if the next pipe fails
         from_peer_r, from_peer_w = os.pipe()
-        self._fds = [to_peer_r, to_peer_w, from_peer_r, from_peer_w]
+        self._fds = [*self._fds, from_peer_r, from_peer_w]
         self._out, self._in = to_peer_w, from_peer_r
         round_trips = self.round_trips
         if self.mode == "process-pipe":

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import random
+import resource
 import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +19,7 @@ from iobench.experiments.base import Column, Experiment, FigureSpec, cache_param
 from iobench.metrics import CACHE_VERIFIED, INTEGRITY_OK, RESIDENT_BEFORE
 from iobench.metrics import Metric as M
 from iobench.osutil.files import create_random_file, open_new
+from iobench.osutil.sockets import new_selector_loop
 from iobench.params import Kind, Param, choice_param, size_param
 
 if TYPE_CHECKING:
@@ -221,11 +224,37 @@ class FileConcurrency(Experiment):
             return self.case["threads"] * self.case["records"] * self.case["record_size"]
         return self.case["file_size"]
 
+    def _descriptors(self) -> tuple[int, str]:
+        """Descriptors a repetition holds at once, and who needs them."""
+        if self.mode in WRITE_MODES:
+            return self.threads, f"{self.threads} writer thread(s), one descriptor each,"
+        if self.mode == "pread-asyncio":
+            return 4, "the file and an asyncio event loop (epoll and its self-pipe)"
+        return 1, "the file"
+
+    def _too_many(self, open_now: int | None = None) -> OSError:
+        """EMFILE with what the case needs and the limit, for the case's reason."""
+        needed, who = self._descriptors()
+        if open_now is None:
+            open_now = len(os.listdir("/proc/self/fd")) - 1  # less listdir's own
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return OSError(
+            errno.EMFILE,
+            f"Too many open files: {who} need {needed} descriptors at once besides the {open_now} "
+            f"already open, and RLIMIT_NOFILE is {soft}",
+        )
+
     def prepare(self) -> None:
         self.mode: str = self.case["mode"]
         self.threads: int = self.case["threads"]
         self.size: int = self.case["record_size"]
         self.path = self.scratch / "shared.bin"
+        # Refuse before any work what the descriptor limit cannot hold (checked again as
+        # they are opened: the count is an estimate when other threads open files too).
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        open_now = len(os.listdir("/proc/self/fd")) - 1
+        if soft != resource.RLIM_INFINITY and open_now + self._descriptors()[0] > soft:
+            raise self._too_many(open_now)
         if self.mode in WRITE_MODES:
             self.records: int = self.case["records"]
             # Every record prepared before timing: the threads only call write().
@@ -244,7 +273,7 @@ class FileConcurrency(Experiment):
     def _start_event_loop(self) -> None:
         """The event loop and its pool, every pool thread already running: like pread-threads,
         whose threads start before the clock, nothing is created inside the timed window."""
-        self._loop = asyncio.new_event_loop()
+        self._loop = new_selector_loop()  # leaks nothing when it cannot be built (EMFILE)
         # to_thread uses the loop's default executor: one thread per read in flight.
         self._executor = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="pread-asyncio")
         self._loop.set_default_executor(self._executor)
@@ -260,11 +289,16 @@ class FileConcurrency(Experiment):
             self.path.unlink(missing_ok=True)
             flags = os.O_WRONLY | (os.O_APPEND if self.mode == "append" else 0)
             # Separate descriptors, each with its own file offset starting at 0; the first
-            # one creates the file (exclusively), the others open that same new file.
-            self._fds = [open_new(self.path, flags)]
-            self._fds += [
-                os.open(self.path, flags | os.O_NOFOLLOW | os.O_CLOEXEC) for _ in range(self.threads - 1)
-            ]
+            # one creates the file (exclusively), the others open that same new file. Each is
+            # kept as soon as it is open, so teardown closes them if one cannot be opened.
+            try:
+                self._fds = [open_new(self.path, flags)]
+                for _ in range(self.threads - 1):
+                    self._fds.append(os.open(self.path, flags | os.O_NOFOLLOW | os.O_CLOEXEC))
+            except OSError as exc:
+                if exc.errno == errno.EMFILE:
+                    raise self._too_many() from None
+                raise
             self._park_workers()
             return {}
         metrics = cache.cache_metrics(self.path, self.case["cache"])

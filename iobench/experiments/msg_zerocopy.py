@@ -157,6 +157,26 @@ def send_all(
     return stats
 
 
+def check_queue_can_grow() -> None:
+    """UnsupportedCase unless this process may set SO_SNDBUFFORCE (CAP_NET_ADMIN): without it
+    the send queue stays under net.core.wmem_max, below RLIMIT_MEMLOCK, and the limit the
+    zerocopy-unprivileged case is about cannot show."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, UNPRIVILEGED_SNDBUF)
+        except PermissionError:
+            try:
+                with open("/proc/sys/net/core/wmem_max") as handle:
+                    wmem_max = f"{int(handle.read())} bytes"
+            except (OSError, ValueError):
+                wmem_max = "unknown"
+            raise UnsupportedCase(
+                "needs CAP_NET_ADMIN (root) to grow the send queue past net.core.wmem_max "
+                f"({wmem_max}) with SO_SNDBUFFORCE before the sender drops to nobody; as uid "
+                f"{os.geteuid()} the zerocopy method already measures an unprivileged sender"
+            ) from None
+
+
 def _receive(
     sock: socket.socket, others: list[socket.socket], go: tuple[int, int] | None
 ) -> tuple[int, int, int]:
@@ -300,6 +320,8 @@ class MsgZerocopy(Experiment):
     def prepare(self) -> None:
         self.method: str = self.case["method"]
         self.transfer: int = self.case["transfer"]
+        if self.method == "zerocopy-unprivileged":
+            check_queue_can_grow()
         self.payload = memoryview(bytearray(os.urandom(self.case["msg_size"])))
         self._listener = loopback_listener()
         self._stats = SendStats()
@@ -319,9 +341,11 @@ class MsgZerocopy(Experiment):
                 # shows or not by chance: it waits for the sender's word instead.
                 self._go = os.pipe()
             others = [self._sender, self._listener]
-            self._child = fork_child(lambda: _receive(receiver, others, self._go), wait_ready=True)
-            if self._go is not None:
-                os.close(self._go[0])  # the receiver's end; the parent keeps the write end
+            try:
+                self._child = fork_child(lambda: _receive(receiver, others, self._go), wait_ready=True)
+            finally:
+                if self._go is not None:
+                    os.close(self._go[0])  # the receiver's end; the parent keeps the write end
         finally:
             receiver.close()  # the child has its own copy
         if self.method == "zerocopy-unprivileged":
@@ -350,6 +374,9 @@ class MsgZerocopy(Experiment):
 
         try:
             self._sender_child = fork_child(send_when_told, drop_root=True, wait_ready=True)
+        except BaseException:
+            os.close(start_write)
+            raise
         finally:
             os.close(start_read)
         self._start_sender = start_write

@@ -110,7 +110,9 @@ class ZeroByteRecv(Experiment):
         ),
         size_param("recv_buffer", (65536,), "Receive buffer size B per posted buffer.", minimum=16),
         size_param("msg_size", (512,), "Bytes per message (at most RECV_BUFFER).", minimum=_STAMP.size),
-        Param("messages", Kind.INT, (2000,), "Messages per repetition.", sweep=True, minimum=1),
+        Param(
+            "messages", Kind.INT, (2000,), "Messages per repetition.", sweep=True, minimum=1, maximum=10**7
+        ),
         Param(
             "burst",
             Kind.INT,
@@ -118,6 +120,7 @@ class ZeroByteRecv(Experiment):
             "Messages in flight at once (sparse traffic: the rest of the connections idle).",
             sweep=True,
             minimum=1,
+            maximum=10**7,
         ),
         Param(
             "pool_buffers",
@@ -126,6 +129,7 @@ class ZeroByteRecv(Experiment):
             "Buffers in the zero-byte strategy's shared pool.",
             sweep=True,
             minimum=1,
+            maximum=100_000,
         ),
     )
     x_param = "connections"
@@ -270,6 +274,7 @@ class ZeroByteRecv(Experiment):
         self.fd_soft, self.fd_hard = raise_fd_limit(self.n + _SPARE_FDS)
         self._listener = loopback_listener(backlog=min(self.n, 4096))
         go_r, go_w = os.pipe()
+        self._fds = [go_r, go_w]  # kept at once: teardown closes them if the next pipe fails
         ack_r, ack_w = os.pipe()
         self._fds = [go_r, go_w, ack_r, ack_w]
         port, n, messages, msg, burst = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import pickle
 import pwd
@@ -54,9 +55,20 @@ class Child:
     pid: int
     result_fd: int
     _reaped: bool = False
+    _fd_closed: bool = False
+    #: The result, when it was collected early (the child ended before it was ready).
+    _early: tuple[Any, resource.struct_rusage] | None = None
+
+    def _close_result_fd(self) -> None:
+        # Once only: a second close could hit another file that reused the number.
+        if not self._fd_closed:
+            self._fd_closed = True
+            os.close(self.result_fd)
 
     def wait(self, timeout_s: float = 60.0) -> tuple[Any, resource.struct_rusage]:
         """The child's return value and rusage; ChildError if it failed or timed out."""
+        if self._early is not None:
+            return self._early
         deadline = time.monotonic() + timeout_s
         chunks = []
         try:
@@ -73,7 +85,7 @@ class Child:
                     break
                 chunks.append(chunk)
         finally:
-            os.close(self.result_fd)
+            self._close_result_fd()
         _, status, usage = os.wait4(self.pid, 0)
         self._reaped = True
         data = b"".join(chunks)
@@ -85,13 +97,22 @@ class Child:
         return value, usage
 
     def kill(self) -> None:
-        """Stop the child now and reap it (idempotent)."""
+        """Stop the child now, reap it and close its result pipe (idempotent)."""
+        self._close_result_fd()
         if self._reaped:
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
         os.waitpid(self.pid, 0)
         self._reaped = True
+
+
+def _exception_text(exc: BaseException) -> str:
+    """``OSError: [Errno 24] Too many open files (EMFILE)``: the errno's name too."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, OSError) and exc.errno in errno.errorcode:
+        text += f" ({errno.errorcode[exc.errno]})"
+    return text
 
 
 def _describe(status: int) -> str:
@@ -104,6 +125,8 @@ def _describe(status: int) -> str:
 _ready_fd: int | None = None
 #: How long ``fork_child(wait_ready=True)`` waits for the child's ``ready()``.
 READY_TIMEOUT_S = 60.0
+#: What ``ready()`` writes; end of file instead means the child ended before it was ready.
+READY_BYTE = b"r"
 
 
 def ready() -> None:
@@ -113,7 +136,8 @@ def ready() -> None:
     global _ready_fd
     if _ready_fd is not None:
         fd, _ready_fd = _ready_fd, None
-        os.close(fd)  # the parent's read returns at this EOF: nothing of ours runs after it
+        os.write(fd, READY_BYTE)  # the parent's read returns: nothing of ours runs after it
+        os.close(fd)
 
 
 def _await_ready(child: Child, fd: int, timeout_s: float) -> None:
@@ -122,9 +146,13 @@ def _await_ready(child: Child, fd: int, timeout_s: float) -> None:
         if not waiting:
             child.kill()
             raise ChildError(f"child {child.pid} was not ready within {timeout_s:g} s")
-        os.read(fd, 1)  # b"": the child called ready(), or ended first (its result will say why)
+        said = os.read(fd, 1)
     finally:
         os.close(fd)
+    if said != READY_BYTE:
+        # It ended before it was ready: a failed set-up (no descriptor left, no permission)
+        # is the caller's error now, not a broken pipe later.
+        child._early = child.wait(READY_TIMEOUT_S)
 
 
 def fork_child(work: Callable[[], Any], drop_root: bool = False, wait_ready: bool = False) -> Child:
@@ -136,8 +164,19 @@ def fork_child(work: Callable[[], Any], drop_root: bool = False, wait_ready: boo
     """
     global _ready_fd
     read_end, write_end = os.pipe()
-    ready_read, ready_write = os.pipe() if wait_ready else (-1, -1)
-    pid = os.fork()
+    try:
+        ready_read, ready_write = os.pipe() if wait_ready else (-1, -1)
+    except BaseException:
+        os.close(read_end)
+        os.close(write_end)
+        raise
+    try:
+        pid = os.fork()
+    except BaseException:
+        for fd in (read_end, write_end, ready_read, ready_write):
+            if fd >= 0:
+                os.close(fd)
+        raise
     if pid == 0:  # child: never returns
         code = 0
         try:
@@ -151,7 +190,7 @@ def fork_child(work: Callable[[], Any], drop_root: bool = False, wait_ready: boo
             try:
                 payload = (True, work())
             except BaseException as exc:
-                payload = (False, f"{type(exc).__name__}: {exc}")
+                payload = (False, _exception_text(exc))
             data = memoryview(pickle.dumps(payload))
             while data:
                 data = data[os.write(write_end, data) :]

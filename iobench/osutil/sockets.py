@@ -6,8 +6,10 @@ experiment can wait forever or collide with another program's port.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import resource
+import selectors
 import socket
 import struct
 import time
@@ -87,6 +89,21 @@ def accept_with_timeouts(listener: socket.socket) -> socket.socket:
     conn.settimeout(None)
     set_blocking_timeouts(conn, SOCKET_TIMEOUT_S)
     return conn
+
+
+def new_selector_loop() -> asyncio.AbstractEventLoop:
+    """asyncio.new_event_loop() that, when it cannot be completed (no descriptor left for its
+    self-pipe: EMFILE), closes its epoll descriptor and stays quiet. The stock one leaves the
+    descriptor open and its __del__ prints a traceback about the self-pipe it never made."""
+    selector = selectors.DefaultSelector()
+    loop = asyncio.SelectorEventLoop.__new__(asyncio.SelectorEventLoop)
+    try:
+        loop.__init__(selector)  # type: ignore[misc]
+    except BaseException:
+        selector.close()
+        loop._closed = True  # type: ignore[attr-defined]  # nothing left for __del__ to close
+        raise
+    return loop
 
 
 def raise_fd_limit(needed: int) -> tuple[int, int]:

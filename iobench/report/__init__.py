@@ -1,7 +1,8 @@
 """Reports of one or more runs: a self-contained HTML file, a Markdown summary, figure files.
 
-The drawing modules (matplotlib, pandas) are imported by ``build_report`` only: a run that
-prints its tables with ``iobench.report.tables`` loads neither.
+The drawing modules (matplotlib) are imported by ``build_report`` only: ``iobench run`` prints
+its tables with ``iobench.report.tables`` and must not import matplotlib (which writes its
+caches under $HOME and takes a second to load).
 """
 
 from __future__ import annotations

@@ -25,6 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# First: a private MPLCONFIGDIR and no chatter, set before matplotlib loads.
+from iobench.report import mplsetup  # noqa: F401
+
+# isort: split
 import matplotlib
 
 matplotlib.use("Agg")
