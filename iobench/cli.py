@@ -867,18 +867,19 @@ def compare_command(
     ctx.exit(ExitCode.REGRESSION if failed else ExitCode.OK)
 
 
+#: The colour of each verdict in the terminal table.
+_VERDICT_COLOURS = {"slower": "red", "missing": "red", "faster": "green", "noisy": "yellow", "unchanged": ""}
+
+
 def _print_comparison(result: Any, allow_missing: bool, fail_on_noisy: bool) -> None:
     """The terminal form: what was compared, then a table that wraps (never cuts) to the width.
 
     The case cell starts with the parameters that tell the cases apart, in human units; the
     experiment and the parameters all cases share follow, dimmed.
     """
-    from rich import box
     from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
 
-    from iobench.compare import case_labels, headline, render_rows
+    from iobench.compare import headline
 
     console = Console(highlight=False)
     for line in (
@@ -888,10 +889,52 @@ def _print_comparison(result: Any, allow_missing: bool, fail_on_noisy: bool) -> 
         f"{result.metric}: {headline(result)} (threshold {result.threshold:.0%})",
     ):
         console.print(line, soft_wrap=True)
+    table, blocks, cells = _comparison_rows(result)
+    if _columns_fit(table, cells, console.width):
+        console.print(table)
+    else:  # too narrow for the columns' shortest words: one block per case, wrapped
+        for head, detail in blocks:
+            console.print(head)
+            console.print(detail)
+    failures = result.gate_failures(allow_missing, fail_on_noisy)
+    console.print(f"gate: {'fails: ' + '; '.join(failures) if failures else 'passes'}", soft_wrap=True)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+def _comparison_rows(result: Any) -> tuple[Any, list[tuple[Any, Any]], list[list[str]]]:
+    """Each case of the comparison three ways: a row of the table, a (head, detail) block for a
+    terminal too narrow for it, and its cells as plain text (to measure)."""
+    from rich.text import Text
+
+    from iobench.compare import case_labels, render_rows
+
     parts = case_labels(
         [(c.experiment, c.case) for c in result.cases] + [(m.experiment, m.case) for m in result.missing]
     )
-    longest = max((len(p) for varying, fixed in parts.values() for p in varying + fixed), default=4)
+    labels = {(c.experiment, c.label): parts[(c.experiment, c.case)] for c in result.cases}
+    labels.update({(m.experiment, m.label): parts[(m.experiment, m.case)] for m in result.missing})
+    table = _comparison_table(
+        max((len(p) for varying, fixed in parts.values() for p in varying + fixed), default=4)
+    )
+    blocks, cells = [], []
+    for verdict, experiment, label, *rest in render_rows(result):
+        varying, fixed = labels.get((experiment, label), ([label], []))
+        case = Text(" ".join(varying))
+        case.append((" " if varying else "") + " ".join([*fixed, f"({experiment})"]), style="dim")
+        table.add_row(verdict, case, *rest, style=_VERDICT_COLOURS[verdict])
+        cells.append([verdict, case.plain, *rest])
+        change, interval, limit, reps, why = rest
+        detail = f"{change} [{interval}], limit {limit}, reps {reps}: {why}" if change != "-" else why
+        blocks.append((Text(f"{verdict} ", style=_VERDICT_COLOURS[verdict]) + case, Text(f"  {detail}")))
+    return table, blocks, cells
+
+
+def _comparison_table(longest: int) -> Any:
+    """The empty table; ``longest`` is the longest word of a case cell."""
+    from rich import box
+    from rich.table import Table
+
     table = Table(box=box.SIMPLE_HEAD)
     for header in ("verdict", "case", "change", "95% interval", "limit", "reps", "why"):
         # Every column folds: a narrow terminal gets more lines, never a cut-off case.
@@ -902,34 +945,17 @@ def _print_comparison(result: Any, allow_missing: bool, fail_on_noisy: bool) -> 
             min_width=min(longest, 24) if header == "case" else None,
             ratio=1 if wide else None,
         )
-    colours = {"slower": "red", "missing": "red", "faster": "green", "noisy": "yellow", "unchanged": ""}
-    labels = {(c.experiment, c.label): parts[(c.experiment, c.case)] for c in result.cases}
-    labels.update({(m.experiment, m.label): parts[(m.experiment, m.case)] for m in result.missing})
-    blocks, cells = [], []
-    for verdict, experiment, label, *rest in render_rows(result):
-        varying, fixed = labels.get((experiment, label), ([label], []))
-        case = Text(" ".join(varying))
-        case.append((" " if varying else "") + " ".join([*fixed, f"({experiment})"]), style="dim")
-        table.add_row(verdict, case, *rest, style=colours[verdict])
-        cells.append([verdict, case.plain, *rest])
-        change, interval, limit, reps, why = rest
-        detail = f"{change} [{interval}], limit {limit}, reps {reps}: {why}" if change != "-" else why
-        blocks.append((Text(f"{verdict} ", style=colours[verdict]) + case, Text(f"  {detail}")))
-    # Each column needs its longest word, plus a space either side: below that, rich would cut.
+    return table
+
+
+def _columns_fit(table: Any, cells: list[list[str]], width: int) -> bool:
+    """Whether every column can hold its longest word with a space either side (below that,
+    rich would cut)."""
     words = [
         max(len(word) for row in [[c.header for c in table.columns], *cells] for word in str(row[i]).split())
         for i in range(len(table.columns))
     ]
-    if sum(words) + 2 * len(words) + 1 <= console.width:
-        console.print(table)
-    else:  # too narrow for the columns' shortest words: one block per case, wrapped
-        for head, detail in blocks:
-            console.print(head)
-            console.print(detail)
-    failures = result.gate_failures(allow_missing, fail_on_noisy)
-    console.print(f"gate: {'fails: ' + '; '.join(failures) if failures else 'passes'}", soft_wrap=True)
-    for warning in result.warnings:
-        click.echo(f"warning: {warning}", err=True)
+    return sum(words) + 2 * len(words) + 1 <= width
 
 
 def _run_path(run: str, results_dir: Path) -> Path:

@@ -809,7 +809,6 @@ def _echo(summary: pd.DataFrame) -> list[str]:
     """Echo servers at the highest concurrency ranked by throughput (measurable gaps only),
     context switches per message, and each model from the lowest to the highest concurrency."""
     from iobench import explain as ex
-    from iobench.units import format_duration, format_rate
 
     if "mode" not in summary or "bytes_per_s" not in summary:
         return []
@@ -818,7 +817,20 @@ def _echo(summary: pd.DataFrame) -> list[str]:
         return []
     top = max(ex.distinct(rows, "concurrency"))
     modes = [m for m in ECHO_MODES if not ex.select(rows, mode=m, concurrency=top).empty]
-    out = []
+    sentences = [_echo_at(rows, top, modes), _echo_switches(rows, top, modes), _echo_scaling(rows, top)]
+    return [s for s in sentences if s is not None]
+
+
+def _echo_cases(modes: list[str], concurrency: float) -> list[tuple[str, dict[str, Any]]]:
+    """(model, case) of each echo mode at one concurrency, for ``explain.rank``."""
+    return [(m.removeprefix("echo-"), {"mode": m, "concurrency": concurrency}) for m in modes]
+
+
+def _echo_at(rows: pd.DataFrame, top: float, modes: list[str]) -> str:
+    """Each model's throughput (and latency) at ``top`` connections, ranked where measurable."""
+    from iobench import explain as ex
+    from iobench.units import format_duration, format_rate
+
     parts = []
     for mode in modes:
         case = {"mode": mode, "concurrency": top}
@@ -828,51 +840,54 @@ def _echo(summary: pd.DataFrame) -> list[str]:
             part += f" (p50 {format_duration(p50)}, p99 {format_duration(p99)})"
         parts.append(part)
     sentence = f"Echo at {top:,.0f} connection(s): " + "; ".join(parts)
-    ranking = ex.rank(
-        rows, "bytes_per_s", [(m.removeprefix("echo-"), {"mode": m, "concurrency": top}) for m in modes]
-    )
+    ranking = ex.rank(rows, "bytes_per_s", _echo_cases(modes, top))
     if ranking is not None:
         sentence += ". By throughput, " + ex.ranking_sentence(ranking, format_rate)
-    out.append(sentence + ".")
+    return sentence + "."
+
+
+def _echo_switches(rows: pd.DataFrame, top: float, modes: list[str]) -> str | None:
+    """The server's voluntary context switches per message at ``top`` connections, and why
+    threads take the most when they measurably do."""
+    from iobench import explain as ex
+
     ctx = [
         (mode.removeprefix("echo-"), value)
         for mode in modes
         if (value := ex.value(rows, "ctx_vol", per="ops", mode=mode, concurrency=top)) is not None
     ]
-    if ctx:
-        ctx.sort(key=lambda item: item[1])
-        sentence = "Voluntary context switches of the server process per message: " + ", ".join(
-            f"{mode} {value:.2f}" for mode, value in ctx
+    if not ctx:
+        return None
+    ctx.sort(key=lambda item: item[1])
+    sentence = "Voluntary context switches of the server process per message: " + ", ".join(
+        f"{mode} {value:.2f}" for mode, value in ctx
+    )
+    switches = ex.rank(rows, "ctx_vol", _echo_cases(modes, top), per="ops", higher_is_better=False)
+    worst = (
+        switches.tiers[-1] if switches is not None and switches.decided and len(switches.tiers) > 1 else ()
+    )
+    if len(worst) == 1 and worst[0].label == "threads":
+        sentence += (
+            ": measurably the most with a blocking thread per connection, which sleeps and wakes for each "
+            "message, while an event loop serves every ready connection per wake-up"
         )
-        switches = ex.rank(
-            rows,
-            "ctx_vol",
-            [(m.removeprefix("echo-"), {"mode": m, "concurrency": top}) for m in modes],
-            per="ops",
-            higher_is_better=False,
-        )
-        worst = (
-            switches.tiers[-1]
-            if switches is not None and switches.decided and len(switches.tiers) > 1
-            else ()
-        )
-        if len(worst) == 1 and worst[0].label == "threads":
-            sentence += (
-                ": measurably the most with a blocking thread per connection, which sleeps and wakes for each "
-                "message, while an event loop serves every ready connection per wake-up"
-            )
-        out.append(sentence + ".")
+    return sentence + "."
+
+
+def _echo_scaling(rows: pd.DataFrame, top: float) -> str | None:
+    """Each model's throughput at ``top`` connections against the lowest concurrency run."""
+    from iobench import explain as ex
+
     low = min(ex.distinct(rows, "concurrency"))
-    if low < top:
-        scaling = []
-        for mode in ECHO_MODES:
-            found = ex.difference(
-                rows, "bytes_per_s", {"mode": mode, "concurrency": low}, {"mode": mode, "concurrency": top}
-            )
-            if found is not None:
-                scaling.append(f"{mode.removeprefix('echo-')} {ex.contrast(found, higher_is_better=True)}")
-        if scaling:
-            out.append(
-                f"Throughput at {top:,.0f} connections against {low:,.0f}: " + "; ".join(scaling) + "."
-            )
-    return out
+    if low >= top:
+        return None
+    scaling = []
+    for mode in ECHO_MODES:
+        found = ex.difference(
+            rows, "bytes_per_s", {"mode": mode, "concurrency": low}, {"mode": mode, "concurrency": top}
+        )
+        if found is not None:
+            scaling.append(f"{mode.removeprefix('echo-')} {ex.contrast(found, higher_is_better=True)}")
+    if not scaling:
+        return None
+    return f"Throughput at {top:,.0f} connections against {low:,.0f}: " + "; ".join(scaling) + "."

@@ -23,6 +23,12 @@ from iobench import stats
 
 #: Columns whose summary value is the tick-accumulated split, never a per-repetition median.
 CPU_SPLIT = frozenset({"user_ns", "sys_ns"})
+#: Columns whose interval the summary computes (from elapsed's median interval): the summary
+#: columns of (value, low, high).
+SUMMARY_INTERVALS = {
+    "bytes_per_s": ("bytes_per_s", "bytes_per_s_low", "bytes_per_s_high"),
+    "elapsed_ns": ("elapsed_ns", "elapsed_low_ns", "elapsed_high_ns"),
+}
 #: Below this many repetitions no order-statistic interval reaches 95% coverage.
 FULL_COVERAGE_REPS = 6
 
@@ -99,17 +105,8 @@ def estimate(record: Mapping[str, Any], metric: str, per: str | None = None, sca
     """The value and interval of ``metric`` (divided by ``per``, times ``scale``) for one
     summary row (``iobench.metrics.summarize``)."""
     reps = counted_reps(record)
-    if metric == "bytes_per_s" and per is None:
-        value, low, high = (
-            _number(record.get(k)) for k in ("bytes_per_s", "bytes_per_s_low", "bytes_per_s_high")
-        )
-        return Estimate(
-            value * scale, low * scale, high * scale, reps, _number(record.get("elapsed_confidence"))
-        )
-    if metric == "elapsed_ns" and per is None:
-        value, low, high = (
-            _number(record.get(k)) for k in ("elapsed_ns", "elapsed_low_ns", "elapsed_high_ns")
-        )
+    if metric in SUMMARY_INTERVALS and per is None:
+        value, low, high = (_number(record.get(k)) for k in SUMMARY_INTERVALS[metric])
         return Estimate(
             value * scale, low * scale, high * scale, reps, _number(record.get("elapsed_confidence"))
         )

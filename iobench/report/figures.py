@@ -22,8 +22,9 @@ import re
 import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 # First: a private MPLCONFIGDIR and no chatter, set before matplotlib loads.
 from iobench.report import mplsetup  # noqa: F401
@@ -39,10 +40,10 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 
 from iobench.experiments.base import FigureSpec
-from iobench.metrics import format_param, param_named
+from iobench.metrics import MIN_SPLIT_TICKS, format_param, param_named
 from iobench.params import Kind
 from iobench.report.axes import category_ticks, log2_x, set_log_y, size_spelling, unit_scale
-from iobench.report.estimates import estimate
+from iobench.report.estimates import Estimate, estimate
 
 #: Inches; small enough that a report page shows a figure and its text together.
 WIDTH, HEIGHT, DPI = 7.0, 3.6, 100
@@ -54,6 +55,7 @@ COINCIDE = 0.01
 STACK_RANGE = 30.0
 _LINESTYLES = ("-", "--", ":", "-.")
 _MARKERS = ("o", "s", "^", "D", "v", "P")
+_USER_COLOUR, _SYSTEM_COLOUR = "#4c72b0", "#dd8452"
 REFUSED_LABEL = "× refused / not run (no value)"
 CAPTION = "Points: the median of the repetitions; whiskers: its 95% interval (min–max below 6 reps)."
 BAR_CAPTION = "Bars: the median of the repetitions; whiskers: its 95% interval (min–max below 6 reps)."
@@ -114,10 +116,16 @@ def _points(experiment: Any, rows: pd.DataFrame, metric: str, per: str | None, s
         value = estimate(record, metric, per, scale)
         if not math.isfinite(value.value):
             continue
-        low = value.low if math.isfinite(value.low) else value.value
-        high = value.high if math.isfinite(value.high) else value.value
+        low, high = _bounds(value)
         records.append({k: record[k] for k in keys} | {"value": value.value, "low": low, "high": high})
     return pd.DataFrame(records, columns=[*keys, "value", "low", "high"])
+
+
+def _bounds(value: Estimate) -> tuple[float, float]:
+    """The interval to draw as whiskers: none (the value itself) where it is unknown."""
+    low = value.low if math.isfinite(value.low) else value.value
+    high = value.high if math.isfinite(value.high) else value.value
+    return low, high
 
 
 @dataclass(frozen=True)
@@ -171,6 +179,11 @@ def _where(rows: pd.DataFrame, spec: FigureSpec) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- labels
+
+
+def _key(record: Mapping[str, Any], names: list[str]) -> tuple[Any, ...]:
+    """The record's values of ``names``: what tells its series, panel or category apart."""
+    return tuple(record[n] for n in names)
 
 
 def _label(experiment: Any, keys: list[str], key: tuple[Any, ...]) -> str:
@@ -357,66 +370,61 @@ def _coincident(series: list[_Series], log: bool) -> list[list[int]]:
     return [g for g in groups if len(g) > 1]
 
 
-def _numeric(
-    ax: Any,
-    experiment: Any,
-    x: str,
-    points: list[tuple[str, pd.DataFrame]],
-    series_keys: list[str],
-    marks: list[Refusal],
-    divisor: float,
-    log: bool,
-) -> list[str]:
-    """Lines against x; returns the notes the figure needs."""
+def _series_colours(
+    experiment: Any, series_keys: list[str], points: list[tuple[str, pd.DataFrame]]
+) -> dict[tuple[Any, ...], str]:
+    """One colour per series whatever the metric (p50 and p99 of a mode share it)."""
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    drawn: list[_Series] = []
-    references: list[_Series] = []
-    several = len(points) > 1
-
-    def key_of(record: Mapping[str, Any]) -> tuple[Any, ...]:
-        return tuple(record[k] for k in series_keys)
-
-    # One colour per series whatever the metric (p50 and p99 of a mode share it).
-    every_key = [key_of(r) for _, frame in points for _, r in frame.iterrows()]
-    colour_of = {
+    every_key = [_key(r, series_keys) for _, frame in points for _, r in frame.iterrows()]
+    return {
         key: colours[i % len(colours)]
         for i, key in enumerate(_sorted_keys(experiment, series_keys, every_key))
     }
+
+
+def _series_of(
+    label: str, x: np.ndarray, frame: pd.DataFrame, divisor: float, colour: str, style: Any
+) -> _Series:
+    """A series from estimate rows (value, low, high), in the axis unit."""
+    value, low, high = (frame[k].to_numpy() / divisor for k in ("value", "low", "high"))
+    return _Series(label, x, value, low, high, colour, style)
+
+
+def _numeric_series(
+    experiment: Any, x: str, points: list[tuple[str, pd.DataFrame]], series_keys: list[str], divisor: float
+) -> tuple[list[_Series], list[_Series]]:
+    """The lines against x (one per metric and series), and a horizontal reference line per
+    case to which x does not apply."""
+    colour_of = _series_colours(experiment, series_keys, points)
+    drawn: list[_Series] = []
+    references: list[_Series] = []
     for metric_index, (metric_label, frame) in enumerate(points):
         linestyle = _LINESTYLES[metric_index % len(_LINESTYLES)]
         frame = frame.assign(_no_x=[x in _irrelevant(experiment, r) for _, r in frame.iterrows()])
-        for key in _sorted_keys(experiment, series_keys, [key_of(r) for _, r in frame.iterrows()]):
-            group = frame[[key_of(r) == key for _, r in frame.iterrows()]]
+        for key in _sorted_keys(experiment, series_keys, [_key(r, series_keys) for _, r in frame.iterrows()]):
+            group = frame[[_key(r, series_keys) == key for _, r in frame.iterrows()]]
             name = _label(experiment, series_keys, key)
-            name = (f"{name} {metric_label}" if series_keys else metric_label) if several else name
-            for _, record in group[group["_no_x"]].iterrows():
-                references.append(
-                    _Series(
-                        f"{name} ({x} does not apply)",
-                        np.array([]),
-                        np.array([record["value"] / divisor]),
-                        np.array([record["low"] / divisor]),
-                        np.array([record["high"] / divisor]),
-                        colour_of[key],
-                        linestyle if linestyle != "-" else (0, (6, 3)),
-                    )
-                )
+            if len(points) > 1:
+                name = f"{name} {metric_label}" if series_keys else metric_label
+            no_x = group[group["_no_x"]]
+            dashed = linestyle if linestyle != "-" else (0, (6, 3))  # a reference never looks like data
+            label = f"{name} ({x} does not apply)"
+            references += [
+                _series_of(label, np.array([]), no_x.iloc[[row]], divisor, colour_of[key], dashed)
+                for row in range(len(no_x))
+            ]
             on_axis = group[~group["_no_x"]].sort_values(x)
             if not on_axis.empty:
-                drawn.append(
-                    _Series(
-                        name,
-                        on_axis[x].to_numpy(dtype=float),
-                        on_axis["value"].to_numpy() / divisor,
-                        on_axis["low"].to_numpy() / divisor,
-                        on_axis["high"].to_numpy() / divisor,
-                        colour_of[key],
-                        linestyle,
-                    )
-                )
-    notes = []
+                x_values = on_axis[x].to_numpy(dtype=float)
+                drawn.append(_series_of(name, x_values, on_axis, divisor, colour_of[key], linestyle))
+    return drawn, references
+
+
+def _hidden_ranks(lines: list[_Series], log: bool) -> tuple[dict[int, int], list[str]]:
+    """For each line drawn over an earlier one, its rank among them (1, 2, ...), and the notes
+    naming the groups."""
     hidden: dict[int, int] = {}
-    lines = [*drawn, *references]
+    notes = []
     for group in _coincident(lines, log):
         for rank, index in enumerate(group[1:], start=1):
             hidden[index] = rank
@@ -425,6 +433,11 @@ def _numeric(
             + ", ".join(lines[i].label for i in group)
             + " (drawn over each other; the hidden ones have hollow markers or wider lines)."
         )
+    return hidden, notes
+
+
+def _draw_lines(ax: Any, drawn: list[_Series], hidden: dict[int, int]) -> None:
+    """Lines with whiskers; hidden ones get hollow, larger markers so they show around the top one."""
     for index, series in enumerate(drawn):
         rank = hidden.get(index, 0)
         ax.errorbar(
@@ -440,7 +453,12 @@ def _numeric(
             markerfacecolor="none" if rank else series.colour,
             markeredgewidth=1.5 if rank else 1.0,
         )
-    for index, line in enumerate(references, start=len(drawn)):
+
+
+def _draw_references(ax: Any, references: list[_Series], hidden: dict[int, int], first: int) -> None:
+    """Horizontal lines with their interval as a band; ``first`` is the index of the first one
+    among all lines (the keys of ``hidden``)."""
+    for index, line in enumerate(references, start=first):
         value, low, high = line.value[0], line.low[0], line.high[0]
         rank = hidden.get(index, 0)
         ax.axhline(
@@ -454,23 +472,128 @@ def _numeric(
         )
         if high > low:
             ax.axhspan(low, high, color=line.colour, alpha=0.12, linewidth=0)
-    if references:
-        notes.append(
-            f"Horizontal lines: cases to which {x} does not apply, with their 95% interval as a band."
-        )
-    xs = sorted({float(v) for s in drawn for v in s.x})
-    labelled = False
+
+
+def _mark_on_x(ax: Any, experiment: Any, x: str, marks: list[Refusal]) -> list[float]:
+    """An × at each refused or not-run case's x (the first one labelled); returns those x."""
+    xs = []
     for mark in marks:
         if x in _irrelevant(experiment, mark.record) or x not in mark.record:
             continue
         xs.append(float(mark.record[x]))
-        _mark(ax, float(mark.record[x]), None if labelled else REFUSED_LABEL)
-        labelled = True
-    log2_x(ax, experiment, x, sorted(set(xs)))
+        _mark(ax, xs[-1], None if len(xs) > 1 else REFUSED_LABEL)
+    return xs
+
+
+def _numeric(
+    ax: Any,
+    experiment: Any,
+    x: str,
+    points: list[tuple[str, pd.DataFrame]],
+    series_keys: list[str],
+    marks: list[Refusal],
+    divisor: float,
+    log: bool,
+) -> list[str]:
+    """Lines against x; returns the notes the figure needs."""
+    drawn, references = _numeric_series(experiment, x, points, series_keys, divisor)
+    hidden, notes = _hidden_ranks([*drawn, *references], log)
+    _draw_lines(ax, drawn, hidden)
+    _draw_references(ax, references, hidden, len(drawn))
+    if references:
+        notes.append(
+            f"Horizontal lines: cases to which {x} does not apply, with their 95% interval as a band."
+        )
+    xs = {float(v) for s in drawn for v in s.x} | set(_mark_on_x(ax, experiment, x, marks))
+    log2_x(ax, experiment, x, sorted(xs))
     return notes
 
 
 # ---------------------------------------------------------------- points or bars per case
+
+
+@dataclass
+class _Slots:
+    """Where a categorical figure puts each case: a position per category (the values of
+    ``categories_by``), an offset within it per series (the values of ``series_by``)."""
+
+    categories_by: list[str]
+    series_by: list[str]
+    #: A case of each category, for its tick label.
+    records: dict[tuple[Any, ...], Mapping[str, Any]]
+    categories: list[tuple[Any, ...]]
+    series: list[tuple[Any, ...]]
+
+    @cached_property
+    def position(self) -> dict[tuple[Any, ...], int]:
+        """Each category's place on the x axis."""
+        return {key: i for i, key in enumerate(self.categories)}
+
+
+def _slots(experiment: Any, spec: FigureSpec, rows: pd.DataFrame, marks: list[Refusal]) -> _Slots:
+    """Categories from the parameters that vary (or the spec's x alone, the others then being
+    series), over the drawn and the marked cases; runs are series when there are several."""
+    params = _params(experiment, rows)
+    columns = [*params, "run_id"]
+    marked = [pd.DataFrame([dict(m.record)]).reindex(columns=columns) for m in marks]
+    everything = pd.concat([rows[columns], *marked], ignore_index=True)
+    varying = [p for p in params if everything[p].astype(str).nunique() > 1]
+    explicit = spec.x if spec.x in varying else None
+    categories_by = [explicit] if explicit else varying
+    series_by = [p for p in varying if p != explicit] if explicit else []
+    if everything["run_id"].nunique() > 1:
+        series_by = ["run_id", *series_by]
+    records = {_key(r, categories_by): r for _, r in everything.iterrows()}
+    categories = _sorted_keys(experiment, categories_by, list(records))
+    series = _sorted_keys(experiment, series_by, [_key(r, series_by) for _, r in everything.iterrows()])
+    return _Slots(categories_by, series_by, records, categories, series)
+
+
+def _draw_cases(
+    ax: Any,
+    at: np.ndarray,
+    cases: pd.DataFrame,
+    divisor: float,
+    log: bool,
+    index: int,
+    width: float,
+    label: str,
+) -> None:
+    """Estimates at positions ``at`` in the ``index``-th group's colour: points with whiskers on
+    a log axis, else bars of ``width`` with whiskers."""
+    value = cases["value"].to_numpy() / divisor
+    yerr = [value - cases["low"].to_numpy() / divisor, cases["high"].to_numpy() / divisor - value]
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colour = colours[index % len(colours)]
+    if log:
+        ax.errorbar(
+            at,
+            value,
+            yerr=yerr,
+            marker=_MARKERS[index % len(_MARKERS)],
+            linestyle="none",
+            markersize=6,
+            capsize=3,
+            color=colour,
+            label=label or None,
+        )
+    else:
+        ax.bar(at, value, width, yerr=yerr, capsize=2, color=colour, label=label or None)
+
+
+def _mark_in_slots(
+    ax: Any, slots: _Slots, marks: list[Refusal], key: tuple[Any, ...], offset: float, labelled: bool
+) -> bool:
+    """An × for each refused or not-run case of series ``key``; returns whether an × now
+    carries the legend label (only the first one does)."""
+    for mark in marks:
+        if _key(mark.record, slots.series_by) != key:
+            continue
+        position = slots.position.get(_key(mark.record, slots.categories_by))
+        if position is not None:
+            _mark(ax, position + offset, None if labelled else REFUSED_LABEL)
+            labelled = True
+    return labelled
 
 
 def _categorical(
@@ -485,74 +608,32 @@ def _categorical(
 ) -> tuple[list[str], list[str]]:
     """One position per case (or per value of an explicit categorical x), one bar (linear axis)
     or point (log axis) per metric and series at it. Returns (the parameters used, notes)."""
-    params = _params(experiment, rows)
-    columns = [*params, "run_id"]
-    marked = [pd.DataFrame([dict(m.record)]).reindex(columns=columns) for m in marks]
-    everything = pd.concat([rows[columns], *marked], ignore_index=True)
-    varying = [p for p in params if everything[p].astype(str).nunique() > 1]
-    explicit = spec.x if spec.x in varying else None
-    categories_by = [explicit] if explicit else varying
-    series_by = [p for p in varying if p != explicit] if explicit else []
-    if everything["run_id"].nunique() > 1:
-        series_by = ["run_id", *series_by]
-
-    def key_of(record: Mapping[str, Any], names: list[str]) -> tuple[Any, ...]:
-        return tuple(record[n] for n in names)
-
-    cat_records = {key_of(r, categories_by): r for _, r in everything.iterrows()}
-    categories = _sorted_keys(experiment, categories_by, list(cat_records))
-    position = {key: i for i, key in enumerate(categories)}
-    series = _sorted_keys(experiment, series_by, [key_of(r, series_by) for _, r in everything.iterrows()])
-    groups = [(label, frame, key) for label, frame in points for key in series]
+    slots = _slots(experiment, spec, rows, marks)
+    groups = [(label, frame, key) for label, frame in points for key in slots.series]
     width = 0.8 / max(1, len(groups))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     labelled = False
     for index, (metric_label, frame, key) in enumerate(groups):
         offset = (index - (len(groups) - 1) / 2) * width
-        mine = frame[frame.apply(lambda r, k=key: key_of(r, series_by) == k, axis=1)] if len(frame) else frame
-        name = " ".join(
-            part
-            for part in (
-                _label(experiment, series_by, key) if series_by else "",
-                metric_label if len(points) > 1 else "",
-            )
-            if part
+        mine = (
+            frame[frame.apply(lambda r, k=key: _key(r, slots.series_by) == k, axis=1)]
+            if len(frame)
+            else frame
         )
         if not mine.empty:
-            at = (
-                np.array([position[key_of(r, categories_by)] for _, r in mine.iterrows()], dtype=float)
-                + offset
+            series_name = _label(experiment, slots.series_by, key) if slots.series_by else ""
+            name = " ".join(part for part in (series_name, metric_label if len(points) > 1 else "") if part)
+            at = np.array(
+                [slots.position[_key(r, slots.categories_by)] for _, r in mine.iterrows()], dtype=float
             )
-            value = mine["value"].to_numpy() / divisor
-            yerr = [value - mine["low"].to_numpy() / divisor, mine["high"].to_numpy() / divisor - value]
-            colour = colours[index % len(colours)]
-            if log:
-                ax.errorbar(
-                    at,
-                    value,
-                    yerr=yerr,
-                    marker=_MARKERS[index % len(_MARKERS)],
-                    linestyle="none",
-                    markersize=6,
-                    capsize=3,
-                    color=colour,
-                    label=name or None,
-                )
-            else:
-                ax.bar(at, value, width, yerr=yerr, capsize=2, color=colour, label=name or None)
-        for mark in marks:
-            if key_of(mark.record, series_by) == key and key_of(mark.record, categories_by) in position:
-                _mark(
-                    ax,
-                    position[key_of(mark.record, categories_by)] + offset,
-                    None if labelled else REFUSED_LABEL,
-                )
-                labelled = True
-    labels = [_category_label(experiment, cat_records[key], categories_by) for key in categories]
+            _draw_cases(ax, at + offset, mine, divisor, log, index, width, name)
+        labelled = _mark_in_slots(ax, slots, marks, key, offset, labelled)
+    labels = [
+        _category_label(experiment, slots.records[key], slots.categories_by) for key in slots.categories
+    ]
     category_ticks(ax, labels)
-    ax.set_xlim(-0.6, len(categories) - 0.4)
-    ax.set_xlabel(" / ".join(categories_by))
-    return [*categories_by, *series_by], []
+    ax.set_xlim(-0.6, len(slots.categories) - 0.4)
+    ax.set_xlabel(" / ".join(slots.categories_by))
+    return [*slots.categories_by, *slots.series_by], []
 
 
 # ---------------------------------------------------------------- the figure kinds
@@ -563,6 +644,50 @@ def _new_figure(height: float = HEIGHT) -> tuple[Figure, Any]:
     fig = Figure(figsize=(WIDTH, height), dpi=DPI)
     ax = fig.subplots()
     return fig, ax
+
+
+def _positive_only(
+    experiment: Any, rows: pd.DataFrame, points: list[tuple[str, pd.DataFrame]]
+) -> tuple[list[tuple[str, pd.DataFrame]], list[str]]:
+    """The points a log axis can show (value > 0), and a note naming the ones it cannot."""
+    # Zero or negative values have no place on a log axis: say so instead of dropping them silently.
+    dropped = []
+    for label, frame in points:
+        for _, record in frame[frame["value"] <= 0].iterrows():
+            dropped.append(f"{_case_words(experiment, record, _params(experiment, rows))} {label}".strip())
+    points = [(label, frame[frame["value"] > 0]) for label, frame in points]
+    points = [(label, frame) for label, frame in points if not frame.empty]
+    notes = ["Not drawn (0 has no place on a log axis): " + "; ".join(dropped[:6]) + "."] if dropped else []
+    return points, notes
+
+
+def _numeric_axis(experiment: Any, rows: pd.DataFrame, x: str | None) -> str | None:
+    """``x`` when it is a size or count that takes several values among the cases it applies
+    to (lines against it), else None (a position per case)."""
+    if x is None or x not in rows:
+        return None
+    relevant = rows[~rows.apply(lambda r: x in _irrelevant(experiment, r), axis=1)]
+    kind = getattr(param_named(experiment, x), "kind", None)
+    return x if kind in (Kind.SIZE, Kind.INT) and relevant[x].nunique() > 1 else None
+
+
+def _y_label(spec: FigureSpec, metrics: list[tuple[str, str]], unit_label: str) -> str:
+    """The quantity and its unit, short (the title is the figure's question, and a long axis
+    label wraps)."""
+    quantity = "latency" if spec.kind == "percentiles" else metrics[0][1]
+    y_label = spec.y_label or (spec.title if spec.title and len(spec.title) <= 30 else quantity)
+    return f"{y_label}, {unit_label}" if unit_label else y_label
+
+
+def _set_y_axis(ax: Any, log: bool, unit: str, y_label: str) -> None:
+    """The y label; on a log axis, ticks that label at least two values (sizes in powers of 2)."""
+    if log:
+        if unit == "size":
+            set_log_y(ax, base=2, spell=size_spelling)
+        else:
+            set_log_y(ax)
+        y_label += " (log scale)"
+    ax.set_ylabel(y_label)
 
 
 def _values_figure(
@@ -578,61 +703,246 @@ def _values_figure(
     """Lines against a numeric x, else points or bars per case. ``metrics`` = (metric, label)."""
     points = [(label, _points(experiment, rows, metric, spec.per, spec.scale)) for metric, label in metrics]
     points = [(label, frame) for label, frame in points if not frame.empty]
-    if not points:
-        return None
     notes: list[str] = []
     log = spec.log_y
     if log:
-        # Zero or negative values have no place on a log axis: say so instead of dropping them silently.
-        dropped = []
-        for label, frame in points:
-            for _, record in frame[frame["value"] <= 0].iterrows():
-                dropped.append(
-                    f"{_case_words(experiment, record, _params(experiment, rows))} {label}".strip()
-                )
-        points = [(label, frame[frame["value"] > 0]) for label, frame in points]
-        points = [(label, frame) for label, frame in points if not frame.empty]
-        if dropped:
-            notes.append("Not drawn (0 has no place on a log axis): " + "; ".join(dropped[:6]) + ".")
-        if not points:
-            return None
+        points, notes = _positive_only(experiment, rows, points)
+    if not points:
+        return None
     values = pd.concat([frame["value"] for _, frame in points])
     divisor, unit_label = (1.0, "") if (log and unit == "size") else unit_scale(unit, values, log)
-    # The title is the figure's question; the axis names the quantity (short, or it wraps).
-    quantity = "latency" if spec.kind == "percentiles" else metrics[0][1]
-    y_label = spec.y_label or (spec.title if spec.title and len(spec.title) <= 30 else quantity)
-    y_label = f"{y_label}, {unit_label}" if unit_label else y_label
     fig, ax = _new_figure()
-    x = spec.x or experiment.x_param
-    relevant = rows[~rows.apply(lambda r: x in _irrelevant(experiment, r), axis=1)] if x in rows else rows
-    numeric = (
-        x is not None
-        and x in rows
-        and getattr(param_named(experiment, x), "kind", None) in (Kind.SIZE, Kind.INT)
-        and relevant[x].nunique() > 1
-    )
-    if numeric:
-        assert x is not None
+    x = _numeric_axis(experiment, rows, spec.x or experiment.x_param)
+    if x is not None:
         series = _series_keys(experiment, rows, x)
         notes += _numeric(ax, experiment, x, points, series, marks, divisor, log)
         used = [x, *series]
     else:
         used, extra = _categorical(ax, experiment, spec, rows, points, marks, divisor, log)
         notes += extra
-    if caption == CAPTION and not numeric and not log:
-        caption = BAR_CAPTION
+        if caption == CAPTION and not log:
+            caption = BAR_CAPTION
     notes.insert(0, caption)
-    if log:
-        if unit == "size":
-            set_log_y(ax, base=2, spell=size_spelling)
-        else:
-            set_log_y(ax)
-        y_label += " (log scale)"
-    ax.set_ylabel(y_label)
+    _set_y_axis(ax, log, unit, _y_label(spec, metrics, unit_label))
     notes += _refusal_notes(experiment, marks, _with_marks(rows, marks))
     context = _fixed_context(experiment, _with_marks(rows, marks), used)
     _finish(fig, ax, title + (f"\n{context}" if context else ""), notes)
     return fig
+
+
+# ---------------------------------------------------------------- stacked CPU, small multiples
+
+
+class _CpuCase(NamedTuple):
+    """One bar of a stacked-CPU figure: the total with its interval and the user share of it
+    (NaN: the split is not measurable; all NaN: a case drawn as a mark)."""
+
+    record: Mapping[str, Any]
+    total: float
+    low: float
+    high: float
+    share: float
+
+
+def _cpu_cases(rows: pd.DataFrame, spec: FigureSpec) -> list[_CpuCase]:
+    """Each case's total CPU and user share (the summary's split); cases without a total are left out."""
+    cases = []
+    for _, record in rows.iterrows():
+        total = estimate(record, "cpu_ns", spec.per, spec.scale)
+        if not math.isfinite(total.value):
+            continue
+        user = estimate(record, "user_ns", spec.per, spec.scale).value
+        system = estimate(record, "sys_ns", spec.per, spec.scale).value
+        known = math.isfinite(user) and math.isfinite(system) and user + system > 0
+        cases.append(
+            _CpuCase(record, total.value, *_bounds(total), user / (user + system) if known else math.nan)
+        )
+    return cases
+
+
+def _cpu_layout(experiment: Any, rows: pd.DataFrame, spec: FigureSpec) -> tuple[list[str], list[str]]:
+    """(the parameters that get a panel each, the parameters that tell a panel's bars apart)."""
+    x = spec.x or experiment.x_param
+    params = _params(experiment, rows)
+    x_axis = x if x in params and rows[x].nunique() > 1 else None
+    series = _series_keys(experiment, rows, x_axis)
+    bar_names = [x_axis] if x_axis else [p for p in params if rows[p].nunique() > 1 and p not in series]
+    if not bar_names:
+        # Nothing left to put on the bars (zero-copy: only the method varies): the series go on
+        # the bars of one panel instead of one bar per panel.
+        bar_names = [k for k in series if k != "run_id"]
+        series = [k for k in series if k == "run_id"]
+    return series, bar_names
+
+
+def _cpu_panels(
+    cases: list[_CpuCase], marks: list[Refusal], series: list[str], bar_names: list[str]
+) -> tuple[dict[tuple[Any, ...], list[_CpuCase]], list[str], list[str]]:
+    """The cases (and marks) grouped into panels by series; returns the panels and the
+    series and bar parameters after panels of a single bar were folded onto the bars."""
+    series, bar_names = list(series), list(bar_names)
+    while True:
+        panels: dict[tuple[Any, ...], list[_CpuCase]] = {}
+        for case in cases:
+            panels.setdefault(_key(case.record, series), []).append(case)
+        folding = [k for k in series if k != "run_id"]
+        if not folding or all(len(panel) > 1 for panel in panels.values()):
+            break
+        # A panel of one bar (sock-buffer's "unset", which has no size) reads as nothing: its
+        # series parameter moves onto the bars, beside the cases it is compared with.
+        series.remove(folding[-1])
+        bar_names.insert(0, folding[-1])
+    for mark in marks:
+        # A case that did not run keeps its place in its panel, as an × instead of a bar.
+        panel = panels.get(tuple(mark.record.get(k) for k in series))
+        if panel is not None:
+            panel.append(_CpuCase(mark.record, math.nan, math.nan, math.nan, math.nan))
+    return panels, series, bar_names
+
+
+def _panel_grid(count: int) -> tuple[Figure, np.ndarray]:
+    """A figure of ``count`` panels, three a line, sharing their y axis; spare ones hidden."""
+    columns = min(3, count)
+    lines = math.ceil(count / columns)
+    fig = Figure(figsize=(WIDTH, 0.9 + 2.5 * lines), dpi=DPI)
+    axes = fig.subplots(lines, columns, sharey=True, squeeze=False)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def _whiskers(ax: Any, position: float, total: float, low: float, high: float, **style: Any) -> None:
+    """The total's interval at a bar's position."""
+    ax.errorbar([position], [total], yerr=[[total - low], [high - total]], capsize=2, **style)
+
+
+def _cpu_points(ax: Any, position: float, total: float, low: float, high: float, share: float) -> None:
+    """Log axis: the total as a point with whiskers, user and system as points beside it."""
+    known = math.isfinite(share)
+    _whiskers(
+        ax,
+        position,
+        total,
+        low,
+        high,
+        marker="o",
+        color="black",
+        linestyle="none",
+        markersize=5,
+        label="total",
+    )
+    if known and share > 0:
+        ax.plot(
+            [position - 0.15], [total * share], marker="v", color=_USER_COLOUR, linestyle="none", label="user"
+        )
+    if known and share < 1:
+        system = total * (1 - share)
+        ax.plot(
+            [position + 0.15],
+            [system],
+            marker="^",
+            color=_SYSTEM_COLOUR,
+            linestyle="none",
+            label="system (kernel)",
+        )
+
+
+def _cpu_stack(ax: Any, position: float, total: float, low: float, high: float, share: float) -> None:
+    """Linear axis: user and system stacked to the total, or the total alone (hatched) when
+    the split is not measurable; the total's whiskers on top."""
+    if math.isfinite(share):
+        ax.bar(position, total * share, 0.7, color=_USER_COLOUR, label="user")
+        ax.bar(
+            position,
+            total * (1 - share),
+            0.7,
+            bottom=total * share,
+            color=_SYSTEM_COLOUR,
+            label="system (kernel)",
+        )
+    else:
+        ax.bar(
+            position,
+            total,
+            0.7,
+            color="#bbbbbb",
+            hatch="//",
+            edgecolor="#888888",
+            label="total only (split not measurable)",
+        )
+    _whiskers(ax, position, total, low, high, fmt="none", ecolor="black", linewidth=0.8)
+
+
+def _cpu_panel(
+    ax: Any, experiment: Any, group: list[_CpuCase], bar_names: list[str], divisor: float, log: bool
+) -> bool:
+    """One panel's bars in declared order (marks for cases without a value); returns whether
+    a bar's split was not measurable."""
+    order = _sorted_keys(experiment, bar_names, [_key(c.record, bar_names) for c in group])
+    by_bar = {_key(c.record, bar_names): c for c in group}
+    split_missing = False
+    for position, bar in enumerate(order):
+        case = by_bar[bar]
+        if not math.isfinite(case.total):
+            _mark(ax, position, REFUSED_LABEL)
+            continue
+        split_missing |= not math.isfinite(case.share)
+        draw = _cpu_points if log else _cpu_stack
+        draw(ax, position, case.total / divisor, case.low / divisor, case.high / divisor, case.share)
+    category_ticks(
+        ax, [_category_label(experiment, by_bar[bar].record, bar_names) for bar in order], "x-small"
+    )
+    ax.set_xlim(-0.6, len(order) - 0.4)
+    return split_missing
+
+
+def _cpu_y_axes(axes: np.ndarray, count: int, y_label: str, log: bool) -> None:
+    """One y range for all panels (log: the union of theirs), labelled on the first column."""
+    if log:
+        for ax in axes.flat[:count]:
+            ax.set_yscale("log")
+        low_all = min(ax.get_ylim()[0] for ax in axes.flat[:count])
+        high_all = max(ax.get_ylim()[1] for ax in axes.flat[:count])
+        axes.flat[0].set_ylim(low_all, high_all)
+        set_log_y(axes.flat[0])
+    for ax in axes[:, 0]:
+        ax.set_ylabel(y_label + (" (log scale)" if log else ""), fontsize="small")
+
+
+def _panels_legend(fig: Figure, axes: np.ndarray, count: int, title: str) -> None:
+    """The title and one legend for all panels above them (each label once)."""
+    handles: dict[str, Any] = {}
+    for ax in axes.flat[:count]:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    fig.suptitle(title, fontsize="medium")
+    fig.legend(
+        list(handles.values()),
+        list(handles),
+        fontsize="x-small",
+        loc="upper center",
+        bbox_to_anchor=(0.5, 1 - 0.4 / fig.get_figheight()),
+        ncol=4,
+        frameon=False,
+    )
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.55 / fig.get_figheight()))
+
+
+def _cpu_notes(split_missing: bool, refusals: list[str], log: bool, totals: list[float]) -> list[str]:
+    """What the panels show, the cases without a split or a value, and why the axis is logarithmic."""
+    notes = [
+        "User and system: the split of the ticks of all a case's repetitions, applied to its exact total CPU "
+        "(user + system = total); whiskers: the total's 95% interval (min–max below 6 reps)."
+    ]
+    if split_missing:
+        notes.append(f"Total only where the case accumulated fewer than {MIN_SPLIT_TICKS} scheduler ticks.")
+    notes += refusals
+    if log:
+        notes.append(
+            f"Log axis (totals span {max(totals) / min(totals):.0f}x): user, system and total are points, "
+            "since stacked bars cannot be read on a log axis."
+        )
+    return notes
 
 
 def _stacked_cpu(
@@ -645,180 +955,28 @@ def _stacked_cpu(
     When the totals span more than STACK_RANGE, stacked bars would hide the small cases: the
     axis turns logarithmic and user, system and total become points.
     """
-    cases = []
-    for _, record in rows.iterrows():
-        total = estimate(record, "cpu_ns", spec.per, spec.scale)
-        if not math.isfinite(total.value):
-            continue
-        user = estimate(record, "user_ns", spec.per, spec.scale).value
-        system = estimate(record, "sys_ns", spec.per, spec.scale).value
-        share = (
-            user / (user + system)
-            if math.isfinite(user) and math.isfinite(system) and user + system > 0
-            else math.nan
-        )
-        low = total.low if math.isfinite(total.low) else total.value
-        high = total.high if math.isfinite(total.high) else total.value
-        cases.append((record, total.value, low, high, share))
+    cases = _cpu_cases(rows, spec)
     if not cases:
         return None
-    x = spec.x or experiment.x_param
-    params = _params(experiment, rows)
-    x_axis = x if x in params and rows[x].nunique() > 1 else None
-    series = _series_keys(experiment, rows, x_axis)
-    bar_names = [x_axis] if x_axis else [p for p in params if rows[p].nunique() > 1 and p not in series]
-    if not bar_names:
-        # Nothing left to put on the bars (zero-copy: only the method varies): the series go on
-        # the bars of one panel instead of one bar per panel.
-        bar_names = [k for k in series if k != "run_id"]
-        series = [k for k in series if k == "run_id"]
-    while True:
-        panels: dict[tuple[Any, ...], list] = {}
-        for case in cases:
-            panels.setdefault(tuple(case[0][k] for k in series), []).append(case)
-        folding = [k for k in series if k != "run_id"]
-        if not folding or all(len(panel) > 1 for panel in panels.values()):
-            break
-        # A panel of one bar (sock-buffer's "unset", which has no size) reads as nothing: its
-        # series parameter moves onto the bars, beside the cases it is compared with.
-        series.remove(folding[-1])
-        bar_names.insert(0, folding[-1])
-    for mark in marks:
-        # A case that did not run keeps its place in its panel, as an × instead of a bar.
-        panel = panels.get(tuple(mark.record.get(k) for k in series))
-        if panel is not None:
-            panel.append((mark.record, math.nan, math.nan, math.nan, math.nan))
+    panels, series, bar_names = _cpu_panels(cases, marks, *_cpu_layout(experiment, rows, spec))
     keys = _sorted_keys(experiment, series, list(panels))[:MAX_PANELS]
-    totals = [c[1] for c in cases if c[1] > 0]
+    totals = [c.total for c in cases if c.total > 0]
     log = bool(totals) and max(totals) / min(totals) > STACK_RANGE
-    divisor, unit_label = unit_scale("duration", [c[1] for c in cases], log)
-    columns = min(3, len(keys))
-    lines = math.ceil(len(keys) / columns)
-    fig = Figure(figsize=(WIDTH, 0.9 + 2.5 * lines), dpi=DPI)
-    axes = fig.subplots(lines, columns, sharey=True, squeeze=False)
-    for ax in axes.flat[len(keys) :]:
-        ax.set_visible(False)
+    divisor, unit_label = unit_scale("duration", [c.total for c in cases], log)
+    fig, axes = _panel_grid(len(keys))
     split_missing = False
     for ax, key in zip(axes.flat, keys, strict=False):
-        group = panels[key]
-        order = _sorted_keys(experiment, bar_names, [tuple(c[0][n] for n in bar_names) for c in group])
-        by_bar = {tuple(c[0][n] for n in bar_names): c for c in group}
-        for position, bar in enumerate(order):
-            record, total, low, high, share = by_bar[bar]
-            if not math.isfinite(total):
-                _mark(ax, position, REFUSED_LABEL)
-                continue
-            total, low, high = total / divisor, low / divisor, high / divisor
-            known = math.isfinite(share)
-            split_missing |= not known
-            if log:
-                ax.errorbar(
-                    [position],
-                    [total],
-                    yerr=[[total - low], [high - total]],
-                    marker="o",
-                    color="black",
-                    capsize=2,
-                    linestyle="none",
-                    markersize=5,
-                    label="total",
-                )
-                if known and share > 0:
-                    ax.plot(
-                        [position - 0.15],
-                        [total * share],
-                        marker="v",
-                        color="#4c72b0",
-                        linestyle="none",
-                        label="user",
-                    )
-                if known and share < 1:
-                    ax.plot(
-                        [position + 0.15],
-                        [total * (1 - share)],
-                        marker="^",
-                        color="#dd8452",
-                        linestyle="none",
-                        label="system (kernel)",
-                    )
-            else:
-                if known:
-                    ax.bar(position, total * share, 0.7, color="#4c72b0", label="user")
-                    ax.bar(
-                        position,
-                        total * (1 - share),
-                        0.7,
-                        bottom=total * share,
-                        color="#dd8452",
-                        label="system (kernel)",
-                    )
-                else:
-                    ax.bar(
-                        position,
-                        total,
-                        0.7,
-                        color="#bbbbbb",
-                        hatch="//",
-                        edgecolor="#888888",
-                        label="total only (split not measurable)",
-                    )
-                ax.errorbar(
-                    [position],
-                    [total],
-                    yerr=[[total - low], [high - total]],
-                    fmt="none",
-                    ecolor="black",
-                    capsize=2,
-                    linewidth=0.8,
-                )
-        category_ticks(
-            ax, [_category_label(experiment, by_bar[bar][0], bar_names) for bar in order], "x-small"
-        )
-        ax.set_xlim(-0.6, len(order) - 0.4)
+        split_missing |= _cpu_panel(ax, experiment, panels[key], bar_names, divisor, log)
         if series:
-            ax.set_title(_wrap(_label(experiment, series, key), 30 if columns == 3 else 45), fontsize="small")
+            width = 30 if axes.shape[1] == 3 else 45
+            ax.set_title(_wrap(_label(experiment, series, key), width), fontsize="small")
         ax.grid(True, axis="y", alpha=0.3)
     per = spec.y_label or ("CPU" if spec.per is None else f"CPU per {spec.per}")
-    if log:
-        for ax in axes.flat[: len(keys)]:
-            ax.set_yscale("log")
-        low_all = min(ax.get_ylim()[0] for ax in axes.flat[: len(keys)])
-        high_all = max(ax.get_ylim()[1] for ax in axes.flat[: len(keys)])
-        axes.flat[0].set_ylim(low_all, high_all)
-        set_log_y(axes.flat[0])
-    for ax in axes[:, 0]:
-        ax.set_ylabel(f"{per}, {unit_label}" + (" (log scale)" if log else ""), fontsize="small")
-    handles: dict[str, Any] = {}
-    for ax in axes.flat[: len(keys)]:
-        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
-            handles.setdefault(label, handle)
+    _cpu_y_axes(axes, len(keys), f"{per}, {unit_label}", log)
     context = _fixed_context(experiment, _with_marks(rows, marks), [*bar_names, *series])
-    fig.suptitle(title + (f" ({context})" if context else ""), fontsize="medium")
-    fig.legend(
-        list(handles.values()),
-        list(handles),
-        fontsize="x-small",
-        loc="upper center",
-        bbox_to_anchor=(0.5, 1 - 0.4 / fig.get_figheight()),
-        ncol=4,
-        frameon=False,
-    )
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.55 / fig.get_figheight()))
-    from iobench.metrics import MIN_SPLIT_TICKS
-
-    notes = [
-        "User and system: the split of the ticks of all a case's repetitions, applied to its exact total CPU "
-        "(user + system = total); whiskers: the total's 95% interval (min–max below 6 reps)."
-    ]
-    if split_missing:
-        notes.append(f"Total only where the case accumulated fewer than {MIN_SPLIT_TICKS} scheduler ticks.")
-    notes += _refusal_notes(experiment, marks, _with_marks(rows, marks))
-    if log:
-        notes.append(
-            f"Log axis (totals span {max(totals) / min(totals):.0f}x): user, system and total are points, "
-            "since stacked bars cannot be read on a log axis."
-        )
-    _add_notes(fig, notes)
+    _panels_legend(fig, axes, len(keys), title + (f" ({context})" if context else ""))
+    refusals = _refusal_notes(experiment, marks, _with_marks(rows, marks))
+    _add_notes(fig, _cpu_notes(split_missing, refusals, log, totals))
     return fig
 
 
