@@ -328,7 +328,12 @@ def category_full_dir(base: Path, rng: random.Random, trials: int) -> Tally:
         try:
             folder, _, out = workdir(base, "fulldir")
             config = folder / "sweep.toml"
-            config.write_text(COPY.format(size="4MiB"))
+            # Long enough that the neighbour fills the disk in the middle of a case.
+            config.write_text(
+                COPY.format(size="4MiB").replace(
+                    "min_reps = 20\nmax_reps = 20", "min_reps = 400\nmax_reps = 400"
+                )
+            )
             child = subprocess.Popen(
                 [*IOBENCH, "run", "sweep", str(config), "--dir", str(mount), "--out", str(out)],
                 stdout=subprocess.PIPE,
@@ -373,7 +378,7 @@ cache = "warm"
 
 [[experiment]]
 name = "context-switch"
-mode = "process"
+mode = "process-pipe"
 round_trips = 200
 """
 
@@ -490,26 +495,38 @@ def category_concurrent(base: Path, rng: random.Random, trials: int) -> Tally:
     return tally
 
 
-def category_bad_inputs(base: Path, rng: random.Random, trials: int) -> Tally:
-    """The hostile-input corpus of the test suite, every entry through a real process."""
-    tally = Tally()
+def _corpus_tally(subprocess_mode: bool, every: int) -> Tally:
     sys.path.insert(0, str(ROOT))
-    try:
-        from tests.hostile_inputs import run_corpus  # type: ignore[import-not-found]
-    except ImportError:
-        tally.notes.append("tests/hostile_inputs.py not found")
-        return tally
-    counts = run_corpus(subprocess_mode=True, workdir=base)
+    from tests import hostile_inputs as hostile  # the test suite's corpus: one list, two users
+
+    tally = Tally()
+    cases = hostile.corpus()[::every]
+    if subprocess_mode:  # an argv or environment cannot carry a NUL byte into a real process
+        cases = [c for c in cases if "\0" not in "".join(c.argv) + "".join(str(v) for _, v in c.env)]
+    invoke = hostile.subprocess_invoke if subprocess_mode else hostile.cli_runner_invoke
+    problems: list[tuple[object, str]] = []
+    counts = hostile.run_corpus(invoke, cases, problems)
     tally.tried = counts["tried"]
     tally.clear = counts["clean"]
     tally.traceback = counts["traceback"]
-    tally.notes.extend(counts.get("notes", []))
+    tally.notes.extend(f"{getattr(case, 'name', case)}: {found}" for case, found in problems)
     return tally
+
+
+def category_bad_inputs(base: Path, rng: random.Random, trials: int) -> Tally:
+    """The test suite's whole hostile-input corpus, run in-process (click's runner)."""
+    return _corpus_tally(subprocess_mode=False, every=1)
+
+
+def category_bad_inputs_processes(base: Path, rng: random.Random, every: int) -> Tally:
+    """Every ``every``-th entry of the corpus through the installed command, as real processes."""
+    return _corpus_tally(subprocess_mode=True, every=every)
 
 
 CATEGORIES: dict[str, tuple[Callable[[Path, random.Random, int], Tally], int, int]] = {
     # name: (function, trials, trials with --quick)
-    "bad inputs": (category_bad_inputs, 1, 1),
+    "bad inputs (in-process)": (category_bad_inputs, 1, 1),
+    "bad inputs (real processes)": (category_bad_inputs_processes, 4, 20),
     "signals at random moments": (category_signals, 18, 4),
     "signals during commit": (category_commit_signals, 14, 3),
     "SIGKILL": (category_sigkill, 14, 3),
