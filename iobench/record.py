@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from iobench.engine.runner import CaseResult
-from iobench.results import RunStore, now_iso
+from iobench.results import CaseRecords, RunStore, now_iso
 
 
 class Sink(Protocol):
@@ -36,7 +36,7 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-class MemorySink:
+class MemorySink(CaseRecords):
     """Keeps everything in memory (``iobench.run(..., out=None)``): nothing is written."""
 
     path = None
@@ -58,21 +58,9 @@ class MemorySink:
         self._records: list[dict[str, Any]] = []
         self.extras: dict[str, bytes] = {}
 
-    @property
-    def rows(self) -> list[dict[str, Any]]:
-        return [{"run_id": self.run_id, **row} for record in self._records for row in record["rows"]]
-
-    def finished_cases(self) -> set[tuple[str, str]]:
-        return {(r["summary"]["experiment"], r["summary"]["case"]) for r in self._records}
-
     def commit(self, rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
         self._records.append({"summary": summary, "rows": list(rows)})
         self.meta["cases"].append(summary)
-
-    def warn(self, message: str) -> None:
-        warnings = self.meta.setdefault("warnings", [])
-        if message not in warnings:
-            warnings.append(message)
 
     def write_extra(self, name: str, data: bytes) -> None:
         self.extras[name] = data

@@ -494,7 +494,30 @@ def _space_error(folder: Path, needed: int, exc: OSError) -> ResultsFullError:
     )
 
 
-class RunStore:
+class CaseRecords:
+    """The finished cases of a run, as a sink holds them (``_records``: summary + rows each)."""
+
+    run_id: str
+    meta: dict[str, Any]
+    _records: list[dict[str, Any]]
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """Every recorded row (run_id included), in commit order."""
+        return [{"run_id": self.run_id, **row} for record in self._records for row in record["rows"]]
+
+    def finished_cases(self) -> set[tuple[str, str]]:
+        """(experiment, case id) of every case already recorded."""
+        return {(r["summary"]["experiment"], r["summary"]["case"]) for r in self._records}
+
+    def warn(self, message: str) -> None:
+        """Add a warning to the run (once)."""
+        warnings = self.meta.setdefault("warnings", [])
+        if message not in warnings:
+            warnings.append(message)
+
+
+class RunStore(CaseRecords):
     """Keeps a run folder current as cases finish: a new run (``create``) or one to resume.
 
     Holds the folder's lock from creation (or reopening) until ``close``.
@@ -625,15 +648,6 @@ class RunStore:
 
     # -- writing
 
-    @property
-    def rows(self) -> list[dict[str, Any]]:
-        """Every recorded row (run_id included), in commit order."""
-        return [{"run_id": self.run_id, **row} for record in self._records for row in record["rows"]]
-
-    def finished_cases(self) -> set[tuple[str, str]]:
-        """(experiment, case id) of every case already recorded."""
-        return {(r["summary"]["experiment"], r["summary"]["case"]) for r in self._records}
-
     def commit(self, rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
         """Record one finished case: its journal line first (the commit), then the views.
 
@@ -685,11 +699,6 @@ class RunStore:
     def _write_meta(self) -> None:
         text = json.dumps(self.meta, indent=2, sort_keys=False, default=str)
         atomic_write(self.path / META, text.encode())
-
-    def warn(self, message: str) -> None:
-        warnings = self.meta.setdefault("warnings", [])
-        if message not in warnings:
-            warnings.append(message)
 
     def write_extra(self, name: str, data: bytes) -> None:
         """Another file of the run (columns.md, results.parquet), written atomically."""
