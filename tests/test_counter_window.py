@@ -44,4 +44,4 @@ def test_no_snapshot_is_built_between_the_clocks_and_the_timed_code(monkeypatch,
         assert events[:2] == ["cpu", "wall"]  # and the first things after() does
     finally:
         probe.close()
-    assert delta.time_ns >= delta.cpu_ns - 1_000_000 >= -1_000_000
+    assert 0 <= delta.cpu_ns <= delta.time_ns  # the CPU window still sits inside the wall window
