@@ -1,4 +1,5 @@
-"""Cold and warm page-cache states: made, then verified with mincore, on disk and on tmpfs."""
+"""Cold and warm page-cache states: made, then verified by counting cached pages
+(cachestat, or mincore), on disk and on tmpfs."""
 
 from __future__ import annotations
 

@@ -97,7 +97,7 @@ class DirectIo(Experiment):
             "direct_verified",
             "Direct verified",
             "flag",
-            "O_DIRECT was honoured: a probe read bypassed the page cache (mincore).",
+            "O_DIRECT was honoured: a probe read bypassed the page cache (its residency counted after).",
             kind="check",
         ),
         M(

@@ -60,7 +60,7 @@ class RwBuffer(Experiment):
         cache_param(
             ("warm", "cold"),
             "Page-cache state of the file read (read, copy). "
-            "cold = fsync + fadvise(DONTNEED), verified with mincore. write mode always writes a "
+            "cold = fsync + fadvise(DONTNEED), verified by counting cached pages. write mode always writes a "
             "new file, so it does not apply there.",
         ),
     )
