@@ -353,7 +353,7 @@ def _limit_text(value: int | None) -> str:
     return "unlimited" if value is None else format_size(value)
 
 
-def _llc_text(host: dict[str, Any]) -> str:
+def llc_text(host: dict[str, Any]) -> str:
     size = host.get("llc_bytes")
     if not size:
         return "not readable"
@@ -378,7 +378,7 @@ def describe(host: dict[str, Any], target: dict[str, Any]) -> list[tuple[str, st
             f"{format_size(host.get('memory_total_bytes') or 0)} total, "
             f"{format_size(host.get('memory_available_bytes') or 0)} available",
         ),
-        ("LLC", _llc_text(host)),
+        ("LLC", llc_text(host)),
         ("python", f"{host.get('python')} ({host.get('python_implementation')})"),
         ("user", f"euid {host.get('euid')}" + (" (root)" if host.get("is_root") else "")),
         ("load average", " ".join(f"{v:.2f}" for v in host.get("load_average") or [])),
