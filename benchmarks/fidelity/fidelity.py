@@ -15,8 +15,9 @@ Like with like (see benchmarks/fidelity/README.md for the measurements behind ea
   fsync is being written back while it is read.
 - Buffers: a page-aligned private anonymous mapping filled with random bytes (loops/buffers.py;
   cloop.c makes the same).
-- Passes: one untimed warm-up pass, then back-to-back timed passes, each opening and closing the
-  file untimed (writes: a new file each pass, fsync untimed). Between passes iobench does its own
+- Passes: untimed warm-up passes (1 below 4 KiB; 5 from 4 KiB up, as a file that fits the
+  last-level cache gets faster for ~5 passes after it was written), then back-to-back timed
+  passes, each opening and closing the file untimed (writes: a new file each pass, fsync untimed). Between passes iobench does its own
   work (residency check, counters, the row); the C loop does none: that work is what is tested.
 - Working set: file + buffer, against the CPU's last-level cache. Rows up to ``--file-cap`` fit it
   (a warm pass is served from the cache, the regime most sensitive to work between passes); the
@@ -65,6 +66,7 @@ class Spec:
     file_size: int
     rounds: int
     regime: str  # "LLC" (the working set fits the last-level cache) or "DRAM"
+    warmup: int  # untimed passes before the timed ones, the same for every tool
 
 
 def plan(args: argparse.Namespace, llc: int | None) -> list[Spec]:
@@ -72,12 +74,16 @@ def plan(args: argparse.Namespace, llc: int | None) -> list[Spec]:
     for mode in args.modes:
         for bs in args.bs:
             size = min(args.file_cap, bs * CALLS)
-            # From a few KiB up a warm pass is a memory copy of a few ms at most, whose speed moves
-            # with where each case's pages land: more, finer-interleaved rounds average that out.
-            rounds = args.rounds * (4 if bs >= 4096 else 1)
-            specs.append(Spec(mode, bs, size, rounds, _regime(size + bs, llc)))
+            # Passes shorter than CALLS calls (the file is capped) are cheap and noisier: more
+            # rounds. From a few KiB up a pass is a memory copy whose speed moves with where each
+            # file's pages land (one new file per tool and round): more rounds again, and warm-up
+            # passes until an LLC-sized file is as fast as it gets (it takes ~5 passes here).
+            rounds = args.rounds * (8 if bs >= 4096 else 4 if size < bs * CALLS else 1)
+            warmup = args.warmup if bs >= 4096 else 1
+            specs.append(Spec(mode, bs, size, rounds, _regime(size + bs, llc), warmup))
     for bs in args.dram_bs:
-        specs.append(Spec("read", bs, args.dram_file, args.rounds * 2, _regime(args.dram_file + bs, llc)))
+        regime = _regime(args.dram_file + bs, llc)
+        specs.append(Spec("read", bs, args.dram_file, args.rounds * 2, regime, args.warmup))
     return specs
 
 
@@ -93,9 +99,9 @@ def build_cloop(workdir: Path) -> Path:
 
 
 def c_loop(binary: Path, spec: Spec, path: Path, reps: int) -> list[int]:
-    """Elapsed ns per timed pass of the C loop (one untimed warm-up pass first)."""
+    """Elapsed ns per timed pass of the C loop (after the spec's untimed warm-up passes)."""
     size = [str(spec.file_size)] if spec.mode == "write" else []
-    args = [str(binary), spec.mode, str(path), str(spec.bs), *size, str(reps), "1"]
+    args = [str(binary), spec.mode, str(path), str(spec.bs), *size, str(reps), str(spec.warmup)]
     out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=600).stdout
     lines = [line.split() for line in out.splitlines()]
     if len(lines) != reps or any(int(moved) != spec.file_size for _, moved in lines):
@@ -114,7 +120,7 @@ def iobench_loop(engine: str, spec: Spec, reps: int, scratch: Path) -> tuple[lis
         cache="warm",
         dir=scratch,
         out=None,
-        warmup=1,
+        warmup=spec.warmup,
         min_reps=reps,
         max_reps=reps,
         max_case_time="3600s",
@@ -134,7 +140,8 @@ def fio_loop(spec: Spec, path: Path, reps: int) -> float | None:
     """fio's bandwidth (bytes/s) for the same work, or None without fio.
 
     invalidate=0 keeps the page cache warm (fio drops it by default). For writes fio
-    overwrites its file each loop instead of creating a new one: close, not identical.
+    overwrites its file each loop instead of creating a new one, and has no warm-up passes
+    (its bandwidth averages over all its loops): close, not identical.
     """
     if shutil.which("fio") is None:
         return None
@@ -195,6 +202,7 @@ def measure_spec(spec: Spec, args: argparse.Namespace, work: Path, binary: Path)
         "working_set_bytes": spec.file_size + spec.bs,
         "regime": spec.regime,
         "rounds": spec.rounds,
+        "warmup": spec.warmup,
         "reps_per_round": args.reps,
         "process_threads": sorted(threads, key=str),
     }
@@ -223,6 +231,7 @@ def facts(args: argparse.Namespace, llc: dict[str, Any]) -> dict[str, Any]:
         "llc": hostinfo.llc_text(llc) if llc.get("llc_bytes") else "not readable",
         "llc_bytes": llc.get("llc_bytes"),
         "pinned_cpu": args.cpu,
+        "warmup": args.warmup,
         "load_average_start": list(os.getloadavg()),
         "fio": shutil.which("fio") is not None,
         "git": (hostinfo.git_facts(HERE) or {}).get("describe"),
@@ -292,9 +301,10 @@ def describe(info: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
         f"{' '.join(f'{v:.2f}' for v in info['load_average_end'])}; "
         + (f"pinned to CPU {info['pinned_cpu']}" if info["pinned_cpu"] is not None else "not pinned"),
         "Each tool reads/writes a new file per round made the same way (iobench's create_random_file: "
-        "1 MiB writes + fsync), into a page-aligned random-filled buffer; 1 untimed warm-up pass, then "
-        "back-to-back timed passes. working set = file + buffer: (LLC) fits the last-level cache, "
-        "(DRAM) does not. native/C: Hodges-Lehmann ratio of C's elapsed to native's, 95% interval.",
+        "1 MiB writes + fsync), into a page-aligned random-filled buffer; untimed warm-up passes (1 below "
+        f"4 KiB, {info['warmup']} from 4 KiB up; fio: none), then back-to-back timed "
+        "passes. working set = file + buffer: (LLC) fits the last-level cache, (DRAM) does not. native/C: "
+        "Hodges-Lehmann ratio of C's elapsed to native's, with its 95% interval.",
         f"threads in the measuring process when timing began (iobench's process_threads): {', '.join(threads)}",
     ]
 
@@ -307,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds", type=int, default=3, help="interleaved rounds per size (x4 from 4 KiB up)"
     )
     parser.add_argument("--reps", type=int, default=5, help="timed passes per tool per round")
+    parser.add_argument(
+        "--warmup", type=int, default=5, help="untimed passes before them from 4 KiB up (1 below)"
+    )
     parser.add_argument("--cpu", type=int, default=None, help="pin this process, the C loop and fio to a CPU")
     parser.add_argument("--modes", default="read,write", help="read, write or both")
     parser.add_argument(

@@ -172,23 +172,24 @@ class CounterProbe:
     def before(self) -> Snapshot:
         """Snapshot just before the timed section.
 
-        Order: counters, wall clock, CPU clock; ``after`` reverses it. The CPU window thus
-        sits inside the wall window, and the counter reads outside both. Between the clocks and
-        the timed code nothing runs but two attribute stores: building the snapshot there
-        (``dataclasses.replace``, ~4 us) was timed with every repetition, 2-5% of a 200 us one.
+        Order: counters, CPU clock, wall clock; ``after`` reverses it. The wall window thus holds
+        the timed code alone (and one attribute store): whatever runs in it is timed with every
+        repetition. The thread CPU clock is a real syscall (~1 us each on this project's VM): read
+        inside the wall window, the two reads were 1.1% of a 190 us warm read (measured paired, see
+        benchmarks/fidelity/README.md), and building the snapshot there (``dataclasses.replace``)
+        another ~4 us. The CPU window holds the wall window, so Total CPU may exceed Elapsed by up
+        to one CPU-clock read; the counter reads lie outside both windows.
         """
         snap = self._raw()
-        stamp, cpu_clock = object.__setattr__, self._cpu_clock  # snap is new and ours: stamped in place
+        object.__setattr__(snap, "cpu_ns", snap.cpu_ns + self._cpu_clock())  # snap is new and ours
         wall = time.perf_counter_ns()
-        cpu = cpu_clock()
-        stamp(snap, "time_ns", wall)
-        stamp(snap, "cpu_ns", snap.cpu_ns + cpu)
+        object.__setattr__(snap, "time_ns", wall)
         return snap
 
     def after(self, before: Snapshot) -> Snapshot:
         """Delta since ``before`` with this probe's own reading cost removed."""
-        cpu = self._cpu_clock()
         wall = time.perf_counter_ns()
+        cpu = self._cpu_clock()
         snap = self._raw(time_ns=wall, cpu_ns=cpu)
         return snap - before - self._overhead
 
