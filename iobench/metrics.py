@@ -114,7 +114,8 @@ COMMON_METRICS: tuple[Metric, ...] = (
         "Total CPU",
         "duration",
         "CPU time of the timed section from the thread (or process) CPU clock: exact, plus at most "
-        "one read of that clock (~1 us on a VM), which is kept out of Elapsed.",
+        "one read of that clock (~1 us on a VM), which is kept out of Elapsed; one thread's is "
+        "capped at Elapsed.",
         "lower",
     ),
     _m(

@@ -47,3 +47,14 @@ def test_the_wall_clock_is_the_last_read_before_and_the_first_after_the_timed_co
     finally:
         probe.close()
     assert delta.time_ns >= 0 and delta.cpu_ns >= 0
+
+
+def test_one_threads_cpu_never_exceeds_the_wall_time_around_it() -> None:
+    """The CPU clock brackets the wall clock (its reads stay out of the timed window), so a
+    busy thread's raw CPU delta can exceed the wall delta by a clock read; it is capped."""
+    with counters.CounterProbe("thread") as probe:
+        for _ in range(200):
+            before = probe.before()
+            total = sum(range(2000))  # pure CPU: raw CPU ~ wall time
+            delta = probe.after(before)
+            assert total and 0 < delta.cpu_ns <= delta.time_ns
