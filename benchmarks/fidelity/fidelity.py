@@ -54,7 +54,7 @@ from iobench.units import format_rate, format_size, parse_size
 
 HERE = Path(__file__).resolve().parent
 TARGET = 0.95
-CALLS = 1 << 19  # calls per repetition at small sizes: ~0.25 s in C at 1 B, ~0.3 s in Python
+CALLS = 1 << 17  # calls per pass at small sizes: ~50 ms in C at 1 B, ~65 ms in Python
 
 
 @dataclass(frozen=True)
@@ -74,11 +74,12 @@ def plan(args: argparse.Namespace, llc: int | None) -> list[Spec]:
     for mode in args.modes:
         for bs in args.bs:
             size = min(args.file_cap, bs * CALLS)
-            # Passes shorter than CALLS calls (the file is capped) are cheap and noisier: more
-            # rounds. From a few KiB up a pass is a memory copy whose speed moves with where each
-            # file's pages land (one new file per tool and round): more rounds again, and warm-up
-            # passes until an LLC-sized file is as fast as it gets (it takes ~5 passes here).
-            rounds = args.rounds * (8 if bs >= 4096 else 4 if size < bs * CALLS else 1)
+            # Many short rounds rather than a few long ones: what else the machine does comes and
+            # goes within seconds, and each tool should meet it alike. From a few KiB up a pass is
+            # a memory copy whose speed moves with where each file's pages land (one new file per
+            # tool and round): more rounds again, and warm-up passes until an LLC-sized file is
+            # as fast as it gets (it takes ~5 passes here).
+            rounds = args.rounds * (8 if bs >= 4096 else 3)
             warmup = args.warmup if bs >= 4096 else 1
             specs.append(Spec(mode, bs, size, rounds, _regime(size + bs, llc), warmup))
     for bs in args.dram_bs:
@@ -314,7 +315,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", default=".", help="folder for the test files (default: here)")
     parser.add_argument("--out", default="results/fidelity", help="where the JSON and Markdown land")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="interleaved rounds per size (x4 from 4 KiB up)"
+        "--rounds",
+        type=int,
+        default=3,
+        help="interleaved rounds per size: x3 below 4 KiB, x8 from it, x2 DRAM",
     )
     parser.add_argument("--reps", type=int, default=5, help="timed passes per tool per round")
     parser.add_argument(
