@@ -7,6 +7,7 @@ are None, not guessed.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import platform
@@ -155,6 +156,84 @@ def _cpu_model() -> str | None:
     return platform.processor() or None
 
 
+_CACHE_SIZE = re.compile(r"^\s*(\d+)\s*([KMG]?)\s*$", re.IGNORECASE)
+_CACHE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def parse_cache_size(text: str | None) -> int | None:
+    """A cache size as sysfs writes it (``32768K``; ``M``/``G`` and plain bytes accepted)."""
+    match = _CACHE_SIZE.match(text or "")
+    return int(match.group(1)) * _CACHE_UNITS[match.group(2).upper()] if match else None
+
+
+def _sysfs_cpu_caches(directory: Path) -> list[dict[str, Any]]:
+    """Data and unified caches from ``cpuN/cache/index*/`` (instruction caches skipped)."""
+    caches = []
+    for index in sorted(directory.glob("index*")):
+        kind = _read(index / "type")
+        level = _read(index / "level")
+        size = parse_cache_size(_read(index / "size"))
+        if kind not in ("Data", "Unified") or not (level or "").isdigit() or not size:
+            continue
+        caches.append(
+            {
+                "level": int(level or 0),
+                "type": kind,
+                "size_bytes": size,
+                "shared_cpus": _read(index / "shared_cpu_list"),
+            }
+        )
+    return caches
+
+
+def llc_facts(cpu: int | None = None, sysfs: Path = Path("/sys/devices/system/cpu")) -> dict[str, Any]:
+    """The last-level cache of ``cpu`` (default: the first CPU this process may run on).
+
+    From sysfs (``cache/index*/level, type, size, shared_cpu_list``): the highest-level data or
+    unified cache. Whether a case's working set fits it decides whether a warm read measures
+    the cache or DRAM. No fallback to glibc's ``getconf LEVEL3_CACHE_SIZE``: it comes from
+    CPUID and can be the whole package's L3 (384 MiB on this project's AMD EPYC VM, where
+    sysfs gives each CPU's L3 as 32 MiB). Unknown facts are None.
+    """
+    if cpu is None:
+        cpu = min(os.sched_getaffinity(0))
+    directory = sysfs / f"cpu{cpu}" / "cache"
+    caches = _sysfs_cpu_caches(directory)
+    if not caches:
+        return {
+            "llc_bytes": None,
+            "llc_level": None,
+            "llc_shared_cpus": None,
+            "llc_source": f"{directory}: not readable",
+        }
+    last = max(caches, key=lambda cache: cache["level"])
+    return {
+        "llc_bytes": last["size_bytes"],
+        "llc_level": last["level"],
+        "llc_shared_cpus": last["shared_cpus"],
+        "llc_source": str(directory),
+    }
+
+
+def fits_llc(working_set_bytes: int | None, llc_bytes: int | None) -> bool | None:
+    """Whether a working set fits the last-level cache (None when either is unknown)."""
+    if working_set_bytes is None or not llc_bytes:
+        return None
+    return working_set_bytes <= llc_bytes
+
+
+@functools.cache
+def _llc_bytes(cpu: int) -> int | None:
+    return llc_facts(cpu)["llc_bytes"]
+
+
+def working_set(bytes_touched: int) -> dict[str, Any]:
+    """A row's ``working_set_bytes`` and ``fits_llc``: does what one repetition touches fit the
+    last-level cache of the first CPU this process may run on (the one ``--cpu`` pins)?"""
+    llc = _llc_bytes(min(os.sched_getaffinity(0)))
+    return {"working_set_bytes": bytes_touched, "fits_llc": fits_llc(bytes_touched, llc)}
+
+
 def _limit(which: int) -> dict[str, int | None]:
     soft, hard = resource.getrlimit(which)
 
@@ -189,6 +268,7 @@ def host_facts() -> dict[str, Any]:
         "load_average": list(os.getloadavg()),
         "cpu_governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
         "page_size": os.sysconf("SC_PAGE_SIZE"),
+        **llc_facts(),
     }
 
 
@@ -291,6 +371,15 @@ def target_line(target: dict[str, Any]) -> str:
     )
 
 
+def llc_text(host: dict[str, Any]) -> str:
+    size = host.get("llc_bytes")
+    if not size:
+        return "not readable"
+    shared = host.get("llc_shared_cpus")
+    where = f", shared by CPUs {shared}" if shared else ""
+    return f"{format_size(size)} L{host.get('llc_level')} (the last-level cache{where})"
+
+
 def describe(host: dict[str, Any], target: dict[str, Any]) -> list[tuple[str, str]]:
     """Host and target facts as (label, text) lines: sysinfo prints them, reports show them."""
     memlock = host.get("rlimit_memlock") or {}
@@ -307,6 +396,7 @@ def describe(host: dict[str, Any], target: dict[str, Any]) -> list[tuple[str, st
             f"{format_size(host.get('memory_total_bytes') or 0)} total, "
             f"{format_size(host.get('memory_available_bytes') or 0)} available",
         ),
+        ("LLC", llc_text(host)),
         ("python", f"{host.get('python')} ({host.get('python_implementation')})"),
         ("user", f"euid {host.get('euid')}" + (" (root)" if host.get("is_root") else "")),
         ("load average", " ".join(f"{v:.2f}" for v in host.get("load_average") or [])),

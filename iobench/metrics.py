@@ -113,7 +113,9 @@ COMMON_METRICS: tuple[Metric, ...] = (
         "cpu_ns",
         "Total CPU",
         "duration",
-        "CPU time of the timed section from the thread (or process) CPU clock: exact.",
+        "CPU time of the timed section from the thread (or process) CPU clock: exact, plus at most "
+        "one read of that clock (~1 us on a VM), which is kept out of Elapsed; one thread's is "
+        "capped at Elapsed.",
         "lower",
     ),
     _m(
@@ -214,7 +216,8 @@ RESIDENT_BEFORE = _m(
     "resident_before",
     "Resident before",
     "fraction",
-    "Fraction (0..1) of the file in the page cache just before timing, from mincore(2).",
+    "Fraction (0..1) of the file in the page cache just before timing, from cachestat(2) "
+    "(mincore(2) on kernels before 6.5).",
 )
 CACHE_VERIFIED = _m(
     "cache_verified",
@@ -222,6 +225,21 @@ CACHE_VERIFIED = _m(
     "flag",
     "The requested cache state (warm/cold) was checked and achieved before timing.",
     kind="check",
+)
+WORKING_SET = _m(
+    "working_set_bytes",
+    "Working set",
+    "size",
+    "Bytes one repetition touches: the file pages it reads or writes (both files for a copy) plus "
+    "its user buffer. Compare with the host's llc_bytes (meta.json).",
+)
+FITS_LLC = _m(
+    "fits_llc",
+    "Fits LLC",
+    "flag",
+    "The working set is no larger than the last-level cache of the CPU the run used (host "
+    "llc_bytes, from sysfs): a warm pass over it can be served from that cache, so it measures the "
+    "cache, not DRAM. Near the cache's size the two regimes blend. Empty when the size is unknown.",
 )
 LAT_P50 = _m(
     "lat_p50_ns", "p50", "duration", "Median latency of one operation within the repetition.", "lower"
@@ -236,7 +254,16 @@ LAT_P99 = _m(
 LAT_MAX = _m(
     "lat_max_ns", "max", "duration", "Largest latency of one operation within the repetition.", "lower"
 )
-SHARED_METRICS = (INTEGRITY_OK, RESIDENT_BEFORE, CACHE_VERIFIED, LAT_P50, LAT_P99, LAT_MAX)
+SHARED_METRICS = (
+    INTEGRITY_OK,
+    RESIDENT_BEFORE,
+    CACHE_VERIFIED,
+    WORKING_SET,
+    FITS_LLC,
+    LAT_P50,
+    LAT_P99,
+    LAT_MAX,
+)
 
 _COMMON_BY_NAME = {m.name: m for m in (*COMMON_METRICS, *DERIVED_METRICS, *SHARED_METRICS)}
 

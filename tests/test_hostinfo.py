@@ -107,3 +107,73 @@ def test_cpu_tick_of_this_host_matches_its_config() -> None:
         pytest.skip("this kernel exposes no config")
     hz = int(source.split()[0].removeprefix("CONFIG_HZ="))
     assert tick * hz == 1_000_000_000 and hz in (100, 250, 300, 1000)
+
+
+def _fake_cache(root: Path, cpu: int, index: int, level: int, kind: str, size: str, shared: str) -> None:
+    folder = root / f"cpu{cpu}" / "cache" / f"index{index}"
+    folder.mkdir(parents=True)
+    for name, value in (("level", level), ("type", kind), ("size", size), ("shared_cpu_list", shared)):
+        (folder / name).write_text(f"{value}\n")
+
+
+def test_llc_is_the_highest_data_or_unified_cache_in_sysfs(tmp_path: Path) -> None:
+    _fake_cache(tmp_path, 0, 0, 1, "Data", "48K", "0")
+    _fake_cache(tmp_path, 0, 1, 1, "Instruction", "32K", "0")
+    _fake_cache(tmp_path, 0, 2, 2, "Unified", "1024K", "0")
+    _fake_cache(tmp_path, 0, 3, 3, "Unified", "32768K", "0-1")
+    _fake_cache(tmp_path, 1, 0, 2, "Unified", "2048K", "1")  # another CPU's caches are not read
+    assert hostinfo.llc_facts(0, tmp_path) == {
+        "llc_bytes": 32 << 20,
+        "llc_level": 3,
+        "llc_shared_cpus": "0-1",
+        "llc_source": str(tmp_path / "cpu0" / "cache"),
+    }
+    assert hostinfo.llc_facts(1, tmp_path)["llc_bytes"] == 2 << 20
+
+
+def test_llc_ignores_a_higher_instruction_cache_and_says_when_unreadable(tmp_path: Path) -> None:
+    _fake_cache(tmp_path, 0, 0, 2, "Unified", "512K", "0")
+    _fake_cache(tmp_path, 0, 1, 3, "Instruction", "8M", "0")
+    assert hostinfo.llc_facts(0, tmp_path)["llc_bytes"] == 512 << 10
+    missing = hostinfo.llc_facts(7, tmp_path)
+    assert missing["llc_bytes"] is None and missing["llc_level"] is None
+    assert missing["llc_source"] == f"{tmp_path / 'cpu7' / 'cache'}: not readable"
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("32768K", 32 << 20),
+        ("1M", 1 << 20),
+        ("2G", 2 << 30),
+        ("512", 512),
+        (" 48k\n", 48 << 10),
+        ("", None),
+        ("big", None),
+    ],
+)
+def test_cache_sizes_as_sysfs_writes_them(text: str, size: int | None) -> None:
+    assert hostinfo.parse_cache_size(text) == size
+
+
+def test_fits_llc() -> None:
+    assert hostinfo.fits_llc(32 << 20, 32 << 20) is True
+    assert hostinfo.fits_llc((32 << 20) + 1, 32 << 20) is False
+    assert hostinfo.fits_llc(1, None) is None
+    assert hostinfo.fits_llc(None, 32 << 20) is None
+
+
+def test_this_hosts_llc_is_in_the_host_facts() -> None:
+    host = hostinfo.host_facts()
+    sysfs = Path("/sys/devices/system/cpu") / f"cpu{min(os.sched_getaffinity(0))}" / "cache"
+    if not sysfs.is_dir():
+        pytest.skip("no cache topology in sysfs here")
+    sizes = {
+        int((index / "level").read_text()): hostinfo.parse_cache_size((index / "size").read_text())
+        for index in sysfs.glob("index*")
+        if (index / "type").read_text().strip() != "Instruction"
+    }
+    assert host["llc_bytes"] == sizes[max(sizes)]
+    assert dict(hostinfo.describe(host, {}))["LLC"].startswith(
+        f"{hostinfo.format_size(sizes[max(sizes)])} L{max(sizes)}"
+    )

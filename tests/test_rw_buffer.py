@@ -97,3 +97,30 @@ def test_scratch_files_are_exclusive(tmp_path: Path) -> None:
     instance = RW({"mode": "read", "file_size": 4096, "bs": 4096, "cache": "warm"}, tmp_path)
     with pytest.raises(FileExistsError):
         instance.prepare()
+
+
+@pytest.mark.parametrize(
+    ("mode", "touched"),
+    [("read", 64 * 1024 + 4096), ("write", 64 * 1024 + 4096), ("copy", 2 * 64 * 1024 + 4096)],
+)
+def test_rows_say_whether_the_working_set_fits_the_llc(
+    tmp_path: Path, tiny_protocol: Protocol, monkeypatch: pytest.MonkeyPatch, mode: str, touched: int
+) -> None:
+    from iobench import hostinfo
+
+    # An LLC between the read/write working set (68 KiB) and the copy's (132 KiB).
+    monkeypatch.setattr(hostinfo, "_llc_bytes", lambda cpu: 100 * 1024)
+    rows = run(tmp_path, tiny_protocol, mode=mode, file_size=64 * 1024, bs=4096)
+    assert [row["working_set_bytes"] for row in rows] == [touched, touched]
+    assert [row["fits_llc"] for row in rows] == [mode != "copy"] * 2
+
+
+def test_fits_llc_is_empty_when_the_llc_is_unknown(
+    tmp_path: Path, tiny_protocol: Protocol, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from iobench import hostinfo
+
+    monkeypatch.setattr(hostinfo, "_llc_bytes", lambda cpu: None)
+    rows = run(tmp_path, tiny_protocol, file_size=4096, bs=4096)
+    assert {row["fits_llc"] for row in rows} == {None}
+    assert {row["working_set_bytes"] for row in rows} == {8192}

@@ -28,8 +28,9 @@ def _measured(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def case_warnings(summary: dict[str, Any], rows: Sequence[dict[str, Any]]) -> list[str]:
     """The run's warnings about one case, from its summary (experiment, case, status, reason,
-    cache) and its rows: failed or unsupported; cache state not achieved; integrity_ok False;
-    direct_verified False (with the row's direct_note)."""
+    cache, process_threads) and its rows: failed or unsupported; cache state not achieved; more
+    than one thread in the measuring process; integrity_ok False; direct_verified False (with
+    the row's direct_note)."""
     label = f"{summary['experiment']} {summary['case']}"
     status = summary.get("status")
     if status in ("unsupported", "failed"):
@@ -43,6 +44,13 @@ def case_warnings(summary: dict[str, Any], rows: Sequence[dict[str, Any]]) -> li
         out.append(
             f"{label}: cache={summary.get('cache')} was not achieved in "
             f"{len(unverified)} repetition(s) (up to {worst:.0%} of the file resident before timing)"
+        )
+    threads = summary.get("process_threads")
+    if isinstance(threads, int) and threads > 1:
+        out.append(
+            f"{label}: the measuring process had {threads} threads when timing began (1 expected): a "
+            "shared file table makes every read()/write() take a file reference and the position "
+            "lock, so per-call costs read high"
         )
     broken = [row for row in measured if is_false(row.get("integrity_ok"))]
     if broken:

@@ -97,7 +97,7 @@ def cache_param(default: tuple[str, ...], help_text: str = "") -> Param:
         ("warm", "cold"),
         help_text
         or "Page-cache state of the file before timing: cold = fsync + fadvise(DONTNEED), "
-        "verified with mincore (resident_before, cache_verified).",
+        "verified by counting its cached pages (resident_before, cache_verified).",
         default=default,
     )
 

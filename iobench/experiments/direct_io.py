@@ -11,9 +11,9 @@ from iobench.engine import cache
 from iobench.errors import UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec, cache_param
-from iobench.hostinfo import target_facts
+from iobench.hostinfo import target_facts, working_set
 from iobench.loops.buffers import page_aligned_buffer
-from iobench.metrics import INTEGRITY_OK, RESIDENT_BEFORE
+from iobench.metrics import FITS_LLC, INTEGRITY_OK, RESIDENT_BEFORE, WORKING_SET
 from iobench.metrics import Metric as M
 from iobench.osutil.direct import DirectEvidence, probe_direct_io
 from iobench.osutil.files import create_random_file
@@ -87,6 +87,8 @@ class DirectIo(Experiment):
     metrics = (
         RESIDENT_BEFORE,
         INTEGRITY_OK,
+        WORKING_SET,
+        FITS_LLC,
         M(
             "resident_after",
             "Resident after",
@@ -97,7 +99,7 @@ class DirectIo(Experiment):
             "direct_verified",
             "Direct verified",
             "flag",
-            "O_DIRECT was honoured: a probe read bypassed the page cache (mincore).",
+            "O_DIRECT was honoured: a probe read bypassed the page cache (its residency counted after).",
             kind="check",
         ),
         M(
@@ -170,6 +172,8 @@ class DirectIo(Experiment):
         self.view = memoryview(self._mapping)[offset : offset + self.block]
         self.pattern = bytes(self.view)
         self._evidence: DirectEvidence | None = None
+        # Buffered IO goes through the file's cached pages: cache or DRAM? (O_DIRECT skips them.)
+        self._working_set = {} if self.direct else working_set(self.size + self.block)
         if self.direct:
             try:
                 # Per case, in the case's own folder: does this filesystem really bypass the cache?
@@ -230,7 +234,7 @@ class DirectIo(Experiment):
         os.close(self._fd)
         self._fd = None
         resident_after = cache.resident_fraction(self.path)
-        metrics: dict[str, Any] = {"resident_after": resident_after}
+        metrics: dict[str, Any] = {"resident_after": resident_after, **self._working_set}
         if self.direct:
             metrics.update(self._direct_verdict(resident_after))
         if self.case["mode"] == "write":

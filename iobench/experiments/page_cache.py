@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 from iobench.engine import cache
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec, cache_param
+from iobench.hostinfo import working_set
 from iobench.loops.buffers import page_aligned_buffer
-from iobench.metrics import CACHE_VERIFIED, RESIDENT_BEFORE
+from iobench.metrics import CACHE_VERIFIED, FITS_LLC, RESIDENT_BEFORE, WORKING_SET
 from iobench.metrics import Metric as M
 from iobench.osutil.files import create_random_file
 from iobench.params import Kind, Param, choice_param
@@ -78,6 +79,8 @@ class PageCache(Experiment):
     metrics = (
         RESIDENT_BEFORE,
         CACHE_VERIFIED,
+        WORKING_SET,
+        FITS_LLC,
         M(
             "resident_after",
             "Resident after",
@@ -164,6 +167,8 @@ class PageCache(Experiment):
             random.Random(self.size ^ self.block).shuffle(offsets)  # same order every repetition
         self.offsets = array("q", offsets)
         self.buffer = page_aligned_buffer(self.block)
+        # The file, the buffer and the offsets: does a warm pass measure the CPU cache or DRAM?
+        self._working_set = working_set(self.size + self.block + self.offsets.itemsize * len(self.offsets))
 
     def before_rep(self) -> dict[str, Any]:
         metrics = cache.cache_metrics(self.path, self.case["cache"])
@@ -180,7 +185,7 @@ class PageCache(Experiment):
         assert self._fd is not None
         os.close(self._fd)
         self._fd = None
-        return {"resident_after": cache.resident_fraction(self.path)}
+        return {"resident_after": cache.resident_fraction(self.path), **self._working_set}
 
     def teardown(self) -> None:
         if self._fd is not None:

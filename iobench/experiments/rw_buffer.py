@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 from iobench.engine import cache
 from iobench.experiments import register
 from iobench.experiments.base import Experiment, FigureSpec, cache_param
+from iobench.hostinfo import working_set
 from iobench.loops.buffers import page_aligned_buffer
-from iobench.metrics import CACHE_VERIFIED, INTEGRITY_OK, RESIDENT_BEFORE
+from iobench.metrics import CACHE_VERIFIED, FITS_LLC, INTEGRITY_OK, RESIDENT_BEFORE, WORKING_SET
 from iobench.osutil.files import create_random_file, open_new
 from iobench.osutil.verify import file_digest, file_matches_pattern
 from iobench.params import choice_param, size_param
@@ -60,11 +61,11 @@ class RwBuffer(Experiment):
         cache_param(
             ("warm", "cold"),
             "Page-cache state of the file read (read, copy). "
-            "cold = fsync + fadvise(DONTNEED), verified with mincore. write mode always writes a "
+            "cold = fsync + fadvise(DONTNEED), verified by counting cached pages. write mode always writes a "
             "new file, so it does not apply there.",
         ),
     )
-    metrics = (RESIDENT_BEFORE, CACHE_VERIFIED, INTEGRITY_OK)
+    metrics = (RESIDENT_BEFORE, CACHE_VERIFIED, INTEGRITY_OK, WORKING_SET, FITS_LLC)
     x_param = "bs"
     series_params = ("mode", "cache")
     throughput_figure = True
@@ -115,6 +116,7 @@ class RwBuffer(Experiment):
         self._source: io.FileIO | None = None
         self._dest: io.FileIO | None = None
         self._last: dict[str, Any] = {}
+        self._working_set: dict[str, Any] = {}
 
     @classmethod
     def uses_loops(cls, case: dict[str, Any]) -> bool:
@@ -140,6 +142,9 @@ class RwBuffer(Experiment):
         # Page-aligned (see loops/buffers.py) and filled with random bytes: that touches every
         # page before timing, and gives the write mode a pattern the check can recognise.
         self.buffer = page_aligned_buffer(self.block)
+        # What one repetition touches: the file(s) in the page cache and the buffer. Whether it
+        # fits the last-level cache decides whether a warm pass measures that cache or DRAM.
+        self._working_set = working_set(self.space_needed() + self.block)
         if self.reads_source:
             self.source_digest = create_random_file(self.source_path, self.size)
 
@@ -180,7 +185,7 @@ class RwBuffer(Experiment):
             os.fsync(self._dest.fileno())
             self._dest.close()
             self._dest = None
-        return {"integrity_ok": self._integrity_ok()}
+        return {"integrity_ok": self._integrity_ok(), **self._working_set}
 
     def _integrity_ok(self) -> bool:
         if self._last.get("bytes") != self.size:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from iobench.errors import UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
-from iobench.metrics import INTEGRITY_OK
+from iobench.hostinfo import working_set
+from iobench.metrics import FITS_LLC, INTEGRITY_OK, WORKING_SET
 from iobench.metrics import Metric as M
 from iobench.osutil.children import Child, fork_child
 from iobench.osutil.files import create_random_file, open_new
@@ -97,6 +98,8 @@ class ZeroCopy(Experiment):
 
     metrics = (
         INTEGRITY_OK,
+        WORKING_SET,
+        FITS_LLC,
         M("peer_cpu_ns", "Receiver CPU", "duration", "TCP methods: CPU time of the receiver child.", "lower"),
     )
 
@@ -156,6 +159,10 @@ class ZeroCopy(Experiment):
         self.dst_path = self.scratch / "copy.bin"
         self.src_digest = create_random_file(self.src_path, self.size)
         self.buffer = bytearray(os.urandom(self.block))
+        # File to file: both files' cached pages and the buffer (or pipe). Not recorded for TCP,
+        # where socket buffers and the receiver's own buffer add to it.
+        tcp = self.method in TCP_METHODS
+        self._working_set = {} if tcp else working_set(self.space_needed() + self.block)
         if self.method == "splice":
             read_end, write_end = os.pipe()
             self._pipe = (read_end, write_end)
@@ -256,7 +263,7 @@ class ZeroCopy(Experiment):
             os.fsync(self._dst)  # untimed write-back: the next repetition starts clean
             os.close(self._dst)
             self._dst = None
-            metrics = {"integrity_ok": file_digest(self.dst_path) == self.src_digest}
+            metrics = {"integrity_ok": file_digest(self.dst_path) == self.src_digest, **self._working_set}
         return metrics
 
     def teardown(self) -> None:

@@ -2,7 +2,7 @@
 
 tmpfs (since Linux 6.6) opens files with O_DIRECT and serves them from memory; other
 filesystems may fall back to buffered IO. The flag being accepted proves nothing, so a small
-probe file is written and read with O_DIRECT and the page cache is asked (mincore) whether
+probe file is written and read with O_DIRECT and the page cache is asked (cachestat or mincore) whether
 its pages ended up there.
 """
 

@@ -1,5 +1,5 @@
-"""libc calls Python's standard library does not expose: mincore, mlock/munlock, raw mmap,
-and a zero-length recv that really reaches the kernel.
+"""libc calls Python's standard library does not expose: mincore, cachestat, mlock/munlock,
+raw mmap, and a zero-length recv that really reaches the kernel.
 
 One set of ctypes declarations for the whole package. Failures raise OSError with errno, like
 the os module does.
@@ -28,7 +28,10 @@ _libc.mlock.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 _libc.munlock.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 _libc.recv.restype = ctypes.c_ssize_t
 _libc.recv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_libc.syscall.restype = ctypes.c_long
 _MAP_FAILED = ctypes.c_void_p(-1).value
+#: cachestat(2) (Linux 6.5): the same number on every architecture (the new unified table).
+_SYS_CACHESTAT = 451
 
 
 def _raise(what: str) -> None:
@@ -50,13 +53,44 @@ def unmap(address: int, length: int) -> None:
         _raise("munmap")
 
 
+_LOW_BIT = bytes(value & 1 for value in range(256))
+
+
 def resident_pages(address: int, length: int) -> int:
     """How many pages of the mapping are in memory now (mincore(2)); faults nothing in."""
     pages = (length + mmap.PAGESIZE - 1) // mmap.PAGESIZE
     vector = ctypes.create_string_buffer(pages)
     if _libc.mincore(address, length, vector) != 0:
         _raise("mincore")
-    return sum(byte & 1 for byte in vector.raw)
+    # Only the low bit of each byte means "resident"; counted in C, not in a Python loop.
+    return vector.raw.translate(_LOW_BIT).count(1)
+
+
+class _CachestatRange(ctypes.Structure):
+    _fields_ = [("off", ctypes.c_uint64), ("len", ctypes.c_uint64)]
+
+
+class _Cachestat(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_uint64)
+        for name in ("nr_cache", "nr_dirty", "nr_writeback", "nr_evicted", "nr_recently_evicted")
+    ]
+
+
+def cached_pages(fd: int) -> int:
+    """Pages of the whole file in the page cache now (cachestat(2), Linux >= 6.5).
+
+    Unlike mincore it needs no mapping and takes no reference on each page: it walks the
+    page-cache index under RCU, so it costs microseconds where mincore costs ~75 ns per page.
+    Raises OSError (ENOSYS on older kernels, EPERM under some seccomp filters).
+    """
+    whole = _CachestatRange(0, 0)  # len 0: to the end of the file
+    stat = _Cachestat()
+    if _libc.syscall(
+        _SYS_CACHESTAT, ctypes.c_int(fd), ctypes.byref(whole), ctypes.byref(stat), ctypes.c_uint(0)
+    ):
+        _raise("cachestat")
+    return int(stat.nr_cache)
 
 
 def try_mlock(address: int, length: int) -> int:

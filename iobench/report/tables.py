@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from iobench.experiments.base import Column
-from iobench.metrics import MIN_SPLIT_TICKS, format_param, format_value
+from iobench.metrics import MIN_SPLIT_TICKS, format_param, format_value, is_missing
 from iobench.report.estimates import CPU_SPLIT, FULL_COVERAGE_REPS, Estimate, counted_reps, estimate, relative
 from iobench.units import format_duration
 
@@ -163,6 +163,24 @@ def _cell(record: Mapping[str, Any], column: Column) -> Cell:
     return estimate_cell(value, column.unit)
 
 
+#: The column that tells a cache measurement from a DRAM one (rows' ``fits_llc``).
+FITS_LLC_TITLE = "Fits LLC"
+
+
+def _has_llc_fact(record: Mapping[str, Any]) -> bool:
+    return not is_missing(record.get("fits_llc"))
+
+
+def _llc_cell(record: Mapping[str, Any]) -> Cell:
+    """yes/no: whether one repetition's working set fits the last-level cache."""
+    fits, size = record.get("fits_llc"), record.get("working_set_bytes")
+    if not _has_llc_fact(record):
+        why = "not recorded for this case" if is_missing(size) else "the last-level cache size is unknown"
+        return Cell(format_value(math.nan, "flag"), why)
+    detail = f"working set {format_value(size, 'size')}" if not is_missing(size) else ""
+    return Cell("yes" if fits is True or str(fits).lower() == "true" else "no", detail)
+
+
 def _relative_cells(group: Records, column: Column) -> list[Cell]:
     assert column.relative_to is not None
     name, reference = column.relative_to
@@ -218,6 +236,8 @@ def book_table(summary: Any, experiment: Any) -> list[tuple[dict[str, Any], Tabl
                 columns[column.title] = _relative_cells(group, column)
             else:
                 columns[column.title] = [_cell(record, column) for record in group]
+        if any(_has_llc_fact(record) for record in group):
+            columns[FITS_LLC_TITLE] = [_llc_cell(record) for record in group]
         columns["Reps"] = [_reps_cell(record) for record in group]
         heading = {k: group[0].get(k) for k in group_keys}
         tables.append((constant | heading, Table(columns)))
@@ -292,6 +312,13 @@ def table_legend(rows: Any, experiment: Any, ticks: Iterable[tuple[int, str]] = 
         lines.append(
             f"{FAILED_CHECK} the case's own data check (integrity_ok) failed in some repetitions; while "
             f"some passed, the failed ones are left out of the medians ({cases})."
+        )
+    if any(_has_llc_fact(r) for r in records):
+        lines.append(
+            f"{FITS_LLC_TITLE}: whether what one repetition touches (the file's cached pages and the "
+            "buffer: working_set_bytes) fits the CPU's last-level cache (host llc_bytes). A warm pass "
+            "over a set that fits can be served from that cache, so it measures the cache, not DRAM; "
+            "near the cache's size the two blend."
         )
     if any(c.metric in CPU_SPLIT for c in experiment.columns):
         resolution = (
