@@ -269,7 +269,33 @@ def host_facts() -> dict[str, Any]:
         "cpu_governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
         "page_size": os.sysconf("SC_PAGE_SIZE"),
         **llc_facts(),
+        "damon_pageout_after_s": damon_pageout_after_s(),
     }
+
+
+DAMON_ADMIN = Path("/sys/kernel/mm/damon/admin")
+
+
+def damon_pageout_after_s(root: Path = DAMON_ADMIN) -> float | None:
+    """How long memory may sit idle before a running DAMON ``pageout`` scheme reclaims it
+    (the shortest over running kdamonds), or None when none runs. Such a host evicts page
+    cache that nobody touches: a file made "warm" can go cold between repetitions."""
+    shortest: float | None = None
+    for kdamond in sorted(root.glob("kdamonds/[0-9]*")):
+        if _read(kdamond / "state") != "on":
+            continue
+        for context in kdamond.glob("contexts/[0-9]*"):
+            aggregation_us = _read(context / "monitoring_attrs" / "intervals" / "aggr_us")
+            for scheme in context.glob("schemes/[0-9]*"):
+                min_age = _read(scheme / "access_pattern" / "age" / "min")
+                if _read(scheme / "action") != "pageout" or not (min_age and aggregation_us):
+                    continue
+                try:
+                    seconds = int(min_age) * int(aggregation_us) / 1e6
+                except ValueError:
+                    continue
+                shortest = seconds if shortest is None else min(shortest, seconds)
+    return shortest
 
 
 #: The tick assumed when the kernel's CONFIG_HZ cannot be read (HZ=100, the lowest common value).
@@ -340,6 +366,12 @@ def warnings_for(host: dict[str, Any], target: dict[str, Any] | None) -> list[st
     load1 = (host.get("load_average") or [0])[0]
     if load1 > 0.5 * cpus:
         found.append(f"load average {load1:.2f} on {cpus} CPUs: other work may disturb the timings")
+    damon = host.get("damon_pageout_after_s")
+    if damon is not None:
+        found.append(
+            f"DAMON reclaims memory idle for {damon:g} s (a pageout scheme): page cache untouched that long is "
+            "evicted, so a warm file can go cold between repetitions (each row's resident_before shows it)"
+        )
     governor = host.get("cpu_governor")
     if governor and governor != "performance":
         found.append(f"CPU frequency governor is {governor!r}, not 'performance': clock speed may vary")

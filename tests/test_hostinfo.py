@@ -177,3 +177,23 @@ def test_this_hosts_llc_is_in_the_host_facts() -> None:
     assert dict(hostinfo.describe(host, {}))["LLC"].startswith(
         f"{hostinfo.format_size(sizes[max(sizes)])} L{max(sizes)}"
     )
+
+
+def test_a_running_damon_pageout_scheme_is_found_and_warned(tmp_path) -> None:
+    from iobench import hostinfo
+
+    context = tmp_path / "kdamonds" / "0" / "contexts" / "0"
+    scheme = context / "schemes" / "0"
+    (scheme / "access_pattern" / "age").mkdir(parents=True)
+    (context / "monitoring_attrs" / "intervals").mkdir(parents=True)
+    (tmp_path / "kdamonds" / "0" / "state").write_text("on\n")
+    (scheme / "action").write_text("pageout\n")
+    (scheme / "access_pattern" / "age" / "min").write_text("6\n")
+    (context / "monitoring_attrs" / "intervals" / "aggr_us").write_text("5000000\n")
+    assert hostinfo.damon_pageout_after_s(tmp_path) == 30.0
+    warned = hostinfo.warnings_for({"damon_pageout_after_s": 30.0}, None)
+    assert any("DAMON reclaims memory idle for 30 s" in w for w in warned)
+    (tmp_path / "kdamonds" / "0" / "state").write_text("off\n")
+    assert hostinfo.damon_pageout_after_s(tmp_path) is None
+    (scheme / "action").write_text("stat\n")
+    assert hostinfo.damon_pageout_after_s(tmp_path / "nowhere") is None
