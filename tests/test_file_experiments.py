@@ -174,7 +174,7 @@ def test_buffered_rows_make_no_direct_claim(shm_dir: Path, tiny_protocol: Protoc
 
 
 def test_the_probe_sees_the_page_cache_both_ways(disk_dir: Path, shm_dir: Path) -> None:
-    from iobench.osutil.direct import probe_direct_io
+    from iobench.engine.direct import probe_direct_io
 
     disk = probe_direct_io(disk_dir)
     assert disk.honoured and disk.reason() == "" and (disk.after_write, disk.after_read) == (0.0, 0.0)

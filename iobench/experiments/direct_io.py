@@ -8,6 +8,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from iobench.engine import cache
+from iobench.engine.direct import DirectEvidence, probe_direct_io
 from iobench.errors import UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec, cache_param
@@ -15,7 +16,6 @@ from iobench.hostinfo import target_facts, working_set
 from iobench.loops.buffers import page_aligned_buffer
 from iobench.metrics import FITS_LLC, INTEGRITY_OK, RESIDENT_BEFORE, WORKING_SET
 from iobench.metrics import Metric as M
-from iobench.osutil.direct import DirectEvidence, probe_direct_io
 from iobench.osutil.files import create_random_file
 from iobench.osutil.verify import file_matches_pattern
 from iobench.params import Kind, Param, choice_param, size_param
