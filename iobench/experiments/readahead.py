@@ -277,11 +277,11 @@ def _method_against_plain(experiment: Any, summary: pd.DataFrame, pattern: str, 
     if found is None:
         return None
     what = {
-        "fadvise-random": "posix_fadvise(RANDOM), which turns read-ahead off for the file,",
+        "fadvise-random": "posix_fadvise(RANDOM) (read-ahead off for the file)",
         "readahead": "readahead(2) of the whole file first",
     }[method]
     return (
-        f"{pattern.capitalize()} with {what}: {format_rate(ex.one(summary, 'bytes_per_s', **other))} against "
+        f"{pattern.capitalize()} cold reads with {what}: {format_rate(ex.one(summary, 'bytes_per_s', **other))} against "
         f"{format_rate(ex.one(summary, 'bytes_per_s', **plain))} without, {ex.contrast(found, higher_is_better=True)}."
     )
 
