@@ -301,7 +301,8 @@ class DirtyThrottle(Experiment):
 
     def before_rep(self) -> dict[str, Any]:
         self.path.unlink(missing_ok=True)
-        # Untimed: what earlier repetitions (or other processes) left dirty is written back first.
+        # Untimed: the throttle point counts every dirty page of the system, not only ours, so
+        # each repetition starts from what sync() leaves (the first sample records it).
         os.sync()
         self._fd = open_new(self.path)
         self._sampler = Sampler(10**9 // self.case["samples_per_second"])

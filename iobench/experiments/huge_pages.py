@@ -59,7 +59,7 @@ class HugePages(Experiment):
             "memory",
             ("anon", "file-cold", "file-warm"),
             "anon: write one byte per page of fresh anonymous memory; file-cold / file-warm: read one byte per "
-            "page of a shared mapping of a file evicted from / resident in the page cache.",
+            "page of a shared mapping of a file (written in 1MiB writes) evicted from / resident in the page cache.",
         ),
         choice_param(
             "thp",
