@@ -1000,48 +1000,56 @@ def _parse_series(raw: Any) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and isinstance(data.get("t_ns"), list) else None
 
 
-def _time_lines(
-    experiment: Any, rows: pd.DataFrame, spec: FigureSpec
-) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(label, seconds, values) for each case and each of the spec's keys present in its series."""
+class _TimeLine(NamedTuple):
+    label: str
+    case: int
+    key: int
+    seconds: np.ndarray
+    values: np.ndarray
+
+
+def _time_lines(experiment: Any, rows: pd.DataFrame, spec: FigureSpec) -> list[_TimeLine]:
+    """Each case's lists named by the spec, against seconds since the window started."""
     names = [p for p in _params(experiment, rows) if rows[p].astype(str).nunique() > 1]
     if "run_id" in rows and rows["run_id"].nunique() > 1:
         names = ["run_id", *names]
     lines = []
-    for _, record in rows.iterrows():
+    for case, (_, record) in enumerate(rows.iterrows()):
         data = _parse_series(record.get(spec.metric))
         if data is None:
             continue
         seconds = np.asarray(data["t_ns"], dtype=float) / 1e9
-        case = _case_words(experiment, record, names) if names else ""
-        for key in spec.metrics:
-            values = data.get(key)
+        words = _case_words(experiment, record, names) if names else ""
+        for key, name in enumerate(spec.metrics):
+            values = data.get(name)
             if not isinstance(values, list) or len(values) != len(seconds) or not len(seconds):
                 continue
-            label = " ".join(part for part in (case, key.replace("_", " ")) if part)
-            lines.append((label, seconds, np.asarray(values, dtype=float)))
+            label = " ".join(part for part in (words, name.replace("_", " ")) if part)
+            lines.append(_TimeLine(label, case, key, seconds, np.asarray(values, dtype=float)))
     return lines
 
 
 def _series_figure(
     experiment: Any, rows: pd.DataFrame, spec: FigureSpec, marks: list[Refusal]
 ) -> Figure | None:
-    """The spec's keys of each case's ``*_series`` column against time (linear axes)."""
+    """The spec's keys of each case's ``*_series`` column against time (linear axes): one
+    colour per case, one line style per key."""
     lines = _time_lines(experiment, rows, spec)
     if not lines:
         return None
-    divisor, unit_label = unit_scale(spec.unit, np.concatenate([v for _, _, v in lines]), False)
+    divisor, unit_label = unit_scale(spec.unit, np.concatenate([line.values for line in lines]), False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     drawn = [
-        _Series(label, t, v / divisor, v / divisor, v / divisor, colours[i % len(colours)], "-")
-        for i, (label, t, v) in enumerate(lines)
-    ]
+        _Series(line.label, line.seconds, line.values / divisor, line.values / divisor, line.values / divisor,
+                colours[line.case % len(colours)], _LINESTYLES[line.key % len(_LINESTYLES)])
+        for line in lines
+    ]  # fmt: skip
     hidden, notes = _hidden_ranks(drawn, False)
     fig, ax = _new_figure()
     for index, line in enumerate(drawn):
         rank = hidden.get(index, 0)
-        ax.plot(line.x, line.value, label=line.label, color=line.colour, linewidth=1.5 + 2 * rank,
-                alpha=0.6 if rank else 1.0, zorder=2 - rank)  # fmt: skip
+        ax.plot(line.x, line.value, label=line.label, color=line.colour, linestyle=line.linestyle,
+                linewidth=1.5 + 2 * rank, alpha=0.6 if rank else 1.0, zorder=2 - rank)  # fmt: skip
     ax.set_xlabel("time since the timed window started, s")
     ax.set_ylabel(f"{spec.y_label or spec.title}, {unit_label}" if unit_label else spec.y_label or spec.title)
     ax.set_ylim(bottom=0)
