@@ -4,6 +4,7 @@ every setting a case changes put back, after a failure, Ctrl-C, and a kill."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -209,26 +211,55 @@ def test_readahead_setting_comes_back_after_ctrl_c(
     assert list(private_records.iterdir()) == []
 
 
-@ROOT
-@pytest.mark.timeout(60)
-def test_readahead_setting_left_by_a_killed_run_is_restored_by_clean(
-    disk_dir: Path, private_records: Path
-) -> None:
-    device = _disk(disk_dir)
+@contextlib.contextmanager
+def _tuned_run(folder: Path, records: Path) -> Iterator[tuple[subprocess.Popen, sysfs.BlockDevice, int]]:
+    """An `iobench run` in a real process, returned once it has set the disk's read_ahead_kb to
+    16; whatever happens, the process is gone and the setting is back afterwards."""
+    device = _disk(folder)
     found = device.read_ahead_kb()
-    env = {**os.environ, "IOBENCH_SETTINGS_DIR": str(private_records)}
+    assert found is not None and found != 16
+    env = {**os.environ, "IOBENCH_SETTINGS_DIR": str(records)}
     argv = [*IOBENCH, "run", "readahead", "--read-ahead", "16KiB", "--allow-tuning", "yes", "--method",
             "fadvise-random", "--file-size", "16MiB", "--min-reps", "50", "--max-reps", "50",
-            "--dir", str(disk_dir), "--out", str(disk_dir / "out"), "-q"]  # fmt: skip
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            "--dir", str(folder), "--out", str(folder / "out"), "-q"]  # fmt: skip
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
         while device.read_ahead_kb() != 16 and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.01)
         assert device.read_ahead_kb() == 16, "the run never changed the setting"
+        yield process, device, found
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if device.read_ahead_kb() != found:  # never leave the machine changed, whatever failed
+            device.read_ahead_path.write_text(str(found))
+
+
+@ROOT
+@pytest.mark.timeout(60)
+def test_readahead_setting_comes_back_after_sigint_to_a_real_run(
+    disk_dir: Path, private_records: Path
+) -> None:
+    with _tuned_run(disk_dir, private_records) as (process, device, found):
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+        assert process.returncode == 130, stderr
+        assert device.read_ahead_kb() == found
+        assert list(private_records.iterdir()) == []
+
+
+@ROOT
+@pytest.mark.timeout(60)
+def test_readahead_setting_left_by_a_killed_run_is_restored_by_clean(
+    disk_dir: Path, private_records: Path
+) -> None:
+    with _tuned_run(disk_dir, private_records) as (process, device, found):
         process.send_signal(signal.SIGKILL)
         process.wait(10)
         assert device.read_ahead_kb() == 16  # nobody put it back: the process was killed
+        env = {**os.environ, "IOBENCH_SETTINGS_DIR": str(private_records)}
         done = subprocess.run(
             [*IOBENCH, "clean", "--dir", str(disk_dir), "--out", str(disk_dir / "out")],
             capture_output=True, text=True, env=env, timeout=60,
@@ -238,12 +269,7 @@ def test_readahead_setting_left_by_a_killed_run_is_restored_by_clean(
             f"restored {device.read_ahead_path} = {found} (changed by a run that was killed)" in done.stdout
         )
         assert device.read_ahead_kb() == found
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        if device.read_ahead_kb() != found:  # never leave the machine changed, whatever failed
-            device.read_ahead_path.write_text(str(found))
+        assert list(private_records.iterdir()) == []
 
 
 # ------------------------------------------------------------------ dirty-throttle
@@ -385,3 +411,24 @@ def test_huge_pages_tuned_mode_is_in_force_and_restored(tmp_path: Path) -> None:
     assert sysfs.thp_mode() == mode
     assert row["setting_thp"] == "always"
     assert row["settings_changed"] == "/sys/kernel/mm/transparent_hugepage/enabled=always"
+
+
+@pytest.mark.timeout(60)
+def test_dirty_throttle_window_is_the_writes_the_fsync_and_the_go_byte(tmp_path: Path) -> None:
+    from tests.straced import traced_window
+
+    case = {"max_bytes": 4 * MIB, "threshold_multiple": 1, "samples_per_second": 200}
+    window = traced_window("dirty-throttle", case, tmp_path)
+    assert window.row["status"] == "ok", window.row
+    # Ours: the byte that releases the parked sampler, four 1 MiB writes, the fsync.
+    assert [c.name for c in window.own()] == ["write"] * 5 + ["fsync"]
+    sampler = {c.name for c in window.calls if c.pid != window.pid}
+    assert "read" in sampler  # it samples /proc/vmstat while we write...
+    assert not sampler & {
+        "clone",
+        "clone3",
+        "fork",
+        "vfork",
+        "wait4",
+        "execve",
+    }  # ...started before the window

@@ -114,11 +114,16 @@ class Tuning:
         if self._folder is None:
             parent = self.directory or record_dir()
             parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            folder = Path(tempfile.mkdtemp(prefix=PREFIX, dir=parent))
+            # Locked under a name restore_abandoned ignores, then renamed: it never sees an
+            # unlocked record folder of a live process.
+            making = Path(tempfile.mkdtemp(prefix=".making-", dir=parent))
             try:
-                self._lock_fd = _lock(folder)
+                self._lock_fd = _lock(making)
+                folder = parent / (PREFIX + making.name.removeprefix(".making-"))
+                os.rename(making, folder)
             except BaseException:
-                shutil.rmtree(folder, ignore_errors=True)
+                self._release_lock()
+                shutil.rmtree(making, ignore_errors=True)
                 raise
             self._folder = folder
         return self._folder
