@@ -399,6 +399,7 @@ def sysinfo_command(target_dir: Path, as_json: bool) -> None:
     target = hostinfo.target_facts(target_dir)
     warnings = hostinfo.warnings_for(host, target)
     left = scratch.leftovers(target_dir)
+    warnings += [f"{line}: restore it with: iobench clean" for line in scratch.left_settings()]
     for item in left:
         warnings.append(
             f"leftover scratch folder {item.path} ({format_size(item.size_bytes)}) from a run that was killed; "
@@ -430,7 +431,8 @@ def sysinfo_command(target_dir: Path, as_json: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
 def clean_command(target_dir: Path, out_dir: Path, dry_run: bool) -> None:
     """Remove what killed runs left behind: scratch folders (their test files) under --dir,
-    and mark their runs under --out as crashed. Folders of running iobench processes are never
+    system settings they changed (written back, as root), and mark their runs under --out as
+    crashed. Folders of running iobench processes are never
     touched (each holds a lock).
 
     Example: iobench clean --dir /mnt/disk
@@ -444,6 +446,12 @@ def clean_command(target_dir: Path, out_dir: Path, dry_run: bool) -> None:
         click.echo(f"{'would remove' if dry_run else 'removed'} {item.path} ({format_size(item.size_bytes)})")
         if not dry_run:
             scratch.remove(item)
+    if dry_run:
+        for line in scratch.left_settings():
+            click.echo(f"would restore: {line}")
+    else:
+        for line in scratch.restore_left_settings():
+            click.echo(line)
     for path in list_runs(out_dir):
         try:
             meta = read_meta(path)

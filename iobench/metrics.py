@@ -414,6 +414,21 @@ def _cpu_split(group: list[Mapping[str, Any]], median_cpu: float, tick_ns: int) 
     return out
 
 
+#: A column whose value is one repetition's time series (JSON text): a summary keeps the series
+#: of the repetition with the median elapsed time, since series cannot be averaged.
+SERIES_SUFFIX = "_series"
+
+
+def _median_repetition(group: list[Mapping[str, Any]], column: str) -> Any:
+    """``column`` of the repetition whose elapsed time is the (lower) median among those that
+    have it; NaN when none has."""
+    having = [row for row in group if not is_missing(row.get(column))]
+    if not having:
+        return math.nan
+    timed = sorted(having, key=lambda row: float(row.get("elapsed_ns") or 0))
+    return timed[(len(timed) - 1) // 2][column]
+
+
 def summarize_records(
     rows: Iterable[Mapping[str, Any]],
     cases: Iterable[Mapping[str, Any]] | None = None,
@@ -422,7 +437,8 @@ def summarize_records(
     """One summary record per (run, experiment, case) from the rows that ran; plain Python,
     so a run can print its tables without loading pandas (``summarize`` is the DataFrame form).
 
-    Numbers are medians over the repetitions; flags are all(); text that agrees is kept.
+    Numbers are medians over the repetitions; flags are all(); text that agrees is kept; a
+    ``*_series`` column keeps the series of the repetition of median elapsed time.
     Repetitions whose own data check failed (``integrity_ok`` False) are left out of the
     medians while good ones exist (``reps_failed_check`` counts them). ``cases`` are meta.json's
     case records: their stop reason and CI half-width join the rows. ``samples`` holds each
@@ -455,6 +471,9 @@ def summarize_records(
         samples: dict[str, tuple[float, ...]] = {}
         for column in columns:
             if (column in IDENTITY_COLUMNS and column != "engine") or column in params:
+                continue
+            if column.endswith(SERIES_SUFFIX):
+                record[column] = _median_repetition(counted, column)
                 continue
             source = group if column in ("engine", "integrity_ok") else counted
             values = [row.get(column) for row in source]

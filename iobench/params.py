@@ -45,6 +45,9 @@ class Param:
     sweep: bool = False
     minimum: int | float | None = None
     maximum: int | float | None = None
+    #: False for a parameter added after results were recorded: at its default it is left out
+    #: of case ids, so the cases that existed before keep their ids (and their baselines).
+    in_id_at_default: bool = True
 
     @property
     def option(self) -> str:
@@ -196,6 +199,19 @@ def expand_cases(params: Sequence[Param], values: Mapping[str, Any]) -> list[dic
 def case_id(params: Sequence[Param], case: Mapping[str, Any]) -> str:
     """A stable identifier of one case in base units: ``mode=copy,file_size=16777216,bs=4096``.
 
-    Base units, not human ones, so two sizes that print alike never share an id.
+    Base units, not human ones, so two sizes that print alike never share an id. A parameter
+    declared ``in_id_at_default=False`` appears only when it differs from its default.
     """
-    return ",".join(f"{p.name}={case[p.name]}" for p in params)
+    return ",".join(f"{p.name}={case[p.name]}" for p in params if not left_out_of_id(p, case))
+
+
+def left_out_of_id(param: Param, case: Mapping[str, Any]) -> bool:
+    """A later parameter at its default, or absent (a case made before it existed)."""
+    if param.in_id_at_default:
+        return False
+    if param.name not in case:
+        return True
+    value, default = case[param.name], param.default
+    if isinstance(default, tuple):
+        return len(default) == 1 and value == default[0]
+    return value == default

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from iobench.engine.protocol import Protocol
-from iobench.params import case_id, expand_cases, resolve
+from iobench.params import case_id, expand_cases, left_out_of_id, resolve
 
 if TYPE_CHECKING:
     from iobench.experiments.base import Experiment
@@ -86,7 +86,9 @@ class CaseSpec:
 
 def case_label(experiment: type[Experiment], case: dict[str, Any]) -> str:
     """Human label: ``rw-buffer mode=copy file_size=1MiB bs=4KiB cache=cold``."""
-    parts = " ".join(f"{p.name}={p.format(case[p.name])}" for p in experiment.params)
+    parts = " ".join(
+        f"{p.name}={p.format(case[p.name])}" for p in experiment.params if not left_out_of_id(p, case)
+    )
     return f"{experiment.name} {parts}"
 
 

@@ -5,6 +5,10 @@ holds a lock on it (``.lock``, flock) while it runs; the folder is removed howev
 ends. Only SIGKILL (or a power cut) leaves one behind: its lock is then free, so ``iobench
 sysinfo`` can list it with its size and ``iobench clean`` (or the run's ``--resume``) can
 remove it without ever touching the folder of a run that is still going.
+
+System settings a case changed (``allow_tuning=yes``) are recorded the same way, under
+/run/iobench (``iobench.osutil.tuning``): what a killed run left changed is listed by
+``sysinfo`` and written back by ``clean`` and by the next run.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from iobench.errors import TargetDirError
+from iobench.osutil import tuning
 from iobench.results import FolderLock, is_abandoned, owner_record
 
 PREFIX = "iobench-"
@@ -104,3 +109,21 @@ def remove(leftover: Leftover) -> None:
     """Delete a leftover scratch folder (re-checking that nobody took it meanwhile)."""
     if is_abandoned(leftover.path):
         shutil.rmtree(leftover.path, ignore_errors=True)
+
+
+def left_settings() -> list[str]:
+    """System settings that killed runs changed and left so (one line each; [] when none, or
+    when this user cannot read the records: only root can change the settings)."""
+    return [
+        f"{change.path} left at {change.value} by a killed run (it was {change.restore_value})"
+        for record in tuning.abandoned()
+        if record.same_boot
+        for change in record.changes
+    ]
+
+
+def restore_left_settings() -> list[str]:
+    """Write back what killed runs changed (root only; one line per setting, [] otherwise)."""
+    if os.geteuid() != 0:
+        return []
+    return tuning.restore_abandoned()

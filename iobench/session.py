@@ -32,7 +32,7 @@ from iobench.loops.engines import native_available, native_unavailable_reason
 from iobench.plan import CaseSpec, Lookup, PlanEntry, plan_cases
 from iobench.record import MemorySink, Sink
 from iobench.results import COLUMNS_DOC, RunStore
-from iobench.scratch import check_target_dir, note_run, private_scratch
+from iobench.scratch import check_target_dir, note_run, private_scratch, restore_left_settings
 from iobench.units import format_size
 
 
@@ -201,7 +201,10 @@ def _prepare(request: RunRequest) -> _Prepared:
     done = request.resume.finished_cases() if request.resume is not None else set()
     specs = plan_cases(request.entries, done, cpu)
     _check_space(specs, request.lookup, target_dir)
+    # Settings a killed run changed (read_ahead_kb, THP mode...) go back before facts are read.
+    restored = restore_left_settings()
     facts, warnings = _facts(request.entries, target_dir, cpu)
+    warnings += restored
     clock_origin = time.perf_counter_ns()
     meta = {
         "command": request.command,

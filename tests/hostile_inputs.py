@@ -65,6 +65,10 @@ TINY_CASES: dict[str, dict[str, str]] = {
         "pool_buffers": "1",
     },
     "zero-copy": {"method": "sendfile", "file_size": "64KiB", "bs": "4KiB"},
+    "folio-layout": {"layout": "written", "write_bs": "64KiB", "read_bs": "64KiB", "file_size": "256KiB"},
+    "readahead": {"pattern": "sequential", "method": "plain", "file_size": "256KiB"},
+    "dirty-throttle": {"max_bytes": "4MiB", "threshold_multiple": "1", "samples_per_second": "200"},
+    "huge-pages": {"memory": "anon", "thp": "never", "size": "2MiB"},
 }
 
 

@@ -111,7 +111,7 @@ def test_experiments_lists_parameters_with_defaults() -> None:
     assert len(known) >= 16 and "rw-buffer" in known
     info = known["rw-buffer"]
     assert info.defaults["bs"] == (1, 16, 256, 4096, 65536)
-    assert {p.name for p in info.params} == {"mode", "file_size", "bs", "cache"}
+    assert {p.name for p in info.params} == {"mode", "file_size", "bs", "cache", "source_write_bs"}
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,7 @@ def test_good_config(tmp_path: Path) -> None:
         "file_size": (65536,),
         "bs": (512, 4096),
         "cache": ("warm",),
+        "source_write_bs": (1 << 20,),
     }
     assert entry.protocol.min_reps == 2
     assert entry.protocol.max_reps == 4

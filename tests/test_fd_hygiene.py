@@ -76,6 +76,8 @@ FD_HUNGRY = [
     ("page-fault", {"mode": "cow", "size": "64KiB"}),
     ("msg-zerocopy", {"method": "zerocopy-unprivileged", "msg_size": "64KiB", "transfer": "256KiB"}),
     ("zero-copy", {"method": "tcp-sendfile", "file_size": "64KiB", "bs": "4KiB"}),
+    ("dirty-throttle", {"max_bytes": "1MiB", "threshold_multiple": "1", "samples_per_second": "200"}),
+    ("huge-pages", {"memory": "file-cold", "thp": "never", "size": "2MiB"}),
 ]
 
 

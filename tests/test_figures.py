@@ -10,6 +10,7 @@ Then one test per defect found by looking at a real quick-sweep report (issue 13
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import tomllib
@@ -25,7 +26,7 @@ from matplotlib.figure import Figure
 
 from iobench.errors import IobenchError
 from iobench.experiments import all_experiments, get_experiment
-from iobench.metrics import metric, summarize
+from iobench.metrics import SERIES_SUFFIX, metric, summarize
 from iobench.params import case_id, expand_cases, resolve
 from iobench.report.axes import log_ticks, unit_scale
 from iobench.report.figures import REFUSED_LABEL, _where, render_figure
@@ -75,9 +76,23 @@ def _metric_names(experiment: Any) -> tuple[set[str], set[str], set[str]]:
     return values - divisors - flags, divisors, flags
 
 
+def _series_value(name: str, experiment: Any, rng: random.Random, scale: float) -> str:
+    """One repetition's time series (a ``*_series`` JSON column): 50 samples of every key the
+    experiment's series figures draw, a ramp with noise."""
+    keys = {key for spec in experiment.report_figures() if spec.metric == name for key in spec.metrics}
+    samples = 50
+    series: dict[str, list[float]] = {"t_ns": [i * 2e7 for i in range(samples)]}
+    for key in sorted(keys):
+        level = scale * rng.uniform(0.5, 2.0)
+        series[key] = [level * (1 + i / samples) * rng.uniform(0.9, 1.1) for i in range(samples)]
+    return json.dumps(series)
+
+
 def _value(name: str, experiment: Any, rng: random.Random, scale: float) -> Any:
     declared = metric(name, experiment)
     unit = declared.unit if declared else "count"
+    if name.endswith(SERIES_SUFFIX):
+        return _series_value(name, experiment, rng, scale)
     if unit in ("text", "flag"):
         return "ok"
     if unit == "count":

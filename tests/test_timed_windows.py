@@ -54,6 +54,13 @@ AXES: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "async-send": ("mode", {"concurrency": 2, "messages": 10, "msg_size": 512, "writer_msg_size": 65536}),
     "msg-zerocopy": ("method", {"msg_size": 65536, "transfer": 1 << 20}),
+    "folio-layout": ("layout", {"write_bs": 65536, "read_bs": 65536, "file_size": 256 << 10}),
+    "readahead": ("method", {"pattern": "sequential", "file_size": 256 << 10}),
+    "dirty-throttle": (
+        "write_bs",
+        {"threshold_multiple": 1, "max_bytes": 4 << 20, "samples_per_second": 200},
+    ),
+    "huge-pages": ("memory", {"thp": "madvise", "size": 4 << 20}),
 }
 
 

@@ -40,7 +40,7 @@ class Column:
         return all(str(record.get(name)) in {str(v) for v in values} for name, values in self.where)
 
 
-FigureKind = Literal["throughput", "stacked_cpu", "percentiles", "metric"]
+FigureKind = Literal["throughput", "stacked_cpu", "percentiles", "metric", "series"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,9 @@ class FigureSpec:
     Kinds: ``throughput`` (bytes/s against ``x``, log2 axis), ``stacked_cpu`` (user and
     system CPU stacked, per ``per``/``scale`` when given), ``percentiles`` (one line per
     metric in ``metrics``, e.g. lat_p50_ns/lat_p99_ns), ``metric`` (``metric`` against ``x``,
-    divided by ``per`` and multiplied by ``scale`` like a Column). ``x`` defaults to the
+    divided by ``per`` and multiplied by ``scale`` like a Column), ``series`` (one repetition's
+    time series per case: ``metric`` names a ``*_series`` JSON column holding ``t_ns`` and
+    lists of the same length, ``metrics`` the lists drawn against time). ``x`` defaults to the
     experiment's x_param; with no axis at all the figure has one bar per case. A figure whose
     metrics are absent from the run is skipped, so a default may name optional metrics.
     ``where`` keeps only the cases whose parameter is one of the given values, e.g.

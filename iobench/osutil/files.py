@@ -15,13 +15,14 @@ def open_new(path: Path, flags: int = os.O_WRONLY) -> int:
     return os.open(path, flags | NEW_FILE_FLAGS, 0o600)
 
 
-def create_random_file(path: Path, size: int) -> bytes:
-    """A new file of ``size`` random bytes, synced to disk; returns its BLAKE2b digest."""
+def create_random_file(path: Path, size: int, write_bs: int = _CHUNK) -> bytes:
+    """A new file of ``size`` random bytes written ``write_bs`` bytes per write() (which
+    decides the page cache's folio sizes), synced to disk; returns its BLAKE2b digest."""
     hasher = hashlib.blake2b()
     fd = open_new(path)
     try:
-        for start in range(0, size, _CHUNK):
-            chunk = os.urandom(min(_CHUNK, size - start))
+        for start in range(0, size, write_bs):
+            chunk = os.urandom(min(write_bs, size - start))
             hasher.update(chunk)
             os.write(fd, chunk)
         os.fsync(fd)

@@ -1,5 +1,5 @@
 """libc calls Python's standard library does not expose: mincore, cachestat, mlock/munlock,
-raw mmap, and a zero-length recv that really reaches the kernel.
+raw mmap and madvise, a zero-length recv that really reaches the kernel, and readahead(2).
 
 One set of ctypes declarations for the whole package. Failures raise OSError with errno, like
 the os module does.
@@ -29,6 +29,9 @@ _libc.munlock.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 _libc.recv.restype = ctypes.c_ssize_t
 _libc.recv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 _libc.syscall.restype = ctypes.c_long
+_libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_libc.readahead.restype = ctypes.c_ssize_t
+_libc.readahead.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_size_t]
 _MAP_FAILED = ctypes.c_void_p(-1).value
 #: cachestat(2) (Linux 6.5): the same number on every architecture (the new unified table).
 _SYS_CACHESTAT = 451
@@ -48,6 +51,12 @@ def map_memory(length: int, fd: int = -1, prot: int = mmap.PROT_READ | mmap.PROT
     return int(address)
 
 
+def madvise(address: int, length: int, advice: int) -> None:
+    """madvise(2) on a mapping made by ``map_memory``."""
+    if _libc.madvise(address, length, advice) != 0:
+        _raise("madvise")
+
+
 def unmap(address: int, length: int) -> None:
     if _libc.munmap(address, length) != 0:
         _raise("munmap")
@@ -56,14 +65,19 @@ def unmap(address: int, length: int) -> None:
 _LOW_BIT = bytes(value & 1 for value in range(256))
 
 
-def resident_pages(address: int, length: int) -> int:
-    """How many pages of the mapping are in memory now (mincore(2)); faults nothing in."""
+def residency(address: int, length: int) -> bytes:
+    """mincore(2)'s vector: one byte per page of the mapping, bit 0 set when it is in memory."""
     pages = (length + mmap.PAGESIZE - 1) // mmap.PAGESIZE
     vector = ctypes.create_string_buffer(pages)
     if _libc.mincore(address, length, vector) != 0:
         _raise("mincore")
+    return vector.raw[:pages]
+
+
+def resident_pages(address: int, length: int) -> int:
+    """How many pages of the mapping are in memory now (mincore(2)); faults nothing in."""
     # Only the low bit of each byte means "resident"; counted in C, not in a Python loop.
-    return vector.raw.translate(_LOW_BIT).count(1)
+    return residency(address, length).translate(_LOW_BIT).count(1)
 
 
 class _CachestatRange(ctypes.Structure):
@@ -114,3 +128,10 @@ def recv_zero(fd: int, flags: int = 0) -> int:
     if result < 0:
         _raise("recv")
     return int(result)
+
+
+def readahead(fd: int, offset: int, count: int) -> None:
+    """readahead(2): start reading the range into the page cache (blocks until the reads are
+    submitted, not until they complete)."""
+    if _libc.readahead(fd, offset, count) != 0:
+        _raise("readahead")

@@ -12,11 +12,13 @@ cell shows) with its 95% interval as whiskers. Rules that keep a figure from mis
   point (×) with its reason, never a value.
 - A case for which the x parameter does not apply (sock-buffer's "unset" has no size) is a
   horizontal reference line, not a point at x = 0.
+- A time series (``series``) is one repetition, the one of median elapsed time, and says so.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import math
 import re
 import textwrap
@@ -980,6 +982,84 @@ def _stacked_cpu(
     return fig
 
 
+# ---------------------------------------------------------------- time series of one repetition
+
+SERIES_CAPTION = (
+    "Each line: one repetition of the case (the one of median elapsed time), one point per sample."
+)
+
+
+def _parse_series(raw: Any) -> dict[str, Any] | None:
+    """A ``*_series`` cell as a dict of lists, or None (missing, "mixed", not JSON)."""
+    if not isinstance(raw, str) or not raw.startswith("{"):
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("t_ns"), list) else None
+
+
+class _TimeLine(NamedTuple):
+    label: str
+    case: int
+    key: int
+    seconds: np.ndarray
+    values: np.ndarray
+
+
+def _time_lines(experiment: Any, rows: pd.DataFrame, spec: FigureSpec) -> list[_TimeLine]:
+    """Each case's lists named by the spec, against seconds since the window started."""
+    names = [p for p in _params(experiment, rows) if rows[p].astype(str).nunique() > 1]
+    if "run_id" in rows and rows["run_id"].nunique() > 1:
+        names = ["run_id", *names]
+    lines = []
+    for case, (_, record) in enumerate(rows.iterrows()):
+        data = _parse_series(record.get(spec.metric))
+        if data is None:
+            continue
+        seconds = np.asarray(data["t_ns"], dtype=float) / 1e9
+        words = _case_words(experiment, record, names) if names else ""
+        for key, name in enumerate(spec.metrics):
+            values = data.get(name)
+            if not isinstance(values, list) or len(values) != len(seconds) or not len(seconds):
+                continue
+            label = " ".join(part for part in (words, name.replace("_", " ")) if part)
+            lines.append(_TimeLine(label, case, key, seconds, np.asarray(values, dtype=float)))
+    return lines
+
+
+def _series_figure(
+    experiment: Any, rows: pd.DataFrame, spec: FigureSpec, marks: list[Refusal]
+) -> Figure | None:
+    """The spec's keys of each case's ``*_series`` column against time (linear axes): one
+    colour per case, one line style per key."""
+    lines = _time_lines(experiment, rows, spec)
+    if not lines:
+        return None
+    divisor, unit_label = unit_scale(spec.unit, np.concatenate([line.values for line in lines]), False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    drawn = [
+        _Series(line.label, line.seconds, line.values / divisor, line.values / divisor, line.values / divisor,
+                colours[line.case % len(colours)], _LINESTYLES[line.key % len(_LINESTYLES)])
+        for line in lines
+    ]  # fmt: skip
+    hidden, notes = _hidden_ranks(drawn, False)
+    fig, ax = _new_figure()
+    for index, line in enumerate(drawn):
+        rank = hidden.get(index, 0)
+        ax.plot(line.x, line.value, label=line.label, color=line.colour, linestyle=line.linestyle,
+                linewidth=1.5 + 2 * rank, alpha=0.6 if rank else 1.0, zorder=2 - rank)  # fmt: skip
+    ax.set_xlabel("time since the timed window started, s")
+    ax.set_ylabel(f"{spec.y_label or spec.title}, {unit_label}" if unit_label else spec.y_label or spec.title)
+    ax.set_ylim(bottom=0)
+    notes.insert(0, SERIES_CAPTION)
+    notes += _refusal_notes(experiment, marks, _with_marks(rows, marks))
+    context = _fixed_context(experiment, _with_marks(rows, marks), [])
+    _finish(fig, ax, spec.title + (f"\n{context}" if context else ""), notes)
+    return fig
+
+
 def render_figure(
     experiment: Any, rows: pd.DataFrame, spec: FigureSpec, not_run: pd.DataFrame | None = None
 ) -> Figure | None:
@@ -1013,6 +1093,8 @@ def render_figure(
             marks,
             THROUGHPUT_CAPTION,
         )
+    if spec.kind == "series":
+        return _series_figure(experiment, rows, spec, marks)
     if spec.kind == "stacked_cpu":
         if "cpu_ns" not in rows:
             return None
