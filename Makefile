@@ -9,7 +9,11 @@ STAMP  := $(VENV)/.installed
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml setup.py iobench/loops/_native.c | $(BIN)/python
+NATIVE_SOURCES := iobench/loops/_native.c iobench/loops/_async.c iobench/loops/_async.h iobench/loops/_uring_net.c
+
+# The C extension needs only a compiler and the kernel headers (io_uring and Linux AIO by raw
+# system calls: no liburing or libaio); see setup.py.
+$(STAMP): pyproject.toml setup.py $(NATIVE_SOURCES) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@

@@ -76,6 +76,11 @@ FD_HUNGRY = [
     ("page-fault", {"mode": "cow", "size": "64KiB"}),
     ("msg-zerocopy", {"method": "zerocopy-unprivileged", "msg_size": "64KiB", "transfer": "256KiB"}),
     ("zero-copy", {"method": "tcp-sendfile", "file_size": "64KiB", "bs": "4KiB"}),
+    ("async-io", {"method": "asyncio", "qd": "4", "file_size": "64KiB", "direct": "off", "cache": "warm"}),
+    (
+        "async-io",
+        {"method": "io_uring-fixed", "qd": "4", "file_size": "64KiB", "direct": "off", "cache": "warm"},
+    ),
 ]
 
 

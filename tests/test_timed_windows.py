@@ -54,6 +54,7 @@ AXES: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "async-send": ("mode", {"concurrency": 2, "messages": 10, "msg_size": 512, "writer_msg_size": 65536}),
     "msg-zerocopy": ("method", {"msg_size": 65536, "transfer": 1 << 20}),
+    "async-io": ("method", {"qd": 8, "file_size": 64 << 10, "bs": 4096, "direct": "off", "cache": "warm"}),
 }
 
 
