@@ -824,3 +824,67 @@ def test_zero_byte_recv_names_the_threads_strategy_and_the_probed_socket() -> No
     assert "Zero-byte-threads against prepost: 2.0x slower." in text
     without = says("zero-byte-recv", cases[:2])
     assert "zero-byte-threads" not in without.lower()
+
+
+# ------------------------------------------------------------------ async-io
+
+
+def _aio(method: str, qd: int, iops: float, direct: str = "on", spread: float = 0.02, **metrics: Any):
+    """An async-io case: ``iops`` per repetition spread by +-spread, 1,000 IOs each."""
+    values = [iops * (1 + spread * f) for f in (-1.0, -0.5, 0.0, 0.5, 1.0)]
+    return {"method": method, "qd": qd, "direct": direct, "iops": values, "ops": 1000} | metrics
+
+
+def test_async_io_depth_gains_and_losses_follow_the_data() -> None:
+    gain = says("async-io", [_aio("io_uring", 1, 2e4), _aio("io_uring", 16, 6e4)])
+    assert "io_uring at qd 16 against 1: 60,000 vs 20,000 IOPS, 3.0x more" in gain
+    loss = says("async-io", [_aio("io_uring", 1, 6e4), _aio("io_uring", 16, 2e4)])
+    assert "io_uring at qd 16 against 1: 20,000 vs 60,000 IOPS, 3.0x fewer" in loss
+    noise = says("async-io", [_aio("io_uring", 1, 2e4, spread=0.1), _aio("io_uring", 16, 2.04e4, spread=0.1)])
+    assert "no measurable difference (within ±" in noise and "more" not in noise.split("IOPS,")[1][:12]
+
+
+def test_async_io_says_libaio_is_synchronous_only_when_the_data_does() -> None:
+    buffered = {"direct": "off", "cache": "cold"}
+    sync = says(
+        "async-io",
+        [
+            _aio("libaio", 1, 2.5e4, submit_share=0.98, **buffered),
+            _aio("libaio", 8, 2.45e4, spread=0.05, submit_share=0.99, **buffered),
+        ],
+    )
+    assert "libaio on buffered IO (randread bs=4KiB buffered (cold cache)) was synchronous" in sync
+    assert "99% of the loop at qd 8 was spent inside io_submit" in sync
+    assert "fio HOWTO, ioengine=libaio (fio documentation): Linux may only support queued behavior" in sync
+    queued = says(
+        "async-io",
+        [
+            _aio("libaio", 1, 2.5e4, submit_share=0.3, **buffered),
+            _aio("libaio", 8, 7.5e4, submit_share=0.2, **buffered),
+        ],
+    )
+    assert "synchronous" not in queued and "libaio on buffered IO gained from depth here" in queued
+    direct = says("async-io", [_aio("libaio", 1, 2e4, submit_share=0.3), _aio("libaio", 8, 2e4)])
+    assert "buffered" not in direct and "fio HOWTO" not in direct
+
+
+def test_async_io_ranks_methods_and_counts_calls_only_where_measured() -> None:
+    cases = [
+        _aio("psync", 1, 2e4, syscalls_per_io=1.0),
+        _aio("libaio", 8, 5e4, syscalls_per_io=0.25),
+        _aio("io_uring", 8, 1e5, syscalls_per_io=0.125),
+    ]
+    text = says("async-io", cases)
+    assert (
+        "qd 8, most IOPS first: io_uring 100,000 IOPS, then libaio 50,000 IOPS (2.0x fewer IOPS than io_uring)"
+        in text
+    )
+    assert (
+        "system calls per IO: psync 1 (pread/pwrite, qd 1), libaio 0.25 (io_submit + io_getevents, qd 8)"
+        in text
+    )
+    swapped = says("async-io", [cases[0], _aio("libaio", 8, 1e5), _aio("io_uring", 8, 5e4)])
+    assert "most IOPS first: libaio 100,000 IOPS, then io_uring 50,000 IOPS" in swapped
+    tied = says("async-io", [_aio("libaio", 8, 5e4, spread=0.1), _aio("io_uring", 8, 5.1e4, spread=0.1)])
+    assert "no measurable difference between" in tied
+    assert says("async-io", [{"method": "io_uring"}]) == ""

@@ -50,9 +50,9 @@ class AsyncIo(Experiment):
     summary = "IOs in flight at queue depth: pread, a thread pool, asyncio, libaio, io_uring (fio's jobs)"
     seed_idea = (
         "overlapped IO keeps many requests in flight from one thread, so the device works on them "
-        "together (Win32 ReadFile with OVERLAPPED; Jones & Ohlund 2002, ch. 6). Linux offers the same "
-        "through Linux AIO (io_submit(2): asynchronous only with O_DIRECT) and io_uring (io_uring(7)), "
-        "the interfaces fio measures queue depth with."
+        "together (Win32 ReadFile with an OVERLAPPED structure; Jones & Ohlund 2002, ch. 6). Linux offers "
+        "it through Linux AIO (io_submit(2); queued only for O_DIRECT files, as fio's HOWTO warns) and "
+        "io_uring (io_uring(7)): the interfaces fio measures queue depth with."
     )
     params = (
         choice_param(
@@ -79,9 +79,9 @@ class AsyncIo(Experiment):
         ),
         Param(
             "rwmix_read",
-            Kind.PERCENT,
-            (70.0,),
-            "randrw: share of the IOs that are reads.",
+            Kind.INT,
+            (70,),
+            "randrw: percent of the IOs that are reads (0..100).",
             sweep=True,
             minimum=0,
             maximum=100,
@@ -189,7 +189,9 @@ class AsyncIo(Experiment):
             "qd_achieved",
             "Mean in flight",
             "ratio",
-            "Mean IOs in flight over the loop: sum of latencies / loop time (Little's law).",
+            "Mean IOs submitted and not yet reaped over the loop: sum of latencies / loop time (Little's "
+            "law). An IO the kernel does inside the submitting call (libaio on buffered files) counts as in "
+            "flight while the call does its batch one IO after another.",
         ),
         M(
             "submit_share",
@@ -228,6 +230,7 @@ class AsyncIo(Experiment):
         from iobench import explain as ex
 
         out = []
+        cited = False
         for regime in _regimes(summary):
             label = _regime_label(cls, regime)
             depth = _depth_sentences(cls, summary, regime)
@@ -236,22 +239,22 @@ class AsyncIo(Experiment):
             sync = _libaio_buffered(cls, summary, regime)
             if sync:
                 out.append(sync)
+                if not cited:
+                    cited = True
+                    out.append(
+                        ex.cite(
+                            "fio HOWTO, ioengine=libaio",
+                            "fio documentation",
+                            "Linux may only support queued behavior with non-buffered I/O (direct=1)",
+                        )
+                        + "."
+                    )
             ranked = _ranking(cls, summary, regime)
             if ranked:
                 out.append(f"{label}, {ranked}.")
             calls = _syscalls(cls, summary, regime)
             if calls:
                 out.append(calls)
-        if out:
-            out.append(
-                ex.cite(
-                    "io_submit(2)",
-                    ex.MAN_PAGES,
-                    "Linux AIO is asynchronous only for files opened with O_DIRECT; otherwise io_submit does "
-                    "the IO before it returns",
-                )
-                + "."
-            )
         return out
 
     _fd: int | None = None
@@ -631,7 +634,7 @@ class AsyncIo(Experiment):
 # ---------------------------------------------------------------------- the IOs
 
 
-def io_pattern(rw: str, file_size: int, bs: int, rwmix_read: float) -> tuple[array, bytes]:
+def io_pattern(rw: str, file_size: int, bs: int, rwmix_read: int) -> tuple[array, bytes]:
     """(offsets as int64, one byte per IO: 1 write, 0 read) for one pass over the file's blocks:
     in order for read/write, a fixed random permutation for the rand* patterns (every block once,
     as fio's random map), randrw drawing each IO's direction with P(read) = rwmix_read %."""
@@ -757,7 +760,8 @@ def _libaio_buffered(experiment: Any, summary: pd.DataFrame, regime: dict[str, A
         return (
             f"libaio on buffered IO ({_regime_label(experiment, regime)}) was synchronous: qd {high:,.0f} against "
             f"{low:,.0f} gave {ex.contrast(found, higher_is_better=True, words=('more', 'fewer'))} IOPS{inside}, "
-            "so io_submit did each read or write itself before returning and nothing was ever in flight at once."
+            "so io_submit did the IOs itself, one after another, before it returned: a batch was submitted "
+            "together but never in flight at the device together."
         )
     if gained <= 0:
         return (
@@ -786,7 +790,7 @@ def _ranking(experiment: Any, summary: pd.DataFrame, regime: dict[str, Any]) -> 
     if ranking is None:
         return None
     text = ex.ranking_sentence(
-        ranking, lambda v: f"{v:,.0f} IOPS", order="most IOPS first", words=("more", "fewer")
+        ranking, lambda v: f"{v:,.0f} IOPS", order="most IOPS first", words=("more IOPS", "fewer IOPS")
     )
     return f"qd {qd:,.0f}, {text}"
 

@@ -751,6 +751,7 @@ uring_file_step(void *engine, struct job *j, long long budget)
             if (LOAD_ACQ(r->sq_flags) & IORING_SQ_NEED_WAKEUP) {
                 int rc = sys_io_uring_enter(r->fd, 0, 0, IORING_ENTER_SQ_WAKEUP);
                 j->enter_calls++;
+                j->submit_calls++; /* the wake-up is what submits, in SQPOLL mode */
                 j->wakeups++;
                 if (rc < 0 && errno != EINTR)
                     return errno;
