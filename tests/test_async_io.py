@@ -210,6 +210,21 @@ def test_buffered_libaio_completes_inside_io_submit_and_io_uring_inline(tmp_path
     finally:
         os.close(fd)
     assert (aio["submit_calls"], aio["reap_calls"]) == (8, 8)
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    try:  # one IO per call: a call per IO, and the batches' completions still reaped 8 at a time
+        buffer = page_aligned_buffer(8 * BS)
+        hist = histogram.new()
+        aio_each = native.Aio(8)
+        each = aio_each.run_file(fd, buffer, BS, offsets, bytes(64), 8, hist, batch=1)
+        aio_each.close()
+        ring = native.Uring(8)
+        uring_each = ring.run_file(fd, buffer, BS, offsets, bytes(64), 8, hist, batch=1)
+        ring.close()
+        buffer.close()
+    finally:
+        os.close(fd)
+    assert (each["submit_calls"], each["reap_calls"]) == (64, 8)
+    assert (uring_each["enter_calls"], uring_each["submit_calls"], uring_each["reap_calls"]) == (64, 64, 0)
     assert aio["submit_ns"] > 0.5 * aio["loop_ns"] or aio["loop_ns"] < 200_000  # tiny loops: clock noise
     assert (uring["enter_calls"], uring["submit_calls"], uring["reap_calls"]) == (8, 8, 0)
 
@@ -312,11 +327,15 @@ def test_io_uring_submits_through_io_uring_enter_and_sqpoll_with_fewer(tmp_path:
     if native is None:
         pytest.skip("the C extension is not built here")
     case = {"qd": 8, "file_size": 1 << 20, "bs": 4096, "direct": "off", "cache": "warm"}
-    plain = traced_window("async-io", case | {"method": "io_uring"}, tmp_path / "plain")
+    plain = traced_window("async-io", case | {"method": "io_uring", "submit": "batch"}, tmp_path / "plain")
     assert plain.row["status"] == "ok", plain.row
     enters = plain.made("io_uring_enter")
     # 256 cached reads, 8 a round: each call submits 8 and returns with their completions.
     assert len(enters) == int(plain.row["submit_syscalls"]) + int(plain.row["reap_syscalls"]) == 32
+    assert all(", 8, 1, IORING_ENTER_GETEVENTS" in c.text for c in enters)
+    each = traced_window("async-io", case | {"method": "io_uring", "submit": "each"}, tmp_path / "each")
+    # One IO per call: 256 calls, each handing over one SQE (and returning with its completion).
+    assert len(each.made("io_uring_enter", ", 1, ")) == int(each.row["submit_syscalls"]) == 256
     assert not plain.made("pread64") and all(c.pid == plain.pid for c in enters)
     sqpoll = traced_window("async-io", case | {"method": "io_uring-sqpoll"}, tmp_path / "sqpoll")
     if sqpoll.row["status"] == "unsupported":
@@ -341,10 +360,14 @@ def test_libaio_and_psync_system_calls_are_the_counted_ones(tmp_path: Path) -> N
     if native is None:
         pytest.skip("the C extension is not built here")
     case = {"qd": 4, "file_size": 64 << 10, "bs": 4096, "direct": "off", "cache": "warm"}
-    aio = traced_window("async-io", case | {"method": "libaio"}, tmp_path / "aio")
+    aio = traced_window("async-io", case | {"method": "libaio", "submit": "batch"}, tmp_path / "aio")
     assert aio.row["status"] == "ok", aio.row
-    assert len(aio.made("io_submit")) == int(aio.row["submit_syscalls"]) == 4
+    # Cached buffered reads: each io_submit of 4 returns with the 4 done, one io_getevents reaps them.
+    assert len(aio.made("io_submit", ", 4, ")) == int(aio.row["submit_syscalls"]) == 4
     assert len(aio.made("io_getevents")) == int(aio.row["reap_syscalls"]) == 4
+    each = traced_window("async-io", case | {"method": "libaio", "submit": "each"}, tmp_path / "each")
+    assert len(each.made("io_submit", ", 1, ")) == int(each.row["submit_syscalls"]) == 16
+    assert len(each.made("io_getevents")) == int(each.row["reap_syscalls"]) == 4
     psync = traced_window("async-io", case | {"method": "psync"}, tmp_path / "psync")
     assert len(psync.made("pread64")) == int(psync.row["submit_syscalls"]) == 16
 

@@ -97,6 +97,23 @@ class AsyncIo(Experiment):
             "file_size", (64 << 20,), "File size; one repetition does file_size / bs IOs.", minimum=16
         ),
         cache_param(("cold",), "Page-cache state before each repetition (direct=on always starts cold)."),
+        choice_param(
+            "submit",
+            ("each", "batch"),
+            "libaio, io_uring, io_uring-fixed: each: every IO handed to the kernel in its own call as soon "
+            "as its slot is free (fio's default, iodepth_batch_submit=1); batch: every IO the free slots "
+            "allow in one call (fewer calls; the block layer plugs a batch of three or more and dispatches "
+            "it together).",
+            default=("each",),
+        ),
+        choice_param(
+            "advice",
+            ("pattern", "none"),
+            "pattern: posix_fadvise(RANDOM) for the rand* patterns, SEQUENTIAL for read/write, as fio does "
+            "by default (fadvise_hint=1): no readahead around random reads; none: the kernel's default "
+            "readahead. Buffered IO only.",
+            default=("pattern",),
+        ),
     )
     counter_scope = "process"  # pool threads, SQPOLL and io-wq threads are all this process's CPU
     x_param = "qd"
@@ -285,7 +302,10 @@ class AsyncIo(Experiment):
         if case["rw"] != "randrw":
             ignored.add("rwmix_read")
         if case["direct"] == "on":
-            ignored.add("cache")  # O_DIRECT reads the device; each repetition starts cold anyway
+            # O_DIRECT reads the device (each repetition starts cold anyway), with no readahead.
+            ignored.update(("cache", "advice"))
+        if case["method"] not in ("libaio", "io_uring", "io_uring-fixed"):
+            ignored.add("submit")  # one call per IO (psync, threads, asyncio) or the SQPOLL thread
         return frozenset(ignored)
 
     def space_needed(self) -> int:
@@ -333,6 +353,9 @@ class AsyncIo(Experiment):
                     f"EINVAL: this filesystem refuses O_DIRECT at open ({exc.strerror})"
                 ) from None
             raise
+        if self.case["advice"] == "pattern" and not self.direct:
+            advice = os.POSIX_FADV_RANDOM if self.case["rw"].startswith("rand") else os.POSIX_FADV_SEQUENTIAL
+            os.posix_fadvise(self._fd, 0, 0, advice)  # this descriptor's readahead, as fio sets it
         self._open_engine()
 
     def _check_descriptors(self) -> None:
@@ -452,10 +475,11 @@ class AsyncIo(Experiment):
             self.hists[0],
         )
         stamp = self._generation
+        batch = 1 if self.case["submit"] == "each" else 0  # 0: as many as the free slots allow
         if self.method == "psync":
             return self.loops.psync_run(fd, view[:bs], bs, offsets, writes, hist, stamp)
         if self.method == "libaio":
-            return self._aio.run_file(fd, view, bs, offsets, writes, self.qd, hist, stamp=stamp)
+            return self._aio.run_file(fd, view, bs, offsets, writes, self.qd, hist, stamp=stamp, batch=batch)
         if self.method in URING_METHODS:
             fixed_file = self.method == "io_uring-fixed" or (
                 self.method == "io_uring-sqpoll" and not self._ring.features & rings.FEAT_SQPOLL_NONFIXED
@@ -472,6 +496,7 @@ class AsyncIo(Experiment):
                 fixed_buffer=self.method == "io_uring-fixed",
                 stamp=stamp,
                 spin_ns=SQPOLL_SPIN_NS,
+                batch=batch,
             )
         if self.method == "threads":
             return self._run_pool()
@@ -690,6 +715,8 @@ def _ring_flags(flags: int) -> str:
 def _regimes(summary: pd.DataFrame) -> list[dict[str, Any]]:
     """The (rw, bs, direct, cache, file_size) combinations the run measured, in order."""
     keys = [k for k in ("rw", "bs", "direct", "cache", "file_size", "rwmix_read") if k in summary]
+    if "submit" in summary and summary["submit"].nunique() > 1:
+        keys.append("submit")  # each and batch side by side: separate sentences
     if not keys or "method" not in summary:
         return []
     seen = summary[keys].drop_duplicates()
@@ -700,7 +727,10 @@ def _regime_label(experiment: Any, regime: dict[str, Any]) -> str:
     from iobench import explain as ex
 
     io = "O_DIRECT" if regime.get("direct") == "on" else f"buffered ({regime.get('cache')} cache)"
-    return f"{regime.get('rw')} bs={ex.fmt(experiment, 'bs', regime.get('bs'))} {io}"
+    submit = {"each": ", one IO per submitting call", "batch": ", batched submission"}.get(
+        regime.get("submit"), ""
+    )
+    return f"{regime.get('rw')} bs={ex.fmt(experiment, 'bs', regime.get('bs'))} {io}{submit}"
 
 
 def _depths(summary: pd.DataFrame, method: str, regime: dict[str, Any]) -> list[Any]:

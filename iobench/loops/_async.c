@@ -238,6 +238,13 @@ complete(struct job *j, unsigned slot, long long res, int64_t now)
     j->done++;
 }
 
+/* Another IO could be queued right now (a free slot, an IO left, no error). */
+static inline int
+can_queue(const struct job *j)
+{
+    return j->nfree && j->next < j->n && !j->err;
+}
+
 static inline int
 job_finished(const struct job *j)
 {
@@ -268,6 +275,22 @@ job_result(struct job *j, const char *engine)
                          (long long)j->submit_ns, "loop_ns", (long long)(j->loop_end - j->loop_start),
                          "lat_sum_ns", (long long)j->lat.sum, "lat_max_ns", (long long)j->lat.max,
                          "lat_min_ns", (long long)j->lat.min, "retries", j->retries);
+}
+
+/* OSError(err, "what: strerror") with the errno's own subclass. */
+static PyObject *
+oserror_with(int err, const char *what)
+{
+    PyObject *message = PyUnicode_FromFormat("%s: %s", what, strerror(err));
+    if (!message)
+        return NULL;
+    PyObject *exc = PyObject_CallFunction(PyExc_OSError, "iO", err, message);
+    Py_DECREF(message);
+    if (exc) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
 }
 
 typedef int (*step_fn)(void *engine, struct job *j, long long budget);
@@ -461,20 +484,6 @@ uring_dealloc(UringObject *r)
     Py_TYPE(r)->tp_free((PyObject *)r);
 }
 
-static PyObject *
-oserror_with(int err, const char *what)
-{
-    PyObject *message = PyUnicode_FromFormat("%s: %s", what, strerror(err));
-    if (!message)
-        return NULL;
-    PyObject *exc = PyObject_CallFunction(PyExc_OSError, "iO", err, message);
-    Py_DECREF(message);
-    if (exc) {
-        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
-        Py_DECREF(exc);
-    }
-    return NULL;
-}
 
 /*
  * Uring(entries, sqpoll=False, sq_idle_ms=10, cq_entries=0): io_uring_setup and the three
@@ -485,10 +494,12 @@ oserror_with(int err, const char *what)
 static PyObject *
 uring_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"entries", "sqpoll", "sq_idle_ms", "cq_entries", NULL};
+    static char *kwlist[] = {"entries", "sqpoll", "sq_idle_ms", "cq_entries", "flags", NULL};
     unsigned entries, idle = 10, cq = 0;
     int sqpoll = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "I|pII:Uring", kwlist, &entries, &sqpoll, &idle, &cq))
+    long long forced = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "I|pIIL:Uring", kwlist, &entries, &sqpoll, &idle, &cq,
+                                     &forced))
         return NULL;
     if (entries < 1 || entries > 32768) {
         PyErr_SetString(PyExc_ValueError, "entries must be within 1..32768");
@@ -508,10 +519,12 @@ uring_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     } else {
         p.flags |= IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
     }
+    if (forced >= 0)
+        p.flags = (unsigned)forced | (sqpoll ? IORING_SETUP_SQPOLL : 0); /* exactly these, no fallback */
     int fd;
     for (;;) {
         fd = sys_io_uring_setup(entries, &p);
-        if (fd >= 0 || errno != EINVAL)
+        if (fd >= 0 || errno != EINVAL || forced >= 0)
             break;
         if (p.flags & IORING_SETUP_DEFER_TASKRUN)
             p.flags &= ~(IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SINGLE_ISSUER);
@@ -691,7 +704,9 @@ struct uring_file {
     UringObject *ring;
     int fixed_file, fixed_buffer, sqpoll;
     int64_t spin_ns;
+    unsigned batch; /* most SQEs handed over per io_uring_enter (0: every free slot's) */
 };
+
 
 /* Reap every CQE there is now; returns how many. */
 static unsigned
@@ -718,9 +733,10 @@ uring_file_step(void *engine, struct job *j, long long budget)
     struct uring_file *u = engine;
     UringObject *r = u->ring;
     while (!job_finished(j) && budget > 0) {
-        /* Fill every free slot. */
+        /* Fill free slots, up to a batch. */
         int64_t now = clock_ns();
-        while (j->next < j->n && !j->err && j->nfree) {
+        unsigned queued = 0;
+        while (can_queue(j) && (u->sqpoll || !u->batch || queued < u->batch)) {
             struct io_uring_sqe *sqe = next_sqe(r);
             if (!sqe)
                 break;
@@ -743,6 +759,7 @@ uring_file_step(void *engine, struct job *j, long long budget)
             sqe->user_data = slot;
             j->slot_start[slot] = now;
             j->inflight++;
+            queued++;
         }
         publish(r);
         if (u->sqpoll) {
@@ -779,7 +796,10 @@ uring_file_step(void *engine, struct job *j, long long budget)
         unsigned to_submit = r->sq_local_tail - r->sq_submitted;
         if (!j->inflight)
             break; /* nothing queued or in flight: finished or failed */
-        int rc = sys_io_uring_enter(r->fd, to_submit, 1, IORING_ENTER_GETEVENTS);
+        /* Wait for a completion only when nothing more can be queued; until then each call
+         * hands its batch over and returns (GETEVENTS still posts what has completed). */
+        unsigned wait = to_submit && can_queue(j) ? 0 : 1;
+        int rc = sys_io_uring_enter(r->fd, to_submit, wait, IORING_ENTER_GETEVENTS);
         int saved = errno;
         j->enter_calls++;
         if (to_submit)
@@ -805,26 +825,29 @@ uring_file_step(void *engine, struct job *j, long long budget)
 
 /*
  * run_file(fd, buffer, bs, offsets, writes, qd, hist, fixed_file=False, fixed_buffer=False,
- *          stamp=0, spin_ns=50000) -> dict (stamp: see struct job)
- * qd IOs in flight until every offset is done. Without SQPOLL each io_uring_enter submits what
- * was queued and waits for at least one completion (one call per round); with SQPOLL the
- * kernel thread submits, and this thread polls the completion ring for spin_ns before it
- * sleeps in io_uring_enter(GETEVENTS).
+ *          stamp=0, spin_ns=50000, batch=0) -> dict (stamp: see struct job)
+ * qd IOs in flight until every offset is done. Without SQPOLL each io_uring_enter hands over up
+ * to `batch` queued SQEs (0: all that free slots allow) and returns at once while more could be
+ * queued; once the queue is full (or the IOs are all issued) it also waits for a completion.
+ * batch=1 is fio's default (iodepth_batch_submit=1): every IO submitted as soon as its slot is
+ * free. Larger batches make fewer calls, and the block layer plugs a batch of three or more and
+ * dispatches it together. With SQPOLL the kernel thread submits, and this thread polls the
+ * completion ring for spin_ns before it sleeps in io_uring_enter(GETEVENTS).
  */
 static PyObject *
 uring_run_file(UringObject *r, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"fd",     "buffer",       "bs",    "offsets", "writes", "qd", "hist",
-                             "fixed_file", "fixed_buffer", "stamp", "spin_ns", NULL};
+    static char *kwlist[] = {"fd",         "buffer",       "bs",    "offsets", "writes", "qd",
+                             "hist",       "fixed_file",   "fixed_buffer", "stamp", "spin_ns", "batch", NULL};
     int fd, fixed_file = 0, fixed_buffer = 0;
-    unsigned qd;
+    unsigned qd, batch = 0;
     Py_ssize_t bs;
     long long spin = 50000, stamp = 0;
     struct job_buffers b = {0};
     if (!uring_open(r) ||
-        !PyArg_ParseTupleAndKeywords(args, kwds, "iw*ny*y*Iw*|ppLL:run_file", kwlist, &fd, &b.buffer, &bs,
+        !PyArg_ParseTupleAndKeywords(args, kwds, "iw*ny*y*Iw*|ppLLI:run_file", kwlist, &fd, &b.buffer, &bs,
                                      &b.offsets, &b.writes, &qd, &b.hist, &fixed_file, &fixed_buffer, &stamp,
-                                     &spin))
+                                     &spin, &batch))
         return NULL;
     PyObject *result = NULL;
     struct job j;
@@ -838,7 +861,8 @@ uring_run_file(UringObject *r, PyObject *args, PyObject *kwds)
     } else if (fixed_file && !r->files_registered) {
         PyErr_SetString(PyExc_ValueError, "fixed_file: no files are registered");
     } else if (init_job(&j, &b, fd, bs, qd, stamp) == 0) {
-        struct uring_file u = {r, fixed_file, fixed_buffer, (r->setup_flags & IORING_SETUP_SQPOLL) != 0, spin};
+        struct uring_file u = {r, fixed_file, fixed_buffer, (r->setup_flags & IORING_SETUP_SQPOLL) != 0, spin,
+                               batch};
         if (drive(&u, &j, uring_file_step) == 0)
             result = job_result(&j, "io_uring");
         free_job(&j);
@@ -881,7 +905,7 @@ static PyMethodDef uring_methods[] = {
     {"register_files", (PyCFunction)uring_register_files, METH_VARARGS,
      "register_files([fd, ...]): register fixed files (SQEs name them by index)."},
     {"run_file", (PyCFunction)(void (*)(void))uring_run_file, METH_VARARGS | METH_KEYWORDS,
-     "run_file(fd, buffer, bs, offsets, writes, qd, hist, fixed_file, fixed_buffer, stamp, spin_ns) -> dict"},
+     "run_file(fd, buffer, bs, offsets, writes, qd, hist, fixed_file, fixed_buffer, stamp, spin_ns, batch) -> dict"},
     URING_NET_METHODS
     {NULL, NULL, 0, NULL},
 };
@@ -969,6 +993,7 @@ aio_close(AioObject *a, PyObject *unused)
 
 struct aio_file {
     AioObject *aio;
+    unsigned batch; /* most iocbs per io_submit (0: every free slot's) */
     struct iocb *iocbs;
     struct iocb **pending;
     unsigned npending;
@@ -980,7 +1005,7 @@ aio_file_step(void *engine, struct job *j, long long budget)
 {
     struct aio_file *e = engine;
     while (!job_finished(j) && budget > 0) {
-        while (j->next < j->n && !j->err && j->nfree) {
+        while (can_queue(j) && (!e->batch || e->npending < e->batch)) {
             Py_ssize_t io;
             char *addr;
             int writing;
@@ -1028,6 +1053,8 @@ aio_file_step(void *engine, struct job *j, long long budget)
             memmove(e->pending, e->pending + rc, sizeof(struct iocb *) * (e->npending - (unsigned)rc));
             e->npending -= (unsigned)rc;
         }
+        if (!e->npending && can_queue(j))
+            continue; /* submit the next batch before waiting, as long as slots are free */
         unsigned submitted = j->inflight - e->npending;
         if (!submitted)
             continue;
@@ -1048,33 +1075,34 @@ aio_file_step(void *engine, struct job *j, long long budget)
 }
 
 /*
- * run_file(fd, buffer, bs, offsets, writes, qd, hist, stamp=0) -> dict
- * qd IOs in flight: io_submit of every queued iocb, then io_getevents(min 1, max in flight).
+ * run_file(fd, buffer, bs, offsets, writes, qd, hist, stamp=0, batch=0) -> dict
+ * qd IOs in flight: io_submit of up to `batch` iocbs at a time (0: every free slot's) until the
+ * queue is full or every IO is issued, then io_getevents(min 1, max in flight).
  * submit_ns is the time spent inside io_submit: where the kernel does the IO synchronously
  * (buffered files), it is nearly all of the loop.
  */
 static PyObject *
 aio_run_file(AioObject *a, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"fd", "buffer", "bs", "offsets", "writes", "qd", "hist", "stamp", NULL};
+    static char *kwlist[] = {"fd", "buffer", "bs", "offsets", "writes", "qd", "hist", "stamp", "batch", NULL};
     int fd;
     long long stamp = 0;
-    unsigned qd;
+    unsigned qd, batch = 0;
     Py_ssize_t bs;
     struct job_buffers b = {0};
     if (!a->ctx) {
         PyErr_SetString(PyExc_ValueError, "the AIO context is closed");
         return NULL;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iw*ny*y*Iw*|L:run_file", kwlist, &fd, &b.buffer, &bs,
-                                     &b.offsets, &b.writes, &qd, &b.hist, &stamp))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iw*ny*y*Iw*|LI:run_file", kwlist, &fd, &b.buffer, &bs,
+                                     &b.offsets, &b.writes, &qd, &b.hist, &stamp, &batch))
         return NULL;
     PyObject *result = NULL;
     struct job j;
     if (qd > a->nr) {
         PyErr_Format(PyExc_ValueError, "qd %u exceeds the AIO context (%u)", qd, a->nr);
     } else if (init_job(&j, &b, fd, bs, qd, stamp) == 0) {
-        struct aio_file e = {a, calloc(qd, sizeof(struct iocb)), calloc(qd, sizeof(struct iocb *)), 0,
+        struct aio_file e = {a, batch, calloc(qd, sizeof(struct iocb)), calloc(qd, sizeof(struct iocb *)), 0,
                              calloc(qd, sizeof(struct io_event))};
         if (!e.iocbs || !e.pending || !e.events) {
             PyErr_NoMemory();
@@ -1093,7 +1121,7 @@ aio_run_file(AioObject *a, PyObject *args, PyObject *kwds)
 static PyMethodDef aio_methods[] = {
     {"close", (PyCFunction)aio_close, METH_NOARGS, "close(): io_destroy."},
     {"run_file", (PyCFunction)(void (*)(void))aio_run_file, METH_VARARGS | METH_KEYWORDS,
-     "run_file(fd, buffer, bs, offsets, writes, qd, hist, stamp=0) -> dict"},
+     "run_file(fd, buffer, bs, offsets, writes, qd, hist, stamp=0, batch=0) -> dict"},
     {NULL, NULL, 0, NULL},
 };
 
