@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -439,11 +440,18 @@ typedef struct {
     unsigned sq_submitted;  /* SQEs handed to the kernel (non-SQPOLL) */
     Py_buffer registered;   /* the registered buffer, held so it cannot go away under the kernel */
     int files_registered;
-    /* provided-buffer ring (socket strategies) */
+    /* provided-buffer ring (socket strategies, _uring_net.c) */
     struct io_uring_buf_ring *br;
     size_t br_len;
-    unsigned br_entries;
+    unsigned br_entries, br_size;
+    unsigned short br_tail;
     int br_registered;
+    Py_buffer br_buffer; /* the buffers the ring hands out, held while the ring exists */
+    /* the connections of recv_bufring, kept between calls (their receives stay armed) */
+    int *net_fds;
+    void *net_conns;
+    unsigned char *net_armed;
+    unsigned net_n;
 } UringObject;
 
 static PyTypeObject UringType;
@@ -461,6 +469,13 @@ uring_unmap(UringObject *r)
         munmap(r->br, r->br_len);
         r->br = NULL;
     }
+    free(r->net_fds);
+    free(r->net_conns);
+    free(r->net_armed);
+    r->net_fds = NULL;
+    r->net_conns = NULL;
+    r->net_armed = NULL;
+    r->net_n = 0;
     if (r->sqes && r->sqes != MAP_FAILED)
         munmap(r->sqes, r->sqes_len);
     if (r->cq_map && r->cq_map != MAP_FAILED && r->cq_map != r->sq_map)
@@ -475,6 +490,8 @@ uring_unmap(UringObject *r)
     }
     if (r->registered.obj)
         PyBuffer_Release(&r->registered);
+    if (r->br_buffer.obj)
+        PyBuffer_Release(&r->br_buffer); /* after close: the kernel no longer hands it out */
 }
 
 static void
