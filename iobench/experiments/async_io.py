@@ -140,11 +140,21 @@ class AsyncIo(Experiment):
         ),
         FigureSpec(
             "percentiles",
-            title="Latency percentiles vs queue depth (submit to completion)",
-            metrics=("lat_p50_ns", "lat_p99_ns", "lat_p999_ns"),
+            title="Latency p50 and p99 vs queue depth, O_DIRECT (submit to completion)",
+            metrics=("lat_p50_ns", "lat_p99_ns"),
             unit="duration",
             log_y=True,
             y_label="latency",
+            where=(("direct", ("on",)),),
+        ),
+        FigureSpec(
+            "percentiles",
+            title="Latency p50 and p99 vs queue depth, buffered (submit to completion)",
+            metrics=("lat_p50_ns", "lat_p99_ns"),
+            unit="duration",
+            log_y=True,
+            y_label="latency",
+            where=(("direct", ("off",)),),
         ),
         FigureSpec(
             "metric",
