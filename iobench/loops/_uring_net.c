@@ -330,6 +330,13 @@ uring_recv_bufring(UringObject *r, PyObject *args, PyObject *kwds)
         publish(r);
         if (!run.err)
             run.err = net_enter(r, r->sq_local_tail - r->sq_submitted, 0, &run.enters);
+        /* A kernel without multishot receives (or buffer selection) refuses them at once. */
+        unsigned head = *r->cq_head, tail = LOAD_ACQ(r->cq_tail);
+        for (; head != tail && !run.err; head++) {
+            struct io_uring_cqe *cqe = &r->cqes[head & *r->cq_mask];
+            if (cqe->res < 0 && cqe->res != -ENOBUFS)
+                run.err = -cqe->res;
+        }
     } else {
         recv_loop(r, &run);
     }
