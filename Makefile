@@ -4,17 +4,34 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser run test lint tlpi bench torture baseline bench-check bench-aa bench-fidelity clean
+.PHONY: install headers browser run test lint tlpi bench torture baseline bench-check bench-aa bench-fidelity bench-fio clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml setup.py iobench/loops/_native.c | $(BIN)/python
+NATIVE_SOURCES := iobench/loops/_native.c iobench/loops/_async.c iobench/loops/_async.h iobench/loops/_uring_net.c
+
+# The C extension needs only a compiler and the kernel headers (io_uring and Linux AIO by raw
+# system calls: no liburing or libaio); see setup.py.
+$(STAMP): pyproject.toml setup.py $(NATIVE_SOURCES) | $(BIN)/python
+	@$(MAKE) --no-print-directory headers
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
 install: $(STAMP)
+
+## headers: the kernel headers io_uring and Linux AIO are built from (Debian linux-libc-dev, which
+## libc6-dev pulls in with the compiler). Installed with apt-get as root when missing; otherwise says
+## why and the build goes on without them (the async-io engines then say "built without io_uring").
+headers:
+	@if printf '#include <linux/io_uring.h>\n#include <linux/aio_abi.h>\n' | $${CC:-cc} -E -x c - >/dev/null 2>&1; then :; \
+	elif ! command -v $${CC:-cc} >/dev/null; then echo "headers: no C compiler: the pure-Python loops only"; \
+	elif [ "$$(id -u)" != 0 ]; then echo "headers: no <linux/io_uring.h>; not root, cannot apt-get install linux-libc-dev: building without io_uring/libaio"; \
+	elif ! command -v apt-get >/dev/null; then echo "headers: no <linux/io_uring.h> and no apt-get: building without io_uring/libaio"; \
+	else apt-get install -y -q linux-libc-dev >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null && apt-get install -y -q linux-libc-dev >/dev/null) || \
+	     echo "headers: apt-get could not install linux-libc-dev: building without io_uring/libaio"; fi
 
 ## run: the default sweep (bench_configs/quick.toml), then its report
 run: install
@@ -118,6 +135,15 @@ bench-fidelity: install
 	@command -v fio >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		apt-get install -y -qq fio >/dev/null 2>&1; } || echo "fio not installed: its column stays empty"
 	$(BIN)/python benchmarks/fidelity/fidelity.py --dir . $(if $(CPU),--cpu $(CPU))
+
+## bench-fio: iobench's async-io against fio, randread 4 KiB, psync/libaio/io_uring at QD 1..64, on the disk
+## (O_DIRECT), in the page cache and on tmpfs (buffered), interleaved rounds (fio from Debian's package)
+bench-fio: install
+	@command -v fio >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ apt-get install -y -qq fio >/dev/null 2>&1 || \
+		  { apt-get update -qq >/dev/null && apt-get install -y -qq fio >/dev/null 2>&1; }; }; } || \
+		{ echo "bench-fio: fio is not installed and cannot be here (needs root and apt-get)"; exit 2; }
+	$(BIN)/python benchmarks/fio/bench_fio.py --dir . $(if $(CPU),--cpu $(CPU))
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -5,7 +5,7 @@
 >>> res.status, len(res.frame), int(res.summary["reps"].iloc[0])
 ('complete', 5, 5)
 >>> sorted(iobench.experiments())[:2]
-['async-send', 'context-switch']
+['async-io', 'async-send']
 
 ``run`` measures one experiment, ``sweep`` a config, ``resume`` continues a run folder,
 ``load`` reads one or many. With ``out=None`` nothing is written: the rows stay in memory.

@@ -43,6 +43,7 @@ DEEP_TOML_ARRAY = "[" * 600 + "]" * 600
 
 #: One small, quick case of every experiment (also used by the descriptor-hygiene test).
 TINY_CASES: dict[str, dict[str, str]] = {
+    "async-io": {"method": "io_uring", "qd": "8", "file_size": "64KiB", "direct": "off", "cache": "warm"},
     "async-send": {"mode": "inflight-100-200-150", "concurrency": "1", "messages": "2"},
     "context-switch": {"mode": "thread-queue", "round_trips": "10"},
     "direct-io": {"mode": "read", "io": "buffered", "file_size": "64KiB", "bs": "4KiB", "cache": "warm"},

@@ -355,7 +355,8 @@ def test_a_build_without_a_compiler_still_installs(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parent.parent
     (tmp_path / "iobench" / "loops").mkdir(parents=True)
     (tmp_path / "setup.py").write_text((root / "setup.py").read_text())
-    (tmp_path / "iobench" / "loops" / "_native.c").write_text((root / "iobench/loops/_native.c").read_text())
+    for name in ("_native.c", "_async.c", "_async.h", "_uring_net.c"):
+        (tmp_path / "iobench" / "loops" / name).write_text((root / "iobench/loops" / name).read_text())
     env = {**os.environ, "CC": "/bin/false", "LDSHARED": "/bin/false"}
     done = subprocess.run(
         [sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
@@ -375,6 +376,7 @@ def test_extension_source_matches_the_installed_module() -> None:
     """A stale build would measure old code: the .so must be newer than its source."""
     if native is None:
         pytest.skip("the C extension is not built here")
-    source = Path(engines.__file__).with_name("_native.c")
     built = Path(native.__file__)
-    assert built.stat().st_mtime >= source.stat().st_mtime, f"rebuild: make install ({built})"
+    for name in ("_native.c", "_async.c", "_async.h", "_uring_net.c"):
+        source = Path(engines.__file__).with_name(name)
+        assert built.stat().st_mtime >= source.stat().st_mtime, f"rebuild: make install ({built}, {name})"

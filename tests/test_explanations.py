@@ -824,3 +824,130 @@ def test_zero_byte_recv_names_the_threads_strategy_and_the_probed_socket() -> No
     assert "Zero-byte-threads against prepost: 2.0x slower." in text
     without = says("zero-byte-recv", cases[:2])
     assert "zero-byte-threads" not in without.lower()
+
+
+# ------------------------------------------------------------------ async-io
+
+
+def _aio(method: str, qd: int, iops: float, direct: str = "on", spread: float = 0.02, **metrics: Any):
+    """An async-io case: ``iops`` per repetition spread by +-spread, 1,000 IOs each."""
+    values = [iops * (1 + spread * f) for f in (-1.0, -0.5, 0.0, 0.5, 1.0)]
+    return {"method": method, "qd": qd, "direct": direct, "iops": values, "ops": 1000} | metrics
+
+
+def test_async_io_depth_gains_and_losses_follow_the_data() -> None:
+    gain = says("async-io", [_aio("io_uring", 1, 2e4), _aio("io_uring", 16, 6e4)])
+    assert "io_uring at qd 16 against 1: 60,000 vs 20,000 IOPS, 3.0x more" in gain
+    loss = says("async-io", [_aio("io_uring", 1, 6e4), _aio("io_uring", 16, 2e4)])
+    assert "io_uring at qd 16 against 1: 20,000 vs 60,000 IOPS, 3.0x fewer" in loss
+    noise = says("async-io", [_aio("io_uring", 1, 2e4, spread=0.1), _aio("io_uring", 16, 2.04e4, spread=0.1)])
+    assert "no measurable difference (within ±" in noise and "more" not in noise.split("IOPS,")[1][:12]
+
+
+def test_async_io_says_libaio_is_synchronous_only_when_the_data_does() -> None:
+    buffered = {"direct": "off", "cache": "cold"}
+    sync = says(
+        "async-io",
+        [
+            _aio("libaio", 1, 2.5e4, submit_share=0.98, **buffered),
+            _aio("libaio", 8, 2.45e4, spread=0.05, submit_share=0.99, **buffered),
+        ],
+    )
+    assert "libaio on buffered IO (randread bs=4KiB buffered (cold cache)) was synchronous" in sync
+    assert "99% of the loop at qd 8 was spent inside io_submit" in sync
+    assert "fio HOWTO, ioengine=libaio (fio documentation): Linux may only support queued behavior" in sync
+    queued = says(
+        "async-io",
+        [
+            _aio("libaio", 1, 2.5e4, submit_share=0.3, **buffered),
+            _aio("libaio", 8, 7.5e4, submit_share=0.2, **buffered),
+        ],
+    )
+    assert "synchronous" not in queued and "libaio on buffered IO gained from depth here" in queued
+    direct = says("async-io", [_aio("libaio", 1, 2e4, submit_share=0.3), _aio("libaio", 8, 2e4)])
+    assert "buffered" not in direct and "fio HOWTO" not in direct
+
+
+def test_async_io_ranks_methods_and_counts_calls_only_where_measured() -> None:
+    cases = [
+        _aio("psync", 1, 2e4, syscalls_per_io=1.0),
+        _aio("libaio", 8, 5e4, syscalls_per_io=0.25),
+        _aio("io_uring", 8, 1e5, syscalls_per_io=0.125),
+    ]
+    text = says("async-io", cases)
+    assert (
+        "qd 8, most IOPS first: io_uring 100,000 IOPS, then libaio 50,000 IOPS (2.0x fewer IOPS than io_uring)"
+        in text
+    )
+    assert (
+        "system calls per IO: psync 1 (pread/pwrite, qd 1), libaio 0.25 (io_submit + io_getevents, qd 8)"
+        in text
+    )
+    swapped = says("async-io", [cases[0], _aio("libaio", 8, 1e5), _aio("io_uring", 8, 5e4)])
+    assert "most IOPS first: libaio 100,000 IOPS, then io_uring 50,000 IOPS" in swapped
+    tied = says("async-io", [_aio("libaio", 8, 5e4, spread=0.1), _aio("io_uring", 8, 5.1e4, spread=0.1)])
+    assert "no measurable difference between" in tied
+    assert says("async-io", [{"method": "io_uring"}]) == ""
+
+
+# ------------------------------------------------------------------ io_uring socket strategies
+
+
+def test_zero_byte_recv_bufring_says_k_not_n_only_when_it_held_less() -> None:
+    ring = {"pool_buffers": 4, "enobufs_completions": 12, "recv_rearms": 12}
+    less = says(
+        "zero-byte-recv", [_zbr("prepost", 256 * 65536, 4e7), _zbr("uring-bufring", 4 * 65536, 4e7, **ring)]
+    )
+    assert "uring-bufring held 256 KiB for 256 connections: a ring of 4 buffers of 64KiB" in less
+    assert "64x less than prepost's 16 MiB" in less and "memory held follows K, not N" in less
+    assert "The ring ran dry 12 times per repetition" in less and "armed again 12 times" in less
+    more = says(
+        "zero-byte-recv",
+        [_zbr("prepost", 4 * 65536, 4e7, connections=4), _zbr("uring-bufring", 8 * 65536, 4e7, connections=4,
+                                                               pool_buffers=8, enobufs_completions=0)],
+    )  # fmt: skip
+    assert "no less than prepost's" in more and "follows K, not N" not in more and "never ran dry" in more
+    faster = says("zero-byte-recv", [_zbr("prepost", 1, 2e7), _zbr("uring-bufring", 1, 4e7, **ring)])
+    assert "uring-bufring against prepost at 256 connections: 2.0x faster" in faster
+    noise = says(
+        "zero-byte-recv", [_zbr("prepost", 1, 4e7), _zbr("uring-bufring", 1, 4.04e7, **ring)], spread=0.05
+    )
+    assert "uring-bufring against prepost at 256 connections: no measurable difference" in noise
+    assert "uring-bufring" not in says("zero-byte-recv", [{"strategy": "uring-bufring"}])
+
+
+def test_async_send_uring_guarantees_follow_the_data() -> None:
+    def uring(mode: str, ok: bool, short: int, late: int) -> dict[str, Any]:
+        return _as(mode, 16, order_ok=ok, sizes_ok=ok, short_sends=short, completed_out_of_order=late)
+
+    seen = says("async-send", [
+        uring("uring-unlinked-waitall", False, 0, 150), uring("uring-linked-waitall", True, 0, 0),
+        uring("uring-linked", False, 160, 20),
+    ])  # fmt: skip
+    assert "uring-linked (16 sends in flight): 160 sends completed short" in seen
+    assert (
+        "Only the linked chain kept the stream" in seen
+        and "A link orders the sends but does not make them whole" in seen
+    )
+    both = says("async-send", [
+        uring("uring-unlinked-waitall", True, 0, 0), uring("uring-linked-waitall", True, 0, 0),
+        uring("uring-linked", True, 0, 0),
+    ])  # fmt: skip
+    assert "Only the linked chain" not in both and "does not make them whole" not in both
+    assert "the 200 messages arrived in order and whole" in both
+    assert "io_uring sends" not in says("async-send", [{"mode": "uring-linked"}])
+
+
+def test_msg_zerocopy_uring_send_zc_follows_the_data() -> None:
+    send = _mz("send", 2e9, 0, 0)
+    copied = says("msg-zerocopy", [send, _mz("uring-send-zc", 1e9, 16, 16, zc_sends=16)])
+    assert (
+        "io_uring IORING_OP_SEND_ZC over loopback TCP: at 64KiB 953.7 MiB/s vs send 1.9 GiB/s, 2.0x slower"
+        in copied
+    )
+    assert "16 of them carried IORING_NOTIF_USAGE_ZC_COPIED: the kernel copied every one" in copied
+    skipped = says("msg-zerocopy", [send, _mz("uring-send-zc", 4e9, 16, 4, zc_sends=16)])
+    assert "2.0x faster" in skipped and "the other 12 really skipped the copy" in skipped
+    noise = says("msg-zerocopy", [send, _mz("uring-send-zc", 2.02e9, 16, 16, zc_sends=16)], spread=0.05)
+    assert "no measurable difference (within ±" in noise
+    assert "SEND_ZC" not in says("msg-zerocopy", [{"method": "uring-send-zc"}])

@@ -78,6 +78,11 @@ FD_HUNGRY = [
     ("zero-copy", {"method": "tcp-sendfile", "file_size": "64KiB", "bs": "4KiB"}),
     ("dirty-throttle", {"max_bytes": "1MiB", "threshold_multiple": "1", "samples_per_second": "200"}),
     ("huge-pages", {"memory": "file-cold", "thp": "never", "size": "2MiB"}),
+    ("async-io", {"method": "asyncio", "qd": "4", "file_size": "64KiB", "direct": "off", "cache": "warm"}),
+    (
+        "async-io",
+        {"method": "io_uring-fixed", "qd": "4", "file_size": "64KiB", "direct": "off", "cache": "warm"},
+    ),
 ]
 
 

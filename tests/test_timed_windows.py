@@ -61,6 +61,7 @@ AXES: dict[str, tuple[str, dict[str, Any]]] = {
         {"threshold_multiple": 1, "max_bytes": 4 << 20, "samples_per_second": 200},
     ),
     "huge-pages": ("memory", {"thp": "madvise", "size": 4 << 20}),
+    "async-io": ("method", {"qd": 8, "file_size": 64 << 10, "bs": 4096, "direct": "off", "cache": "warm"}),
 }
 
 

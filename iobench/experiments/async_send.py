@@ -22,6 +22,7 @@ import psutil
 from iobench.errors import UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
+from iobench.loops import rings
 from iobench.metrics import LAT_P50, LAT_P99
 from iobench.metrics import Metric as M
 from iobench.osutil.children import Child, fork_child, ready
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
 INFLIGHT_MODES = ("inflight-100-200-150", "inflight-random")
 WRITER_MODES = ("threads-sendall", "threads-locked")
 ECHO_MODES = ("echo-threads", "echo-selectors", "echo-asyncio", "echo-uvloop")
+#: io_uring sends in flight: independent SQEs or an IOSQE_IO_LINK chain, with or without MSG_WAITALL.
+URING_MODES = ("uring-unlinked", "uring-linked", "uring-unlinked-waitall", "uring-linked-waitall")
 _HEADER = struct.Struct("!II")  # seq, payload size
 _IOV_BATCH = 512  # below IOV_MAX (1024)
 
@@ -52,10 +55,13 @@ def _fill(seq: int) -> int:
 
 
 def message_sizes(mode: str, messages: int, max_size: int) -> list[int]:
-    """Payload sizes of the in-flight modes: 100, 200, 150 repeated, or seeded random sizes."""
+    """Payload sizes of the in-flight modes: 100, 200, 150 repeated, or seeded random sizes; the
+    io_uring modes: 100, 200, 150 and a random size (up to max_size), in turn."""
     if mode == "inflight-100-200-150":
         return [(100, 200, 150)[i % 3] for i in range(messages)]
     rng = random.Random(4)
+    if mode in URING_MODES:
+        return [(100, 200, 150)[i % 4] if i % 4 < 3 else rng.randint(1, max_size) for i in range(messages)]
     return [rng.randint(1, max_size) for _ in range(messages)]
 
 
@@ -306,7 +312,7 @@ class AsyncSend(Experiment):
     params = (
         choice_param(
             "mode",
-            INFLIGHT_MODES + WRITER_MODES + ECHO_MODES,
+            INFLIGHT_MODES + WRITER_MODES + ECHO_MODES + URING_MODES,
             "inflight-100-200-150: one writer queues 100/200/150-byte messages with non-blocking "
             "sendmsg (up to 512 per call) on a send buffer set to its minimum, so sends return "
             "short and the writer resumes mid-message (short_sends); the receiver checks order and "
@@ -316,13 +322,17 @@ class AsyncSend(Experiment):
             "the same with random sizes up to MSG_SIZE; threads-sendall: CONCURRENCY threads "
             "sendall WRITER_MSG_SIZE messages on one socket (bytes interleave); threads-locked: "
             "the same under a lock (both over a Unix socketpair); echo-*: CONCURRENCY clients (a child) ping-pong MSG_SIZE "
-            "with a server of blocking threads, selectors, asyncio or uvloop.",
+            "with a server of blocking threads, selectors, asyncio or uvloop. uring-*: messages of 100, "
+            "200, 150 bytes and a random size up to MSG_SIZE, in turn, each one IORING_OP_SEND, CONCURRENCY "
+            "of them in flight on the minimum send buffer: independent SQEs (unlinked) or IOSQE_IO_LINK "
+            "chains (linked), with or without MSG_WAITALL; the receiver checks order and sizes, the "
+            "sender counts short sends and completions out of order.",
         ),
         Param(
             "concurrency",
             Kind.INT,
             (1, 4, 16),
-            "Writer threads or echo connections.",
+            "Writer threads, echo connections, or io_uring sends in flight.",
             sweep=True,
             minimum=1,
             maximum=1024,
@@ -371,6 +381,10 @@ class AsyncSend(Experiment):
         FigureSpec(
             "metric", title="Server context switches per message (voluntary)", metric="ctx_vol", per="ops",
             unit="ratio", where=(("mode", ECHO_MODES),), y_label="context switches per message",
+        ),
+        FigureSpec(
+            "metric", title="io_uring sends completed out of order", metric="completed_out_of_order",
+            where=(("mode", URING_MODES),), y_label="sends completed after a later one",
         ),
     )  # fmt: skip
 
@@ -446,6 +460,33 @@ class AsyncSend(Experiment):
             "Writer modes: places in the stream where one writer's bytes follow another's.",
         ),
         M("bytes_ok", "Bytes", "flag", "Every byte sent was received.", kind="check"),
+        M(
+            "completed_out_of_order",
+            "Out of order",
+            "count",
+            "uring-* modes: sends whose completion came after a later message's had (the kernel ran them in "
+            "another order than they were queued).",
+            "lower",
+        ),
+        M(
+            "uring_cancelled",
+            "Cancelled",
+            "count",
+            "uring-linked modes: sends cancelled (-ECANCELED) because an earlier one in their chain failed.",
+        ),
+        M(
+            "uring_resent",
+            "Sent again",
+            "count",
+            "uring-* modes: sends submitted again for the rest of a short send or after a cancellation.",
+        ),
+        M(
+            "uring_enters",
+            "io_uring_enter calls",
+            "count",
+            "uring-* modes: io_uring_enter calls made.",
+            "lower",
+        ),
     )
 
     @classmethod
@@ -469,6 +510,7 @@ class AsyncSend(Experiment):
         writers = _writers(cls, summary)
         if writers:
             out.append(writers)
+        out += _uring(summary)
         out += _echo(summary)
         return out
 
@@ -482,6 +524,7 @@ class AsyncSend(Experiment):
     _finish: threading.Barrier | None = None
     _selector: selectors.BaseSelector | None = None
     _loop: asyncio.AbstractEventLoop | None = None
+    _ring: Any = None
 
     @classmethod
     def irrelevant_params(cls, case: dict[str, Any]) -> frozenset[str]:
@@ -492,6 +535,10 @@ class AsyncSend(Experiment):
         if mode in WRITER_MODES:
             return frozenset({"msg_size"})
         return frozenset({"writer_msg_size"})
+
+    @classmethod
+    def uses_loops(cls, case: dict[str, Any]) -> bool:
+        return case["mode"] in URING_MODES  # the io_uring sends are made in the native module
 
     def prepare(self) -> None:
         self.mode: str = self.case["mode"]
@@ -506,7 +553,16 @@ class AsyncSend(Experiment):
         else:
             self._loop_factory = new_selector_loop
         self._listener = loopback_listener(backlog=max(self.concurrency, 16))
-        if self.mode in INFLIGHT_MODES:
+        if self.mode in URING_MODES:
+            # The ring first: a kernel or build without io_uring makes the case unsupported.
+            self._ring = rings.open_uring(self.loops, self.concurrency)
+            self.sizes = message_sizes(self.mode, self.messages, self.case["msg_size"])
+            # One buffer per message (header and payload): one SQE each.
+            self.frames = [
+                _HEADER.pack(seq, size) + bytes([_fill(seq)]) * size for seq, size in enumerate(self.sizes)
+            ]
+            self.total = sum(map(len, self.frames))
+        elif self.mode in INFLIGHT_MODES:
             sizes = message_sizes(self.mode, self.messages, self.case["msg_size"])
             self.sizes = sizes
             frames = []
@@ -559,7 +615,9 @@ class AsyncSend(Experiment):
             self._sender, receiver = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             set_blocking_timeouts(receiver, SOCKET_TIMEOUT_S)
         else:
-            receiver = connect_loopback(port)
+            # uring-*: the smallest receive window too, so the sender meets a full socket often
+            # (on loopback an eager reader otherwise frees room as fast as sends fill it).
+            receiver = connect_loopback(port, rcvbuf=0 if self.mode in URING_MODES else None)
         try:
             if self._sender is None:
                 self._sender = accept_with_timeouts(self._listener)
@@ -567,11 +625,12 @@ class AsyncSend(Experiment):
             self._child = fork_child(lambda: _receive_all(receiver, others, total), wait_ready=True)
         finally:
             receiver.close()
-        if self.mode in INFLIGHT_MODES:
+        if self.mode in INFLIGHT_MODES or self.mode in URING_MODES:
             # The smallest send buffer Linux allows: sends come back short, and the writer must
             # resume mid-frame (what the receiver's order and size checks can then catch).
             self._sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 0)
-            self._sender.setblocking(False)
+            # io_uring waits for room itself (it polls); a non-blocking socket would hand it EAGAIN.
+            self._sender.setblocking(self.mode in URING_MODES)
         else:
             # Python-level timeouts: sendall then sends in pieces, as any non-blocking sender does.
             self._sender.settimeout(SOCKET_TIMEOUT_S)
@@ -646,6 +705,8 @@ class AsyncSend(Experiment):
     def run_once(self) -> dict[str, Any]:
         if self.mode in INFLIGHT_MODES:
             return self._send_inflight()
+        if self.mode in URING_MODES:
+            return self._send_uring()
         if self.mode in WRITER_MODES:
             self._run_parked(self.mode)
             return {"bytes": self.total, "ops": self.messages * self.concurrency}
@@ -655,6 +716,21 @@ class AsyncSend(Experiment):
         assert self._sender is not None
         counts = send_frames(self._sender, self.frames)
         return {"bytes": self.total, "ops": len(self.sizes), **counts}
+
+    def _send_uring(self) -> dict[str, Any]:
+        assert self._sender is not None
+        link, waitall = "-linked" in self.mode, self.mode.endswith("-waitall")
+        found = self._ring.send_inflight(self._sender.fileno(), self.frames, self.concurrency, link, waitall)
+        return {
+            "bytes": self.total,
+            "ops": len(self.sizes),
+            "send_calls": found["sqes"],
+            "short_sends": found["short_sends"],
+            "completed_out_of_order": found["out_of_order"],
+            "uring_cancelled": found["cancelled"],
+            "uring_resent": found["resent"],
+            "uring_enters": found["enters"],
+        }
 
     def _serve_echo(self) -> dict[str, Any]:
         assert self._go is not None
@@ -686,7 +762,7 @@ class AsyncSend(Experiment):
                 "sizes_ok": result.get("round_trips") == self.messages * self.concurrency,
             }
         data: bytes = result
-        if self.mode in INFLIGHT_MODES:
+        if self.mode in INFLIGHT_MODES or self.mode in URING_MODES:
             return {**verify_frames(data, self.sizes), "received_bytes": len(data)}
         found = interleaving(data, self.concurrency, self.size)
         # Each writer's own bytes keep their order; across writers nothing is ordered.
@@ -719,6 +795,9 @@ class AsyncSend(Experiment):
         if self._child is not None:
             self._child.kill()
             self._child = None
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
         for sock in self._conns:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)  # echo threads blocked in recv see EOF and leave
@@ -891,3 +970,52 @@ def _echo_scaling(rows: pd.DataFrame, top: float) -> str | None:
     if not scaling:
         return None
     return f"Throughput at {top:,.0f} connections against {low:,.0f}: " + "; ".join(scaling) + "."
+
+
+def _uring(summary: pd.DataFrame) -> list[str]:
+    """Each io_uring mode at its deepest concurrency: short sends, completions out of order, and
+    whether the stream kept order and sizes; then what that says io_uring guarantees, only from
+    the cases measured."""
+    from iobench import explain as ex
+
+    found: dict[str, tuple[bool, bool]] = {}
+    sentences = []
+    for mode in URING_MODES:
+        rows = ex.select(summary, mode=mode)
+        if rows.empty or "short_sends" not in rows:
+            continue
+        row = rows.sort_values("concurrency").iloc[-1]
+        order, sizes = _ok(row.get("order_ok")), _ok(row.get("sizes_ok"))
+        short, late = row.get("short_sends"), row.get("completed_out_of_order")
+        if order is None or sizes is None or not ex.finite(short) or not ex.finite(late):
+            continue
+        found[mode] = (order and sizes, short > 0 or late > 0)
+        kept = (
+            "arrived in order and whole"
+            if order and sizes
+            else (
+                f"arrived {'in order' if order else 'OUT OF ORDER'} and {'whole' if sizes else 'with WRONG SIZES'}"
+            )
+        )
+        sentences.append(
+            f"{mode} ({row['concurrency']:,.0f} sends in flight): {short:,.0f} sends completed short and "
+            f"{late:,.0f} completed after a later one; the {row['ops']:,.0f} messages {kept}"
+        )
+    if not sentences:
+        return []
+    out = ["io_uring sends on one TCP socket with the minimum send buffer: " + "; ".join(sentences) + "."]
+    linked_wait, unlinked_wait = found.get("uring-linked-waitall"), found.get("uring-unlinked-waitall")
+    linked = found.get("uring-linked")
+    if linked_wait and linked_wait[0] and unlinked_wait and not unlinked_wait[0]:
+        out.append(
+            "Only the linked chain kept the stream: independent SQEs are not run in the order they were "
+            "queued once the socket is full (each waits for room on its own), while IOSQE_IO_LINK starts a "
+            "send only after the one before it completed."
+        )
+    if linked and not linked[0] and linked_wait and linked_wait[0]:
+        out.append(
+            "A link orders the sends but does not make them whole: without MSG_WAITALL a send that found "
+            "less room completes short, that counts as success for the chain, and the next message goes out "
+            "before the rest of it; with MSG_WAITALL the kernel sends the rest first."
+        )
+    return out

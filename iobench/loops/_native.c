@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "_async.h"
+
 #define CHECK_EVERY 16384
 
 static inline int64_t
@@ -454,5 +456,10 @@ static struct PyModuleDef native_module = {
 PyMODINIT_FUNC
 PyInit__native(void)
 {
-    return PyModule_Create(&native_module);
+    PyObject *module = PyModule_Create(&native_module);
+    if (module && iobench_async_init(module) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

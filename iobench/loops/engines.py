@@ -1,8 +1,10 @@
 """Which inner loops run a case: the native C module when it is built, else pure Python.
 
 Both modules offer the same functions (``read_all``, ``write_all``, ``copy_all``,
-``pread_at``, ``pwrite_at``, ``write_sync``, ``touch_pages``, ``copy_out``, ``null_calls``),
-so an experiment calls ``self.loops.read_all(...)`` and never knows which it got.
+``pread_at``, ``pwrite_at``, ``write_sync``, ``touch_pages``, ``copy_out``, ``null_calls``,
+``psync_run``), so an experiment calls ``self.loops.read_all(...)`` and never knows which it
+got. io_uring and Linux AIO (``Uring``, ``Aio``) exist only in the native module: see
+``iobench.loops.rings``, which turns their absence into a stated reason.
 """
 
 from __future__ import annotations

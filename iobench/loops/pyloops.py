@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from iobench.loops.histogram import bucket_of as _bucket
+
 Buffer = Any  # bytes-like: bytearray, memoryview, mmap, array
 
 
@@ -168,6 +170,57 @@ def null_calls(kind: str, count: int, fd: int = -1) -> int:
     for _ in range(count):
         function()
     return count
+
+
+def psync_run(
+    fd: int, buffer: Buffer, bs: int, offsets: Buffer, writes: bytes, hist: Buffer, stamp: int = 0
+) -> dict[str, int]:
+    """One ``pread``/``pwrite`` of ``bs`` bytes per offset (``writes[i]`` 1: write), each timed
+    into ``hist`` (iobench.loops.histogram); with a non-zero ``stamp`` a write's first 16 bytes
+    are its offset and the stamp (int64, little-endian), as the C loops write them.
+
+    Returns the counters the native twin returns (bytes, ios, short, submit_calls, ...).
+    """
+    if len(writes) != len(offsets) or bs <= 0 or len(buffer) < bs or (stamp and bs < 16):
+        raise ValueError("psync_run: one direction per offset, a buffer of bs bytes (16 to stamp)")
+    tag = stamp.to_bytes(8, "little", signed=True)
+    clock, preadv, pwrite = time.perf_counter_ns, os.preadv, os.pwrite
+    view = memoryview(buffer)[:bs]
+    target = [view]
+    total = shorts = lat_sum = lat_max = 0
+    lat_min = -1
+    started = clock()
+    try:
+        for offset, writing in zip(offsets, writes, strict=True):
+            if writing and stamp:
+                view[:16] = offset.to_bytes(8, "little", signed=True) + tag
+            start = clock()
+            moved = pwrite(fd, view, offset) if writing else preadv(fd, target, offset)
+            took = clock() - start
+            hist[_bucket(took)] += 1
+            lat_sum += took
+            lat_max = max(lat_max, took)
+            lat_min = took if lat_min < 0 else min(lat_min, took)
+            total += moved
+            shorts += moved != bs
+        ended = clock()
+    finally:
+        view.release()
+    return {
+        "bytes": total,
+        "ios": len(offsets),
+        "short": shorts,
+        "submit_calls": len(offsets),
+        "reap_calls": 0,
+        "enter_calls": 0,
+        "wakeups": 0,
+        "submit_ns": 0,
+        "loop_ns": ended - started,
+        "lat_sum_ns": lat_sum,
+        "lat_max_ns": lat_max,
+        "lat_min_ns": lat_min,
+        "retries": 0,
+    }
 
 
 def _finish(write: Callable[[Buffer], int], rest: memoryview) -> int:

@@ -1,0 +1,348 @@
+"""``make bench-fio``: does iobench's async-io measure queue depth as fio does?
+
+The same job for both tools: random 4 KiB reads (``rw=randread``, every block of the file once, in
+random order), ``ioengine=psync|libaio|io_uring`` at ``iodepth`` 1, 4, 16, 32, 64 (psync at 1:
+it has no queue), through iobench's public API (``iobench.api.run("async-io", ...)``: the session,
+the repetition protocol, the C loops) and through ``fio --output-format=json`` with
+``lat_percentiles=1`` (total latency, submission included, which is what iobench times: from the
+submitting call to the completion). Both submit each IO in its own call as soon as a slot is free
+(fio's default ``iodepth_batch_submit=1``; iobench's ``submit=each``). Both read a file of
+``--size`` made the same way (``create_random_file``), each its own, new every round.
+
+Regimes: ``disk`` reads with O_DIRECT (``direct=1``) in ``--dir``: the virtual disk, whose ceiling
+may hide differences between engines; ``cache`` reads the same kind of file buffered with its
+pages cached (``direct=0 invalidate=0``: no device), where what each engine costs per IO shows;
+``tmpfs`` reads a file in ``--tmpfs`` (/dev/shm) buffered (tmpfs has no O_DIRECT of its own: its
+files are the page cache). Each row says its regime.
+
+Rounds are interleaved (each round runs every job with both tools, the order of the two
+alternating), and a tool's figure is the median of its rounds. iobench/fio is the Hodges-Lehmann
+ratio of the rounds' IOPS with its 95% interval. Targets: IOPS >= 0.95 of fio's for libaio and
+io_uring at every depth, p50 latency within 10%; exit status 1 when one is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from iobench import api, hostinfo
+from iobench.loops import histogram
+from iobench.osutil.files import create_random_file
+from iobench.stats import difference
+from iobench.units import format_duration, format_size, parse_size
+
+HERE = Path(__file__).resolve().parent
+IOPS_TARGET = 0.95
+P50_TOLERANCE = 0.10
+BS = 4096
+CHECKED = ("libaio", "io_uring")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row: a regime (where and how the file is read), an engine and a queue depth."""
+
+    regime: str  # "disk" (O_DIRECT), "cache" (buffered, cached) or "tmpfs" (buffered)
+    folder: Path
+    engine: str  # fio's ioengine; iobench's method of the same name
+    qd: int
+
+    @property
+    def direct(self) -> bool:
+        return self.regime == "disk"
+
+
+def plan(args: argparse.Namespace) -> list[Job]:
+    folders = {"disk": Path(args.dir), "cache": Path(args.dir), "tmpfs": Path(args.tmpfs)}
+    jobs = []
+    for regime in args.regimes:
+        for engine in args.engines:
+            for qd in [1] if engine == "psync" else args.qd:
+                jobs.append(Job(regime, folders[regime], engine, qd))
+    return jobs
+
+
+def fio_round(job: Job, path: Path, size: int, loops: int, runtime: int) -> dict[str, float]:
+    """fio's IOPS and total-latency p50/p99 (ns) for ``loops`` passes over the file."""
+    args = [
+        "fio",
+        "--name=bench-fio",
+        f"--filename={path}",
+        "--rw=randread",
+        f"--bs={BS}",
+        f"--size={size}",
+        f"--ioengine={job.engine}",
+        f"--iodepth={job.qd}",
+        f"--direct={int(job.direct)}",
+        "--invalidate=0",  # a buffered file stays cached, as iobench's cache=warm keeps it
+        f"--loops={loops}",
+        f"--runtime={runtime}",
+        "--lat_percentiles=1",
+        "--percentile_list=50:99",
+        "--output-format=json",
+    ]
+    out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=runtime * 4 + 60).stdout
+    read = json.loads(out[out.index("{") :])["jobs"][0]["read"]
+    percentiles = read["lat_ns"]["percentile"]
+    return {
+        "iops": float(read["iops"]),
+        "p50": float(percentiles["50.000000"]),
+        "p99": float(percentiles["99.000000"]),
+        "ios": float(read["total_ios"]),
+    }
+
+
+def iobench_round(job: Job, size: int, reps: int) -> dict[str, float]:
+    """iobench's IOPS (median of ``reps`` repetitions) and p50/p99 over all their IOs (their
+    histograms merged), after one untimed warm-up repetition."""
+    run = api.run(
+        "async-io",
+        method=job.engine,
+        qd=job.qd,
+        rw="randread",
+        bs=BS,
+        direct="on" if job.direct else "off",
+        cache="warm",  # buffered: cached, as fio's file is after it was written; O_DIRECT: ignored
+        submit="each",  # fio's default: iodepth_batch_submit=1
+        file_size=size,
+        dir=job.folder,
+        out=None,
+        warmup=1,
+        min_reps=reps,
+        max_reps=reps,
+        max_case_time="3600s",
+        target_ci=0,
+        engine="native",
+    )
+    rows = run.records()
+    (case,) = run.meta["cases"]
+    if case.get("status") != "ok" or not all(row.get("integrity_ok") for row in rows):
+        raise RuntimeError(f"iobench {job} failed: {case.get('reason') or case}")
+    merged = histogram.merge(row["lat_hist"] for row in rows)
+    return {
+        "iops": statistics.median(float(row["iops"]) for row in rows),
+        "p50": histogram.percentile(merged, 0.50),
+        "p99": histogram.percentile(merged, 0.99),
+        "ios": float(sum(row["ops"] for row in rows)),
+    }
+
+
+def measure(job: Job, args: argparse.Namespace) -> dict[str, Any]:
+    rounds: dict[str, list[dict[str, float]]] = {"fio": [], "iobench": []}
+    for index in range(args.rounds):
+        order = ("fio", "iobench") if index % 2 == 0 else ("iobench", "fio")
+        with tempfile.TemporaryDirectory(dir=job.folder, prefix="iobench-fio-") as folder:
+            for tool in order:
+                if tool == "fio":
+                    path = Path(folder) / "fio.bin"
+                    create_random_file(path, args.size)
+                    rounds["fio"].append(fio_round(job, path, args.size, args.reps, args.runtime))
+                    path.unlink()
+                else:
+                    rounds["iobench"].append(iobench_round(job, args.size, args.reps))
+    row: dict[str, Any] = {"regime": job.regime, "engine": job.engine, "qd": job.qd, "rounds": rounds}
+    for tool, values in rounds.items():
+        for key in ("iops", "p50", "p99"):
+            row[f"{tool}_{key}"] = statistics.median(v[key] for v in values)
+    for key in ("iops", "p50", "p99"):
+        found = difference([v[key] for v in rounds["fio"]], [v[key] for v in rounds["iobench"]])
+        row[f"{key}_ratio"] = None if found is None else found.ratio
+        row[f"{key}_low"] = None if found is None or not found.decided else found.low
+        row[f"{key}_high"] = None if found is None or not found.decided else found.high
+    return row
+
+
+def verdict(row: dict[str, Any]) -> str:
+    """ "" when the row meets the targets (or is not checked: psync), else what it missed."""
+    if row["engine"] not in CHECKED:
+        return ""
+    missed = []
+    iops = row["iops_ratio"]
+    if iops is not None and iops < IOPS_TARGET:
+        high = row["iops_high"]
+        noise = (
+            " (its interval reaches 1: not a measurable difference)" if high is not None and high >= 1 else ""
+        )
+        missed.append(f"IOPS {iops:.3f} of fio's{noise}")
+    p50 = row["p50_ratio"]
+    if p50 is not None and abs(p50 - 1) > P50_TOLERANCE:
+        missed.append(f"p50 {p50:.3f}x fio's")
+    return "; ".join(missed)
+
+
+def _ratio(row: dict[str, Any], key: str) -> str:
+    ratio, low, high = row[f"{key}_ratio"], row[f"{key}_low"], row[f"{key}_high"]
+    if ratio is None:
+        return "-"
+    if low is None or high is None or not low > 0 or high == float("inf"):
+        return f"{ratio:.3f}"
+    return f"{ratio:.3f} ({low:.2f}–{high:.2f})"
+
+
+HEADERS = (
+    "regime",
+    "engine",
+    "QD",
+    "fio IOPS",
+    "iobench IOPS",
+    "iobench/fio IOPS (95% CI)",
+    "fio p50",
+    "iobench p50",
+    "p50 ratio",
+    "fio p99",
+    "iobench p99",
+)
+
+
+def cells(row: dict[str, Any]) -> list[str]:
+    regime = {"disk": "disk, O_DIRECT", "cache": "page cache, buffered", "tmpfs": "tmpfs, buffered"}[
+        row["regime"]
+    ]
+    return [
+        regime,
+        row["engine"],
+        str(row["qd"]),
+        f"{row['fio_iops']:,.0f}",
+        f"{row['iobench_iops']:,.0f}",
+        _ratio(row, "iops"),
+        format_duration(row["fio_p50"]),
+        format_duration(row["iobench_p50"]),
+        _ratio(row, "p50"),
+        format_duration(row["fio_p99"]),
+        format_duration(row["iobench_p99"]),
+    ]
+
+
+def render(rows: list[dict[str, Any]]) -> tuple[Table, str]:
+    table = Table(
+        title=f"iobench async-io vs fio: randread {format_size(BS)} (targets: IOPS >= {IOPS_TARGET} of fio's, p50 within {P50_TOLERANCE:.0%})"
+    )
+    for header in HEADERS:
+        table.add_column(header, justify="left" if header in ("regime", "engine") else "right")
+    markdown = ["| " + " | ".join(HEADERS) + " |", "|---|---|" + "---:|" * (len(HEADERS) - 2)]
+    for row in rows:
+        shown = cells(row)
+        table.add_row(*shown)
+        markdown.append("| " + " | ".join(shown) + " |")
+    return table, "\n".join(markdown)
+
+
+def facts(args: argparse.Namespace) -> dict[str, Any]:
+    host = hostinfo.host_facts()
+    fio = subprocess.run(["fio", "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    disk = hostinfo.target_facts(Path(args.dir))
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "kernel": platform.release(),
+        "cpu_model": host.get("cpu_model"),
+        "cpus": host.get("cpu_count"),
+        "hypervisor": host.get("hypervisor"),
+        "fio": fio,
+        "disk": f"{disk.get('fs_type')} on {disk.get('block_device')} (scheduler {disk.get('scheduler')})",
+        "tmpfs": str(args.tmpfs),
+        "size": args.size,
+        "rounds": args.rounds,
+        "reps": args.reps,
+        "pinned_cpu": args.cpu,
+        "load_average_start": list(os.getloadavg()),
+        "git": (hostinfo.git_facts(HERE) or {}).get("describe"),
+    }
+
+
+def describe(info: dict[str, Any]) -> list[str]:
+    return [
+        f"{info['date']}, {info['cpu_model']} x{info['cpus']}"
+        + (" (under a hypervisor)" if info["hypervisor"] else "")
+        + f", kernel {info['kernel']}, {info['fio']}, iobench {info['git'] or '?'}",
+        f"disk regime: {info['disk']}, O_DIRECT; cache regime: the same filesystem, buffered, every page "
+        f"cached; tmpfs regime: {info['tmpfs']}, buffered. "
+        f"File {format_size(info['size'])}, new per tool and round; {info['rounds']} interleaved rounds of "
+        f"{info['reps']} passes per tool (iobench: one untimed warm-up pass first; fio: loops={info['reps']}).",
+        f"load average at start {' '.join(f'{v:.2f}' for v in info['load_average_start'])}, at end "
+        f"{' '.join(f'{v:.2f}' for v in info['load_average_end'])}; "
+        + (f"pinned to CPU {info['pinned_cpu']}" if info["pinned_cpu"] is not None else "not pinned"),
+        "IOPS: fio's job IOPS, iobench's median repetition; p50/p99: total latency (fio lat_percentiles=1; "
+        "iobench: submitting call to completion, all repetitions' histograms merged). iobench/fio: "
+        "Hodges-Lehmann ratio of the rounds, 95% interval.",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", default=".", help="folder on the disk under test (default: here)")
+    parser.add_argument("--tmpfs", default="/dev/shm", help="a tmpfs folder for the buffered regime")
+    parser.add_argument("--regimes", default="disk,cache,tmpfs", help="any of disk, cache, tmpfs")
+    parser.add_argument("--engines", default="psync,libaio,io_uring")
+    parser.add_argument("--qd", default="1,4,16,32,64", help="queue depths (psync: 1 only)")
+    parser.add_argument("--size", default="64MiB", help="file size: one pass is size / 4 KiB reads")
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds per job")
+    parser.add_argument("--reps", type=int, default=3, help="passes per tool per round")
+    parser.add_argument("--runtime", type=int, default=60, help="fio's runtime cap per run, seconds")
+    parser.add_argument("--cpu", type=int, default=None, help="pin this process and fio to a CPU")
+    parser.add_argument("--out", default="results/fio", help="where the JSON and Markdown land")
+    args = parser.parse_args(argv)
+    args.regimes = [r for r in args.regimes.split(",") if r]
+    args.engines = [e for e in args.engines.split(",") if e]
+    args.qd = [int(q) for q in args.qd.split(",") if q]
+    args.size = parse_size(args.size)
+    if shutil.which("fio") is None:
+        print(
+            "Error: fio is not installed (make bench-fio installs Debian's package as root)", file=sys.stderr
+        )
+        return 2
+    if "tmpfs" in args.regimes and hostinfo.target_facts(Path(args.tmpfs)).get("fs_type") != "tmpfs":
+        print(f"Error: --tmpfs {args.tmpfs} is not a tmpfs", file=sys.stderr)
+        return 2
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})  # fio and iobench's cases inherit it
+    info = facts(args)
+    console = Console(stderr=True)
+    rows = []
+    for job in plan(args):
+        started = time.perf_counter()
+        row = measure(job, args)
+        rows.append(row)
+        console.print(
+            f"{job.regime} {job.engine} qd {job.qd}: fio {row['fio_iops']:,.0f} IOPS, iobench "
+            f"{row['iobench_iops']:,.0f} ({_ratio(row, 'iops')}), p50 {_ratio(row, 'p50')} "
+            f"[{time.perf_counter() - started:.0f} s]",
+            highlight=False,
+            soft_wrap=True,
+        )
+    info["load_average_end"] = list(os.getloadavg())
+    table, markdown = render(rows)
+    lines = describe(info)
+    out_console = Console(width=220)
+    for line in lines:
+        out_console.print(line, highlight=False)
+    out_console.print(table)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (out / f"fio-{stamp}.md").write_text("\n\n".join(lines) + "\n\n" + markdown + "\n")
+    (out / f"fio-{stamp}.json").write_text(json.dumps({"facts": info, "rows": rows}, indent=1))
+    print(f"written: {out}/fio-{stamp}.md")
+    missed = [f"{r['regime']} {r['engine']} qd {r['qd']}: {v}" for r in rows if (v := verdict(r))]
+    if missed:
+        print("targets missed at: " + "; ".join(missed))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
