@@ -92,7 +92,9 @@ def test_a_regression_is_status_1_and_the_markdown_is_on_stdout(tmp_path: Path) 
     done, status = bench_check(tmp_path, fake_bin(tmp_path, new), baseline)
     assert status == "1"
     assert done.stdout.startswith("### iobench compare: 1 slower, 0 missing")
-    assert re.search(r"^make(\[\d+\])?: \*\*\* \[Makefile:\d+: bench-check\] Error 1$", done.stderr, re.M), done.stderr
+    assert re.search(r"^make(\[\d+\])?: \*\*\* \[Makefile:\d+: bench-check\] Error 1$", done.stderr, re.M), (
+        done.stderr
+    )
     assert len(list((tmp_path / "new").iterdir())) == 2  # NEW_RUNS runs, compared as one side
 
 
