@@ -19,9 +19,11 @@ from iobench.compare import (
     CompareError,
     DifferentMachinesError,
     compare,
+    floor_confidence,
     hodges_lehmann,
     judge,
     noise_floor,
+    t_quantile,
 )
 from iobench.errors import ExitCode, ResultsError
 from iobench.results import COMMON_COLUMNS, RunStore, load_run, load_runs
@@ -144,6 +146,57 @@ def test_the_noise_floor_pools_both_sides_runs() -> None:
     pooled = noise_floor(base, new)
     assert alone is not None and pooled is not None and pooled < 0.2 < alone
     assert noise_floor([100.0], [120.0]) is None
+
+
+def test_t_quantile_agrees_with_the_run_paths_table() -> None:
+    from iobench.stats import t_quantile_975
+
+    for dof in (1, 2, 5, 6, 12, 30, 100):
+        assert t_quantile(0.975, dof) == pytest.approx(t_quantile_975(dof), rel=2e-3)
+    assert t_quantile(1 - 0.05 / 24, 6) == pytest.approx(4.486, rel=1e-3)  # Bonferroni, 12 cases
+
+
+def simulated_gate(rng: np.random.Generator, cases: int, confidence: float) -> int:
+    """Cases an A/A gate flags: 5 base runs against 3 new runs of the same code, each run
+    shifted by machine drift (sd 10% between runs, as measured here) with 10 repetitions of 1%
+    spread around its own level."""
+    flagged = 0
+    for _ in range(cases):
+        levels = np.exp(rng.normal(0.0, 0.10, 8))
+        runs = [samples(rng, 1e6 * level, 0.01, 10) for level in levels]
+        base, new = runs[:5], runs[5:]
+        floor = noise_floor([np.median(r) for r in base], [np.median(r) for r in new], confidence)
+        verdict = judge(np.concatenate(base), np.concatenate(new), 0.05, floor).verdict
+        flagged += verdict in ("slower", "faster")
+    return flagged
+
+
+def test_a_gate_on_unchanged_code_flags_no_case_nineteen_times_in_twenty() -> None:
+    """Family-wise: 12 cases whose floors were each taken at 95% flagged a case in a quarter
+    of the A/A gates measured here; at 1 - 0.05/12 about one gate in twenty."""
+    rng = np.random.default_rng(2026)
+    gates = 200
+    per_case = [simulated_gate(rng, 12, 0.95) for _ in range(gates)]
+    family = [simulated_gate(rng, 12, floor_confidence(12)) for _ in range(gates)]
+    assert sum(1 for f in per_case if f) / gates > 0.2  # the old rule: the test can tell
+    assert sum(1 for f in family if f) / gates <= 0.08
+    assert floor_confidence(1) == 0.95 and floor_confidence(12) == pytest.approx(1 - 0.05 / 12)
+
+
+def test_the_floor_widens_with_the_cases_judged_together(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    for side, drifts in (("base", (1.0, 1.04, 0.96, 1.02, 0.98)), ("new", (1.01, 0.99))):
+        for drift in drifts:
+            cases = {f"call={c}": samples(rng, 1e6 * drift, 0.01, 10) for c in "abcdefghijkl"}
+            write_run(tmp_path / "twelve" / side, cases)
+            write_run(tmp_path / "one" / side, {"call=a": cases["call=a"]})
+    many = compare(*(load_runs(tmp_path / "twelve" / side) for side in ("base", "new")))
+    alone = compare(*(load_runs(tmp_path / "one" / side) for side in ("base", "new")))
+    assert many.floor_confidence == pytest.approx(1 - 0.05 / 12) and alone.floor_confidence == 0.95
+    (case_a,) = [c for c in many.cases if c.case.endswith("call=a")]
+    assert case_a.noise_floor is not None and alone.cases[0].noise_floor is not None
+    assert case_a.noise_floor > 1.5 * alone.cases[0].noise_floor
+    assert f"each at {many.floor_confidence:.3g} confidence" in many.noise_floor_summary()
 
 
 def test_two_new_runs_do_not_hide_a_fifty_percent_slowdown(tmp_path: Path) -> None:
