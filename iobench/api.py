@@ -16,6 +16,7 @@ exceptions carrying the one-line message the CLI prints.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -330,11 +331,14 @@ def _out_path(out: str | Path) -> Path:
 
 def _drive(request: RunRequest) -> Iterator[Event]:
     """Events of the run; the last one is RunFinished whose ``run`` is a Run."""
-    for event in execute_events(request):
-        if isinstance(event, RunFinished):
-            yield RunFinished(event.status, event.path, Run._from_outcome(event.run))
-        else:
-            yield event
+    # closing(): when the caller stops early (a signal in its own code), the run is closed
+    # at once, marked interrupted, its scratch removed, not whenever it is collected.
+    with contextlib.closing(execute_events(request)) as events:
+        for event in events:
+            if isinstance(event, RunFinished):
+                yield RunFinished(event.status, event.path, Run._from_outcome(event.run))
+            else:
+                yield event
 
 
 def _finish(events: Iterator[Event]) -> Run:

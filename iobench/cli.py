@@ -19,7 +19,8 @@ from typing import Any
 import click
 
 from iobench import __version__
-from iobench.errors import ExitCode, IobenchError
+from iobench.errors import ExitCode, IobenchError, RunInterrupted
+from iobench.interrupts import Terminated, termination_raises
 from iobench.params import Kind, Param
 
 DEFAULT_OUT = "results"
@@ -251,7 +252,9 @@ class IobenchGroup(click.Group):
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any) -> Any:
         extra["standalone_mode"] = False
         try:
-            rv = super().main(args, prog_name or "iobench", **extra)
+            # SIGTERM/SIGHUP anywhere in a command end it like Ctrl-C, with one line.
+            with termination_raises():
+                rv = super().main(args, prog_name or "iobench", **extra)
         except click.exceptions.NoArgsIsHelpError as exc:
             click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
             sys.exit(ExitCode.USAGE)
@@ -262,7 +265,7 @@ class IobenchGroup(click.Group):
             _fail(exc.format_message(), exc.exit_code)
         except IobenchError as exc:
             _fail(str(exc), exc.exit_code)
-        except click.Abort:
+        except (click.Abort, KeyboardInterrupt, Terminated):
             _fail("interrupted", ExitCode.INTERRUPTED)
         except MemoryError:
             _fail("not enough memory to run (check ulimit -v)", ExitCode.USAGE)
@@ -504,24 +507,48 @@ def _drive(events: Any, quiet: bool, as_json: bool, with_rows: bool, note: str |
     """Render a run's events, then its tables (stderr with --json), then where it is.
 
     ``note`` is printed once the run has started (so a refused run prints only its error)."""
-    from iobench.engine.events import RunFinished, RunStarted
+    from iobench.engine.events import CaseFinished, RunFinished, RunStarted
     from iobench.render import make_renderer
 
     renderer = make_renderer(quiet)
-    run = None
+    run = started = None
+    recorded = 0
     try:
         for event in events:
-            if note and isinstance(event, RunStarted):
-                click.echo(note, err=True)
+            if isinstance(event, RunStarted):
+                started = event
+                if note:
+                    click.echo(note, err=True)
+            recorded += isinstance(event, CaseFinished)
             if renderer is not None:
                 renderer(event)
             if isinstance(event, RunFinished):
                 run = event.run
+    except (KeyboardInterrupt, Terminated):
+        # The signal landed here, between two of the run's events: closing the run marks it
+        # interrupted (finished cases are already recorded) and removes its scratch folder.
+        events.close()
+        raise _interrupted_between_events(started, recorded, run) from None
     finally:
         if renderer is not None and hasattr(renderer, "close"):
             renderer.close()
     assert run is not None
     _report_run(run, as_json, with_rows)
+
+
+def _interrupted_between_events(started: Any, recorded: int, run: Any) -> RunInterrupted:
+    """The message for a signal that reached the CLI rather than the measuring loop."""
+    if run is not None:
+        return RunInterrupted(
+            f"interrupted after the run ended: every case is kept in {run.path or 'memory'}"
+        )
+    if started is None:
+        return RunInterrupted("interrupted before the first case; nothing was measured")
+    where = started.path or "memory"
+    resume = f" (continue with: iobench run sweep --resume {started.path})" if started.path else ""
+    return RunInterrupted(
+        f"interrupted; {started.done + recorded} of {started.total} finished cases kept in {where}{resume}"
+    )
 
 
 def _report_run(run: Any, as_json: bool, with_rows: bool) -> None:
@@ -540,7 +567,7 @@ def _report_run(run: Any, as_json: bool, with_rows: bool) -> None:
                 f"stopped: {run.meta.get('error')}; continue with: iobench run sweep --resume {run.path}",
                 err=True,
             )
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated):
         click.echo("", err=True)
     click.echo(f"results: {run.path or 'not written (no --out)'}", err=as_json)
     failed = run.failed_cases

@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
-import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ from iobench.engine.events import CaseFinished, Event, Events, RunFinished, RunS
 from iobench.engine.runner import CaseSpaceError
 from iobench.errors import InsufficientSpaceError, ParamError, ResultsFullError, RunInterrupted
 from iobench.execute import Executor, LocalExecutor
+from iobench.interrupts import Terminated, termination_raises
 from iobench.loops.engines import native_available, native_unavailable_reason
 from iobench.plan import CaseSpec, Lookup, PlanEntry, plan_cases
 from iobench.record import MemorySink, Sink
@@ -93,33 +92,6 @@ class RunOutcome:
     def failed_cases(self) -> list[dict[str, Any]]:
         """Summaries of cases that failed (not merely unsupported here)."""
         return [c for c in self.meta.get("cases", []) if c.get("status") == "failed"]
-
-
-class _Terminated(BaseException):
-    """SIGTERM or SIGHUP, raised in the main thread like KeyboardInterrupt."""
-
-
-_TERMINATING = (signal.SIGTERM, signal.SIGHUP)
-
-
-@contextlib.contextmanager
-def _termination_raises() -> Iterator[None]:
-    """SIGTERM and SIGHUP (a closed terminal, a dropped ssh session) end the run like Ctrl-C:
-    finished cases kept, scratch removed. Left to their default, they kill the process on
-    the spot and leave both behind."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise _Terminated()
-
-    previous = {signum: signal.signal(signum, handler) for signum in _TERMINATING}
-    try:
-        yield
-    finally:
-        for signum, action in previous.items():
-            signal.signal(signum, action)
 
 
 def _facts(
@@ -226,23 +198,26 @@ def execute_events(request: RunRequest) -> Iterator[Event]:
     """Run the request, yielding RunStarted, a CaseFinished per case and RunFinished (whose
     ``run`` is the RunOutcome). Subscribers get every event, RepDone included, as it happens."""
     events = Events(*request.subscribers)
-    ready = _prepare(request)
-    # The scratch folder first: when --dir is unusable, no run folder is left behind.
-    with private_scratch(ready.target_dir) as scratch:
-        sink = _open_sink(request, ready.meta, ready.facts, ready.warnings)
-        try:
-            outcome = yield from _measure(request, ready, sink, scratch, events)
-        except GeneratorExit:
-            _finish_quietly(sink, "interrupted", "the caller stopped the run")
-            raise
-        except (KeyboardInterrupt, _Terminated):
-            raise _interrupted(sink, ready.total) from None
-        except BaseException as exc:
-            if sink.meta.get("status") == "running":
-                _finish_quietly(sink, "failed", str(exc) or type(exc).__name__)
-            raise
-        finally:
-            sink.close()
+    # From the first check to the last file: a signal anywhere in between ends the run
+    # with its message (and the scratch folder removed), never a silent death by default.
+    with termination_raises():
+        ready = _prepare(request)
+        # The scratch folder first: when --dir is unusable, no run folder is left behind.
+        with private_scratch(ready.target_dir) as scratch:
+            sink = _open_sink(request, ready.meta, ready.facts, ready.warnings)
+            try:
+                outcome = yield from _measure(request, ready, sink, scratch, events)
+            except GeneratorExit:
+                _finish_quietly(sink, "interrupted", "the caller stopped the run")
+                raise
+            except (KeyboardInterrupt, Terminated):
+                raise _interrupted(sink, ready.total) from None
+            except BaseException as exc:
+                if sink.meta.get("status") == "running":
+                    _finish_quietly(sink, "failed", str(exc) or type(exc).__name__)
+                raise
+            finally:
+                sink.close()
     finished_event = RunFinished(outcome.status, str(sink.path) if sink.path else None, outcome)
     events.emit(finished_event)
     yield finished_event
@@ -265,8 +240,7 @@ def _measure(
     started = RunStarted(ready.total, ready.done, str(sink.path) if sink.path else None)
     events.emit(started)
     yield started
-    with _termination_raises():
-        status, error = yield from _run_cases(request, ready.specs, executor, sink, events, ready.total)
+    status, error = yield from _run_cases(request, ready.specs, executor, sink, events, ready.total)
     # The measuring process's own footprint, before any post-processing loads libraries.
     sink.meta["peak_rss_measuring_bytes"] = hostinfo.peak_rss_bytes()
     sink.finish(status, error)
@@ -278,6 +252,12 @@ def _interrupted(sink: Sink, total: int) -> RunInterrupted:
     """Mark the run interrupted (keeping every finished case) and say where it is."""
     finished = len(sink.meta.get("cases", []))
     where = sink.path or "memory"
+    if sink.meta.get("status") not in (None, "running"):
+        # Every case was recorded and the run marked; only a derived file was being written.
+        return RunInterrupted(
+            f"interrupted after the run ended ({sink.meta.get('status')}): its {finished} cases are kept "
+            f"in {where}; results.parquet may be missing (results.csv and cases.jsonl hold every row)"
+        )
     _finish_quietly(sink, "interrupted", f"interrupted after {finished} of {total} cases")
     resume = f" (continue with: iobench run sweep --resume {sink.path})" if sink.path else ""
     return RunInterrupted(f"interrupted; {finished} of {total} finished cases kept in {where}{resume}")
