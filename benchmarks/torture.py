@@ -179,6 +179,9 @@ def check_after_fault(tally: Tally, first: Trial, out: Path, scratch: Path, expe
         tally.notes.append(f"reported but not kept: {sorted(missing)}")
     if first.code in (0, 2, 130) and not first.traceback:
         tally.clear += 1
+    else:
+        last = first.stderr.strip().splitlines()[-1:] or ["(nothing on stderr)"]
+        tally.notes.append(f"exit {first.code}: {last[0]}")
     resumed = iobench(["run", "sweep", "--resume", str(run), "--dir", str(scratch), "-q"])
     if resumed.traceback:
         tally.traceback += 1

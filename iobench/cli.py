@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -1003,4 +1004,10 @@ def _run_path(run: str, results_dir: Path) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
-    cli.main(args=list(argv) if argv is not None else None, prog_name="iobench")
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="iobench")
+    finally:
+        # The command is done (its results written, its status chosen): a SIGTERM or SIGHUP
+        # during the interpreter's own shutdown would only turn a finished exit into a kill.
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)

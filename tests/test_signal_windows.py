@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -135,3 +137,17 @@ def test_a_signal_while_the_tables_print_still_names_the_results(
     assert result.exit_code == 0, result.output  # the run is complete on disk
     assert f"results: {run}" in result.output
     assert load_run(run).meta["status"] == "complete"
+
+
+def test_the_console_script_ignores_termination_once_the_command_is_done() -> None:
+    """A SIGTERM during interpreter shutdown, after results were written and the exit status
+    chosen, would turn a finished command into a kill (torture.py met it once in 18 trials)."""
+    code = (
+        "import signal, sys\n"
+        "from iobench.cli import main\n"
+        "assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL\n"
+        "try:\n    main(['--version'])\nexcept SystemExit as exc:\n    status = exc.code\n"
+        "print(status, signal.getsignal(signal.SIGTERM) is signal.SIG_IGN, signal.getsignal(signal.SIGHUP) is signal.SIG_IGN)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines()[-1] == "0 True True", done.stderr
