@@ -700,6 +700,11 @@ class RunStore(CaseRecords):
         text = json.dumps(self.meta, indent=2, sort_keys=False, default=str)
         atomic_write(self.path / META, text.encode())
 
+    def save_meta(self) -> None:
+        """Write meta.json now (a resumed run notes its new scratch folder before any case)."""
+        with signals_deferred():
+            self._write_meta()
+
     def write_extra(self, name: str, data: bytes) -> None:
         """Another file of the run (columns.md, results.parquet), written atomically."""
         atomic_write(self.path / name, data)

@@ -138,14 +138,20 @@ def _check_space(specs: Sequence[CaseSpec], lookup: Lookup, target_dir: Path) ->
             )
 
 
-def _open_sink(request: RunRequest, meta: dict[str, Any], facts: dict[str, Any], warnings: list[str]) -> Sink:
+def _open_sink(
+    request: RunRequest, meta: dict[str, Any], facts: dict[str, Any], warnings: list[str], scratch: Path
+) -> Sink:
+    """The run's sink; its meta on disk names the scratch folder from the start, so that a
+    run killed before its first case is recorded still leads the next command to it."""
     if request.resume is not None:
         store = request.resume
         store.meta.setdefault("resumed", [{}])[-1].update(facts)
         for warning in warnings:
             store.warn(warning)
+        store.meta["scratch"] = str(scratch)
+        store.save_meta()
         return store
-    full = {**meta, **facts, "warnings": warnings}
+    full = {**meta, **facts, "warnings": warnings, "scratch": str(scratch)}
     if request.out_dir is None:
         return MemorySink(full)
     return RunStore.create(Path(request.out_dir), full)
@@ -204,7 +210,7 @@ def execute_events(request: RunRequest) -> Iterator[Event]:
         ready = _prepare(request)
         # The scratch folder first: when --dir is unusable, no run folder is left behind.
         with private_scratch(ready.target_dir) as scratch:
-            sink = _open_sink(request, ready.meta, ready.facts, ready.warnings)
+            sink = _open_sink(request, ready.meta, ready.facts, ready.warnings, scratch)
             try:
                 outcome = yield from _measure(request, ready, sink, scratch, events)
             except GeneratorExit:
@@ -228,7 +234,6 @@ def _measure(
 ) -> Generator[Event, None, RunOutcome]:
     """Every case into the sink, then the run's status and its derived files."""
     if sink.path is not None:
-        sink.meta["scratch"] = str(scratch)
         note_run(scratch, sink.path)
     with contextlib.suppress(OSError):
         sink.write_extra(

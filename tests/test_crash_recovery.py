@@ -237,3 +237,51 @@ def test_scratch_of_a_live_run_is_never_called_a_leftover(tmp_path: Path) -> Non
         os.makedirs(tmp_path / "iobench-old")  # an older version's leftover: no lock inside
         assert [x.path.name for x in scratch.leftovers(tmp_path)] == ["iobench-old"]
     assert not folder.exists()
+
+
+FIRST_CASE_SLOW = """
+[protocol]
+warmup = 0
+min_reps = 3
+max_reps = 3
+
+[[experiment]]
+name = "syscall"
+call = "getppid"
+calls = [3000000, 1]
+"""
+
+
+def _run_folder_made(out: Path) -> bool:
+    return bool(list(out.glob("*/meta.json"))) if out.exists() else False
+
+
+def test_a_run_killed_before_its_first_case_is_recorded_leads_the_resume_to_its_scratch(
+    tmp_path: Path,
+) -> None:
+    """torture.py found one scratch folder left after SIGKILL + resume: the run folder named
+    its scratch only from the first recorded case on."""
+    config = tmp_path / "slow.toml"
+    config.write_text(FIRST_CASE_SLOW)
+    out, scratch_dir = tmp_path / "out", tmp_path / "scratch"
+    scratch_dir.mkdir()
+    command = [*IOBENCH, "run", "sweep", str(config), "--dir", str(scratch_dir), "--out", str(out), "-q"]
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(out, _run_folder_made)
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+    (run,) = list(out.iterdir())
+    (leftover,) = [p for p in scratch_dir.iterdir() if p.name.startswith("iobench-")]
+    assert (run / "cases.jsonl").read_text() == ""  # killed inside the first case
+    assert json.loads((run / "meta.json").read_text())["scratch"] == str(leftover)
+    resumed = subprocess.run(
+        [*IOBENCH, "run", "sweep", "--resume", str(run), "--dir", str(scratch_dir), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert not leftover.exists() and list(scratch_dir.iterdir()) == []
+    assert load_run(run).meta["status"] == "complete"
