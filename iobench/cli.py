@@ -21,7 +21,7 @@ import click
 
 from iobench import __version__
 from iobench.errors import ExitCode, IobenchError, RunInterrupted
-from iobench.interrupts import Terminated, termination_raises
+from iobench.interrupts import TERMINATING, Terminated, termination_raises
 from iobench.params import Kind, Param
 
 DEFAULT_OUT = "results"
@@ -545,11 +545,9 @@ def _interrupted_between_events(started: Any, recorded: int, run: Any) -> RunInt
         )
     if started is None:
         return RunInterrupted("interrupted before the first case; nothing was measured")
-    where = started.path or "memory"
-    resume = f" (continue with: iobench run sweep --resume {started.path})" if started.path else ""
-    return RunInterrupted(
-        f"interrupted; {started.done + recorded} of {started.total} finished cases kept in {where}{resume}"
-    )
+    from iobench.session import interrupted_mid_run
+
+    return interrupted_mid_run(started.done + recorded, started.total, started.path)
 
 
 def _report_run(run: Any, as_json: bool, with_rows: bool) -> None:
@@ -1009,5 +1007,5 @@ def main(argv: Sequence[str] | None = None) -> None:
     finally:
         # The command is done (its results written, its status chosen): a SIGTERM or SIGHUP
         # during the interpreter's own shutdown would only turn a finished exit into a kill.
-        for signum in (signal.SIGTERM, signal.SIGHUP):
+        for signum in TERMINATING:
             signal.signal(signum, signal.SIG_IGN)

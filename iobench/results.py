@@ -715,8 +715,7 @@ class RunStore(CaseRecords):
         self.meta["finished"] = now_iso()
         if error:
             self.meta["error"] = error
-        with signals_deferred():
-            self._write_meta()
+        self.save_meta()
 
     def close(self) -> None:
         """Release the run folder (other processes may resume or report it)."""

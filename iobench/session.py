@@ -264,8 +264,16 @@ def _interrupted(sink: Sink, total: int) -> RunInterrupted:
             f"in {where}; results.parquet may be missing (results.csv and cases.jsonl hold every row)"
         )
     _finish_quietly(sink, "interrupted", f"interrupted after {finished} of {total} cases")
-    resume = f" (continue with: iobench run sweep --resume {sink.path})" if sink.path else ""
-    return RunInterrupted(f"interrupted; {finished} of {total} finished cases kept in {where}{resume}")
+    return interrupted_mid_run(finished, total, sink.path)
+
+
+def interrupted_mid_run(finished: int, total: int, path: Path | str | None) -> RunInterrupted:
+    """The one-line error of a run stopped by a signal with ``finished`` of ``total`` cases
+    recorded in ``path`` (None: kept in memory only), and how to continue it."""
+    resume = f" (continue with: iobench run sweep --resume {path})" if path else ""
+    return RunInterrupted(
+        f"interrupted; {finished} of {total} finished cases kept in {path or 'memory'}{resume}"
+    )
 
 
 def _run_cases(
