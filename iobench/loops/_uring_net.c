@@ -54,6 +54,20 @@ net_enter(UringObject *r, unsigned to_submit, unsigned want, long long *enters)
     return errno;
 }
 
+/* Submit what is queued and wait for one completion: 0 to go on (also when the wait was cut
+ * short by EINTR, EAGAIN or EBUSY: the loop looks at the CQ and comes back), or the errno that
+ * ends the loop (ETIMEDOUT when nothing came for NET_WAIT_MS). */
+static int
+net_wait_one(UringObject *r, long long *enters)
+{
+    int rc = net_enter(r, r->sq_local_tail - r->sq_submitted, 1, enters);
+    if (rc == ETIME)
+        return ETIMEDOUT;
+    if (rc == EINTR || rc == EAGAIN || rc == EBUSY)
+        return 0;
+    return rc;
+}
+
 /* ------------------------------------------------------------------ provided-buffer ring */
 
 /* setup_buf_ring(buffer, count, size): register `count` buffers of `size` bytes (inside
@@ -200,12 +214,7 @@ recv_loop(UringObject *r, struct recv_run *run)
     while (run->done < run->messages && !run->err) {
         unsigned head = *r->cq_head, tail = LOAD_ACQ(r->cq_tail);
         if (head == tail) {
-            int rc = net_enter(r, r->sq_local_tail - r->sq_submitted, 1, &run->enters);
-            if (rc == ETIME) {
-                run->err = ETIMEDOUT;
-            } else if (rc && rc != EINTR && rc != EAGAIN && rc != EBUSY) {
-                run->err = rc;
-            }
+            run->err = net_wait_one(r, &run->enters);
             continue;
         }
         int64_t now = clock_ns();
@@ -453,11 +462,8 @@ uring_send_inflight(UringObject *r, PyObject *args)
             /* Wait for one completion (a linked chain is queued again only once all of it is in).
              * Not for the whole chain: with DEFER_TASKRUN a wait for many completions is woken only
              * as they accumulate, while the poll retries a full socket needs run in this task. */
-            int rc = net_enter(r, r->sq_local_tail - r->sq_submitted, 1, &enters);
-            if (rc && rc != EINTR && rc != EAGAIN && rc != EBUSY) {
-                err = rc == ETIME ? ETIMEDOUT : rc;
+            if ((err = net_wait_one(r, &enters)))
                 break;
-            }
             unsigned head = *r->cq_head, tail = LOAD_ACQ(r->cq_tail), mask = *r->cq_mask;
             for (; head != tail; head++) {
                 struct io_uring_cqe *cqe = &r->cqes[head & mask];
@@ -561,11 +567,8 @@ uring_send_zc(UringObject *r, PyObject *args)
         publish(r);
         held += queued;
         sends += queued;
-        int rc = net_enter(r, r->sq_local_tail - r->sq_submitted, 1, &enters);
-        if (rc && rc != EINTR && rc != EAGAIN && rc != EBUSY) {
-            err = rc == ETIME ? ETIMEDOUT : rc;
+        if ((err = net_wait_one(r, &enters)))
             break;
-        }
         unsigned head = *r->cq_head, tail = LOAD_ACQ(r->cq_tail), mask = *r->cq_mask;
         for (; head != tail; head++) {
             struct io_uring_cqe *cqe = &r->cqes[head & mask];
