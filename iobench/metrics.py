@@ -254,6 +254,19 @@ LAT_P99 = _m(
 LAT_MAX = _m(
     "lat_max_ns", "max", "duration", "Largest latency of one operation within the repetition.", "lower"
 )
+DIRECT_VERIFIED = _m(
+    "direct_verified",
+    "Direct verified",
+    "flag",
+    "O_DIRECT was honoured: a probe read bypassed the page cache (its residency counted after).",
+    kind="check",
+)
+DIRECT_NOTE = _m(
+    "direct_note",
+    "Direct note",
+    "text",
+    "Why O_DIRECT could not be verified (e.g. tmpfs serves it from RAM).",
+)
 SHARED_METRICS = (
     INTEGRITY_OK,
     RESIDENT_BEFORE,
@@ -263,6 +276,8 @@ SHARED_METRICS = (
     LAT_P50,
     LAT_P99,
     LAT_MAX,
+    DIRECT_VERIFIED,
+    DIRECT_NOTE,
 )
 
 _COMMON_BY_NAME = {m.name: m for m in (*COMMON_METRICS, *DERIVED_METRICS, *SHARED_METRICS)}

@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from iobench.engine import cache
+from iobench.hostinfo import target_facts
 from iobench.loops.buffers import page_aligned_buffer
 from iobench.osutil.files import NEW_FILE_FLAGS
 
@@ -45,6 +47,19 @@ class DirectEvidence:
                 "fsync + fadvise(DONTNEED))"
             )
         return f"a file read with O_DIRECT was {self.after_read:.0%} in the page cache right after"
+
+
+def direct_verdict(reason: str, folder: Path, consequence: str) -> dict[str, Any]:
+    """A row's ``direct_verified``/``direct_note``: verified when ``reason`` (why O_DIRECT was
+    not honoured) is empty; else a note naming the filesystem, the reason and ``consequence``
+    (what the number is instead)."""
+    if not reason:
+        return {"direct_verified": True, "direct_note": ""}
+    fs = target_facts(folder).get("fs_type") or "this filesystem"
+    return {
+        "direct_verified": False,
+        "direct_note": f"O_DIRECT not honoured on {fs}: {reason}; {consequence}",
+    }
 
 
 def probe_direct_io(folder: Path) -> DirectEvidence:

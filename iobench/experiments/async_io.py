@@ -15,14 +15,22 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from iobench.engine import cache
-from iobench.engine.direct import DirectEvidence, probe_direct_io
+from iobench.engine.direct import DirectEvidence, direct_verdict, probe_direct_io
 from iobench.errors import ParamError, UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec, cache_param
-from iobench.hostinfo import target_facts
 from iobench.loops import histogram, rings
 from iobench.loops.buffers import page_aligned_buffer
-from iobench.metrics import CACHE_VERIFIED, INTEGRITY_OK, LAT_MAX, LAT_P50, LAT_P99, RESIDENT_BEFORE
+from iobench.metrics import (
+    CACHE_VERIFIED,
+    DIRECT_NOTE,
+    DIRECT_VERIFIED,
+    INTEGRITY_OK,
+    LAT_MAX,
+    LAT_P50,
+    LAT_P99,
+    RESIDENT_BEFORE,
+)
 from iobench.metrics import Metric as M
 from iobench.osutil.files import create_random_file
 from iobench.osutil.sockets import new_selector_loop
@@ -235,19 +243,8 @@ class AsyncIo(Experiment):
             "text",
             "io_uring: the IORING_SETUP_* flags the ring was made with (fio's, where the kernel takes them).",
         ),
-        M(
-            "direct_verified",
-            "Direct verified",
-            "flag",
-            "O_DIRECT was honoured: a probe read bypassed the page cache (its residency counted after).",
-            kind="check",
-        ),
-        M(
-            "direct_note",
-            "Direct note",
-            "text",
-            "Why O_DIRECT could not be verified (tmpfs serves it from RAM).",
-        ),
+        DIRECT_VERIFIED,
+        DIRECT_NOTE,
     )
 
     @classmethod
@@ -628,14 +625,7 @@ class AsyncIo(Experiment):
 
     def _direct_verdict(self) -> dict[str, Any]:
         assert self._evidence is not None
-        reason = self._evidence.reason()
-        if not reason:
-            return {"direct_verified": True, "direct_note": ""}
-        fs = target_facts(self.scratch).get("fs_type") or "this filesystem"
-        return {
-            "direct_verified": False,
-            "direct_note": f"O_DIRECT not honoured on {fs}: {reason}; these are page-cache numbers",
-        }
+        return direct_verdict(self._evidence.reason(), self.scratch, "these are page-cache numbers")
 
     def teardown(self) -> None:
         self._stopping = True

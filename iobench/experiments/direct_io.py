@@ -8,13 +8,13 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from iobench.engine import cache
-from iobench.engine.direct import DirectEvidence, probe_direct_io
+from iobench.engine.direct import DirectEvidence, direct_verdict, probe_direct_io
 from iobench.errors import UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec, cache_param
-from iobench.hostinfo import target_facts, working_set
+from iobench.hostinfo import working_set
 from iobench.loops.buffers import page_aligned_buffer
-from iobench.metrics import FITS_LLC, INTEGRITY_OK, RESIDENT_BEFORE, WORKING_SET
+from iobench.metrics import DIRECT_NOTE, DIRECT_VERIFIED, FITS_LLC, INTEGRITY_OK, RESIDENT_BEFORE, WORKING_SET
 from iobench.metrics import Metric as M
 from iobench.osutil.files import create_random_file
 from iobench.osutil.verify import file_matches_pattern
@@ -95,19 +95,8 @@ class DirectIo(Experiment):
             "fraction",
             "Fraction of the file in the page cache after the timed loop (O_DIRECT should leave it out).",
         ),
-        M(
-            "direct_verified",
-            "Direct verified",
-            "flag",
-            "O_DIRECT was honoured: a probe read bypassed the page cache (its residency counted after).",
-            kind="check",
-        ),
-        M(
-            "direct_note",
-            "Direct note",
-            "text",
-            "Why O_DIRECT could not be verified (e.g. tmpfs serves it from RAM).",
-        ),
+        DIRECT_VERIFIED,
+        DIRECT_NOTE,
     )
 
     @classmethod
@@ -251,14 +240,7 @@ class DirectIo(Experiment):
                 f"the file's page-cache residency rose from {self._resident_before:.0%} to "
                 f"{resident_after:.0%} during the run"
             )
-        if not reason:
-            return {"direct_verified": True, "direct_note": ""}
-        fs = target_facts(self.scratch).get("fs_type") or "this filesystem"
-        return {
-            "direct_verified": False,
-            "direct_note": f"O_DIRECT not honoured on {fs}: {reason}; this is a page-cache number, "
-            "not a direct-IO number",
-        }
+        return direct_verdict(reason, self.scratch, "this is a page-cache number, not a direct-IO number")
 
     def teardown(self) -> None:
         if self._fd is not None:
