@@ -97,6 +97,15 @@ def restore_left_over() -> None:
         tuning.restore_abandoned()
 
 
+def restore(tuned: tuning.Tuning | None) -> None:
+    """Put back what a case changed (teardown); RuntimeError naming every setting that could
+    not be written back."""
+    if tuned is not None:
+        errors = tuned.restore()
+        if errors:
+            raise RuntimeError("; ".join(errors))
+
+
 def require_tuning(case: dict[str, Any], what: str, context: str = "") -> None:
     """Refuse (UnsupportedCase) a case that must change ``what`` unless it runs as root with
     ``allow_tuning=yes``; ``context`` adds why it matters (a disk shared with the system)."""

@@ -228,10 +228,7 @@ class HugePages(Experiment):
         try:
             self._release()
         finally:
-            if self._tuned is not None:
-                errors = self._tuned.restore()
-                if errors:
-                    raise RuntimeError("; ".join(errors))
+            _settings.restore(self._tuned)
 
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:

@@ -210,10 +210,7 @@ class Readahead(Experiment):
                 os.close(self._fd)
                 self._fd = None
         finally:
-            if self._tuned is not None:
-                errors = self._tuned.restore()
-                if errors:
-                    raise RuntimeError("; ".join(errors))
+            _settings.restore(self._tuned)
 
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:
