@@ -8,12 +8,14 @@ its pages ended up there.
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from iobench.engine import cache
+from iobench.errors import UnsupportedCase
 from iobench.hostinfo import target_facts
 from iobench.loops.buffers import page_aligned_buffer
 from iobench.osutil.files import NEW_FILE_FLAGS
@@ -88,3 +90,16 @@ def probe_direct_io(folder: Path) -> DirectEvidence:
     finally:
         path.unlink(missing_ok=True)
         buffer.close()
+
+
+def probe_for_case(folder: Path) -> DirectEvidence:
+    """``probe_direct_io`` for a case that asked for O_DIRECT: a filesystem that refuses the
+    flag at open (EINVAL) makes the case unsupported, with the reason."""
+    try:
+        return probe_direct_io(folder)
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:
+            raise UnsupportedCase(
+                f"EINVAL: this filesystem refuses O_DIRECT at open ({exc.strerror})"
+            ) from None
+        raise

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from iobench.engine import cache
-from iobench.engine.direct import DirectEvidence, direct_verdict, probe_direct_io
+from iobench.engine.direct import DirectEvidence, direct_verdict, probe_for_case
 from iobench.errors import ParamError, UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec, cache_param
@@ -332,14 +332,7 @@ class AsyncIo(Experiment):
         self._check_descriptors()
         self._check_engine()
         if self.direct:
-            try:
-                self._evidence = probe_direct_io(self.scratch)
-            except OSError as exc:
-                if exc.errno == errno.EINVAL:
-                    raise UnsupportedCase(
-                        f"EINVAL: this filesystem refuses O_DIRECT at open ({exc.strerror})"
-                    ) from None
-                raise
+            self._evidence = probe_for_case(self.scratch)
         create_random_file(self.path, case["file_size"])
         self.offsets, self.writes = io_pattern(case["rw"], case["file_size"], self.bs, case["rwmix_read"])
         self.has_writes = any(self.writes)

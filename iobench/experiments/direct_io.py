@@ -8,7 +8,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from iobench.engine import cache
-from iobench.engine.direct import DirectEvidence, direct_verdict, probe_direct_io
+from iobench.engine.direct import DirectEvidence, direct_verdict, probe_for_case
 from iobench.errors import UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec, cache_param
@@ -164,15 +164,8 @@ class DirectIo(Experiment):
         # Buffered IO goes through the file's cached pages: cache or DRAM? (O_DIRECT skips them.)
         self._working_set = {} if self.direct else working_set(self.size + self.block)
         if self.direct:
-            try:
-                # Per case, in the case's own folder: does this filesystem really bypass the cache?
-                self._evidence = probe_direct_io(self.scratch)
-            except OSError as exc:
-                if exc.errno == errno.EINVAL:
-                    raise UnsupportedCase(
-                        f"EINVAL: this filesystem refuses O_DIRECT at open ({exc.strerror})"
-                    ) from None
-                raise
+            # Per case, in the case's own folder: does this filesystem really bypass the cache?
+            self._evidence = probe_for_case(self.scratch)
         if self.case["mode"] == "read":
             create_random_file(self.path, self.size)
 
