@@ -9,7 +9,8 @@ STAMP  := $(VENV)/.installed
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-NATIVE_SOURCES := iobench/loops/_native.c iobench/loops/_async.c iobench/loops/_async.h iobench/loops/_uring_net.c
+NATIVE_SOURCES := iobench/loops/_native.c iobench/loops/_async.c iobench/loops/_async.h iobench/loops/_uring_net.c \
+	iobench/netemu/_relay.c
 
 # The C extension needs only a compiler and the kernel headers (io_uring and Linux AIO by raw
 # system calls: no liburing or libaio); see setup.py.

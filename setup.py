@@ -30,6 +30,14 @@ setup(
             ],
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
             optional=True,
-        )
+        ),
+        # The TUN delay line of iobench.netemu (docs/NETEMU.md): without it, a kernel that has
+        # no sch_netem cannot emulate a link, and VirtualLink says so.
+        Extension(
+            "iobench.netemu._relay",
+            sources=["iobench/netemu/_relay.c"],
+            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+            optional=True,
+        ),
     ]
 )

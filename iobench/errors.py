@@ -68,3 +68,8 @@ class RunInterrupted(IobenchError):
     """SIGINT or SIGTERM arrived mid-run; finished cases were kept."""
 
     exit_code = ExitCode.INTERRUPTED
+
+
+class LinkUnsupported(UnsupportedCase):
+    """This host cannot emulate a network link between namespaces (not root, no ``ip``, no
+    TUN device, neither sch_netem nor the relay extension); the reason is one sentence."""
