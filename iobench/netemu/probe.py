@@ -14,6 +14,7 @@ SO_RCVBUF, when given, is set on the listener before listen(): accepted sockets 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import socket
 import struct
@@ -85,10 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("address")
     parser.add_argument("--rcvbuf", type=int, default=None)
     args = parser.parse_args(argv)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         serve(args.address, args.rcvbuf)
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -158,4 +158,3 @@ def child_cpu(pid: int) -> tuple[float, float]:
         fields = stat.read().rsplit(")", 1)[1].split()
     tick = os.sysconf("SC_CLK_TCK")
     return int(fields[11]) / tick, int(fields[12]) / tick
-

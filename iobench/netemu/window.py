@@ -129,4 +129,3 @@ def expected_window_bytes(sock: socket.socket) -> int:
     module docstring). Call it on the receiving socket after some data arrived: on Linux >= 6.6
     the ratio is measured from the packets received."""
     return int(window_facts(sock)["window_bytes"])
-
