@@ -6,9 +6,9 @@ import socket
 import struct
 from typing import TYPE_CHECKING, Any
 
+from iobench.errors import UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
-from iobench.errors import UnsupportedCase
 from iobench.metrics import INTEGRITY_OK, PEER_SYS_NS, PEER_USER_NS
 from iobench.metrics import Metric as M
 from iobench.osutil.children import Child, fork_child

@@ -44,7 +44,7 @@ DEFAULT_TIMEOUT_S = 30.0
 ROLE_TIMEOUTS = 20
 #: How long a full server waits for a finishing handler before it answers ``busy``: a client
 #: that closed its connection has a handler that is exiting, not a client still served.
-_EXIT_GRACE_S = 1.0
+_EXIT_GRACE_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ class Server:
 
     def _dispatch(self, conn: socket.socket, address: Any) -> None:
         if len(self.handlers) >= self.config.max_clients:
-            self._reap(_EXIT_GRACE_S)
+            self._reap(min(_EXIT_GRACE_S, self.config.timeout_s / 4))
         if len(self.handlers) >= self.config.max_clients:
             busy = f"the peer is busy with another client (it serves {self.config.max_clients} at a time)"
             with contextlib.suppress(OSError, ProtocolError):

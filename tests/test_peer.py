@@ -1,0 +1,374 @@
+"""``iobench serve`` and ``--peer``: the peer of the socket experiments as a real server process.
+
+The server runs as ``python -m iobench serve --port 0`` (its one stdout line gives the port);
+clients are the real client code, the CLI and raw sockets. Server timeouts are short here
+(hidden ``--timeout``) so every wait ends quickly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import iobench
+from iobench import __version__
+from iobench.cli import cli
+from iobench.errors import ParamError
+from iobench.peer import protocol
+from iobench.peer.client import PeerAddress, PeerRefused, RemotePeer, parse_peer
+from iobench.peer.server import DEFAULT_PORT
+
+from .helpers import IOBENCH
+
+#: The servers' --timeout in these tests (seconds): a frame, an idle gap, a role's accept.
+TIMEOUT = 0.5
+LINE = re.compile(r"^iobench serve: listening on 127\.0\.0\.1:(\d+) \(iobench (\S+)\)$")
+SMALL = {
+    "transport": "tcp",
+    "transfer": "256KiB",
+    "chunk": "64KiB",
+    "warmup": 0,
+    "min_reps": 2,
+    "max_reps": 2,
+}
+
+
+@dataclass
+class Served:
+    """A running ``iobench serve`` subprocess."""
+
+    proc: subprocess.Popen
+    port: int
+    line: str
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> tuple[int, str, str]:
+        """SIGTERM, then its exit status, the rest of stdout and its stderr."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            out, err = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+        return self.proc.returncode, out, err
+
+
+def start_server(*args: str) -> Served:
+    """Start ``iobench serve --port 0`` and wait (at most 20 s) for its one line."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "iobench", "serve", "--port", "0", "--timeout", str(TIMEOUT), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], 20)
+    if not ready:
+        proc.kill()
+        pytest.fail("iobench serve printed nothing within 20 s")
+    line = proc.stdout.readline().rstrip("\n")
+    match = LINE.match(line)
+    if not match:
+        proc.kill()
+        pytest.fail(f"unexpected first line {line!r}; stderr: {proc.stderr.read() if proc.stderr else ''}")
+    return Served(proc, int(match.group(1)), line)
+
+
+@pytest.fixture
+def served() -> Iterator[Served]:
+    server = start_server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def served_with_token() -> Iterator[Served]:
+    server = start_server("--token", "s3cret")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _raw(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.settimeout(5)
+    return sock
+
+
+def _hello(sock: socket.socket, version: str = __version__, token: str | None = None) -> dict:
+    protocol.send(sock, {"type": "hello", "version": version, "token": token}, 5)
+    return protocol.receive(sock, 5)
+
+
+def _drain_once(address: PeerAddress, size: int = 1 << 16) -> dict:
+    """One drain role run end to end with the real client: the report's result."""
+    peer = RemotePeer(address, timeout_s=5)
+    try:
+        role = peer.start("drain", {"rcvbuf": None, "sndbuf": None})
+        data = role.connect()
+        try:
+            data.sendall(b"x" * size)
+            data.shutdown(socket.SHUT_WR)
+            assert int.from_bytes(data.recv(8, socket.MSG_WAITALL), sys.byteorder) == size
+        finally:
+            data.close()
+        result, rusage = role.wait(5)
+        assert rusage["user_ns"] >= 0 and rusage["sys_ns"] >= 0
+        return result
+    finally:
+        peer.close()
+
+
+# ------------------------------------------------------------------ the server process
+
+
+def test_serve_prints_one_line_and_stops_cleanly_on_sigterm(served: Served) -> None:
+    assert LINE.match(served.line).group(2) == __version__  # type: ignore[union-attr]
+    code, rest, err = served.stop()
+    assert code == 0
+    assert rest == ""  # exactly one line on stdout
+    assert "stopped" in err and "Traceback" not in err
+
+
+def test_sigterm_kills_a_running_role_child(served: Served) -> None:
+    peer = RemotePeer(PeerAddress("127.0.0.1", served.port), timeout_s=5)
+    role = peer.start("drain", {"rcvbuf": None, "sndbuf": None})
+    data = role.connect()  # the role child now waits for data
+    try:
+        family = _descendants(served.proc.pid)
+        assert len(family) >= 2  # the handler and its role child
+        code, _, _ = served.stop()
+        assert code == 0
+        deadline = time.monotonic() + 5
+        while any(_alive(pid) for pid in family) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not any(_alive(pid) for pid in family)
+        assert data.recv(1) == b""  # the role's end is gone
+    finally:
+        data.close()
+        peer.close()
+
+
+def _descendants(root: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        found += children
+        frontier += children
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_non_loopback_bind_needs_a_token() -> None:
+    done = subprocess.run(
+        [*IOBENCH, "serve", "--bind", "0.0.0.0", "--port", "0"], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        "Error: --bind 0.0.0.0 is reachable from other hosts: give --token T (clients pass the same "
+        "with --peer-token or IOBENCH_PEER_TOKEN)"
+    ]
+    result = CliRunner().invoke(cli, ["serve", "--bind", "0.0.0.0", "--port", "0"])
+    assert result.exit_code == 2 and "give --token T" in result.output
+
+
+def test_default_port() -> None:
+    assert DEFAULT_PORT == 7300
+    assert parse_peer("example.org") == PeerAddress("example.org", 7300)
+
+
+# ------------------------------------------------------------------ --peer values
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("", None),
+        ("127.0.0.1:7301", PeerAddress("127.0.0.1", 7301)),
+        ("host-a.example", PeerAddress("host-a.example", 7300)),
+        ("[::1]:9000", PeerAddress("::1", 9000)),
+        ("::1", PeerAddress("::1", 7300)),
+    ],
+)
+def test_parse_peer(value: str | None, expected: PeerAddress | None) -> None:
+    assert parse_peer(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("127.0.0.1:0", "the port must be a number from 1 to 65535"),
+        ("127.0.0.1:http", "the port must be a number from 1 to 65535"),
+        ("host name", "is not a host name or an IP address"),
+        ("[::1", "needs its ']'"),
+        ("netns", "--peer netns: a peer in a network namespace is not available in this version"),
+    ],
+)
+def test_parse_peer_refuses(value: str, message: str) -> None:
+    with pytest.raises(ParamError, match=re.escape(message)):
+        parse_peer(value)
+
+
+def test_peer_netns_is_a_one_line_usage_error(tmp_path: Path) -> None:
+    args = ["run", "sock-buffer", "--peer", "netns", "--out", str(tmp_path), "-q"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "Error: --peer netns: a peer in a network namespace is not available in this version; "
+        "give HOST[:PORT] of a host running 'iobench serve'"
+    ]
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_unreachable_peer_stops_the_run_before_it_starts(tmp_path: Path) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # bound, never listening: connection refused
+        result = CliRunner().invoke(
+            cli, ["run", "sock-buffer", "--peer", f"127.0.0.1:{port}", "--out", str(tmp_path), "-q"]
+        )
+    assert result.exit_code == 2
+    assert result.output.strip() == f"Error: cannot reach the peer 127.0.0.1:{port}: Connection refused"
+    assert not any(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------ sock-buffer over --peer
+
+
+def test_sock_buffer_over_a_peer_has_the_forked_rows_shape(served: Served) -> None:
+    values = {**SMALL, "buffers": ["unset", "rcvbuf"], "bufsize": 65536}
+    forked = iobench.run("sock-buffer", **values).records()
+    remote = iobench.run("sock-buffer", peer=served.address, **values).records()
+    assert len(forked) == len(remote) == 4
+    assert [sorted(r) for r in remote] == [sorted(r) for r in forked]
+    assert {r["peer"] for r in forked} == {"fork"}
+    assert {r["peer"] for r in remote} == {served.address}
+    for row in remote:
+        assert row["status"] == "ok" and row["integrity_ok"] is True
+        assert row["bytes"] == 256 << 10
+        assert row["peer_cpu_ns"] > 0 and row["effective_rcvbuf"] > 0 and row["effective_sndbuf"] > 0
+    # SO_RCVBUF=64 KiB was requested on the peer's listener: Linux doubles it, autotuning is off.
+    rcvbuf = [r for r in remote if r["buffers"] == "rcvbuf"]
+    assert {r["effective_rcvbuf"] for r in rcvbuf} == {131072} == {r["effective_rcvbuf_end"] for r in rcvbuf}
+
+
+def test_unix_transport_is_unsupported_with_a_peer(served: Served) -> None:
+    run = iobench.run(
+        "sock-buffer", peer=served.address, **{**SMALL, "transport": "unix", "buffers": "unset"}
+    )
+    (row,) = run.records()
+    assert row["status"] == "unsupported"
+    assert row["status_reason"] == (
+        "transport=unix is an AF_UNIX socketpair on this host: it cannot reach a peer host (--peer)"
+    )
+
+
+def test_cli_run_with_peer_in_a_real_process(served: Served, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*IOBENCH, "run", "sock-buffer", "--transport", "tcp", "--buffers", "sndbuf", "--bufsize", "65536",
+         "--transfer", "256KiB", "--warmup", "0", "--min-reps", "1", "--max-reps", "1",
+         "--out", str(tmp_path), "-q", "--json", "--rows"],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "IOBENCH_PEER": served.address},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    import json
+
+    (row,) = json.loads(done.stdout)["rows"]
+    assert row["peer"] == served.address and row["integrity_ok"] is True
+    meta = json.loads(next(tmp_path.iterdir()).joinpath("meta.json").read_text())
+    assert meta["peer"]["address"] == served.address
+    assert meta["peer"]["host"]["hostname"] == os.uname().nodename
+
+
+# ------------------------------------------------------------------ handshake, token, busy
+
+
+def test_version_mismatch_is_one_line_naming_both_versions_on_both_sides(served: Served) -> None:
+    peer = RemotePeer(PeerAddress("127.0.0.1", served.port), timeout_s=5)
+    with pytest.raises(PeerRefused) as caught:
+        peer.connect(version="0.0.1")
+    assert str(caught.value) == (
+        f"the peer {served.address} runs iobench {__version__}, this client runs iobench 0.0.1: "
+        "run the same version on both ends"
+    )
+    _, _, err = served.stop()
+    (line,) = [ln for ln in err.splitlines() if "refused" in ln]
+    assert re.fullmatch(
+        rf"iobench serve: 127\.0\.0\.1:\d+: refused: version mismatch: the client runs iobench 0\.0\.1, "
+        rf"this server runs iobench {re.escape(__version__)}",
+        line,
+    )
+
+
+def test_token(served_with_token: Served, tmp_path: Path) -> None:
+    port = served_with_token.port
+    with pytest.raises(PeerRefused, match="refused this client: wrong token$"):
+        RemotePeer(PeerAddress("127.0.0.1", port, "guess"), timeout_s=5).connect()
+    with pytest.raises(
+        PeerRefused, match=r"refused this client: this server needs a token \(--peer-token\)$"
+    ):
+        RemotePeer(PeerAddress("127.0.0.1", port), timeout_s=5).connect()
+    result = CliRunner().invoke(
+        cli,
+        ["run", "sock-buffer", "--peer", served_with_token.address, "--peer-token", "guess",
+         "--out", str(tmp_path), "-q"],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert (
+        result.output.strip()
+        == f"Error: the peer {served_with_token.address} refused this client: wrong token"
+    )
+    assert _drain_once(PeerAddress("127.0.0.1", port, "s3cret"))["bytes"] == 1 << 16
+
+
+def test_a_second_client_is_told_busy(served: Served) -> None:
+    first = RemotePeer(PeerAddress("127.0.0.1", served.port), timeout_s=5)
+    first.connect()
+    try:
+        second = RemotePeer(PeerAddress("127.0.0.1", served.port), timeout_s=5)
+        started = time.monotonic()
+        with pytest.raises(PeerRefused) as caught:
+            second.connect()
+        assert time.monotonic() - started < 5
+        assert str(caught.value) == (
+            f"the peer {served.address} is busy: the peer is busy with another client (it serves 1 at a time)"
+        )
+    finally:
+        first.close()
+    assert _drain_once(PeerAddress("127.0.0.1", served.port))["bytes"] == 1 << 16
