@@ -372,3 +372,175 @@ def test_a_second_client_is_told_busy(served: Served) -> None:
     finally:
         first.close()
     assert _drain_once(PeerAddress("127.0.0.1", served.port))["bytes"] == 1 << 16
+
+
+# ------------------------------------------------------------------ fuzzing the control protocol
+
+
+def _frame(body: bytes, declared: int | None = None) -> bytes:
+    return (len(body) if declared is None else declared).to_bytes(4, "big") + body
+
+
+_HELLO = protocol.encode({"type": "hello", "version": __version__, "token": None})
+
+
+def _fuzz_inputs(seed: int = 16) -> list[tuple[str, bytes, bool]]:
+    """(kind, bytes to send, whether to half-close after) for every malformed input."""
+    import json
+    import random
+
+    rng = random.Random(seed)
+    cases: list[tuple[str, bytes, bool]] = []
+
+    def add(kind: str, data: bytes, close: bool = True) -> None:
+        cases.append((kind, data, close))
+
+    for size in range(1, 4):  # a header cut short
+        add("truncated", os.urandom(size))
+    for _ in range(40):  # a body cut short
+        body = json.dumps({"type": "hello", "version": __version__, "token": None}).encode()
+        add("truncated", _frame(body)[: rng.randrange(4, len(body) + 4)])
+        add("truncated", _HELLO + _frame(b'{"type":"run"}')[: rng.randrange(1, 10)])
+    for declared in (
+        protocol.MAX_FRAME + 1,
+        1 << 20,
+        1 << 31,
+        (1 << 32) - 1,
+        *(rng.randrange(protocol.MAX_FRAME + 1, 1 << 32) for _ in range(30)),
+    ):
+        add("huge", _frame(os.urandom(rng.randrange(0, 64)), declared))
+        add("huge", _HELLO + _frame(b"{}", declared))
+    for _ in range(50):  # not UTF-8 JSON
+        add("non-json", _frame(os.urandom(rng.randrange(1, 200))))
+    for text in ("", "{", "nul", "NaN", "Infinity", '{"type":"hello"', "\ud800", "[" * 100000 + "]" * 100000):
+        add("non-json", _frame(text.encode("utf-8", "surrogatepass")))
+    for value in ([], 1, "hello", None, True, 1.5, [{"type": "hello"}]):
+        add("not-an-object", _frame(json.dumps(value).encode()))
+    wrong_hellos = [
+        {"type": "hello"},
+        {"type": "hello", "version": 1, "token": None},
+        {"type": "hello", "version": __version__, "token": 5},
+        {"type": "hello", "version": __version__, "token": True},
+        {"type": "hello", "version": None, "token": None},
+        {"type": "hello", "version": [__version__], "token": None},
+        {"type": 7, "version": __version__, "token": None},
+        {"type": "HELLO", "version": __version__, "token": None},
+        {"type": "welcome", "version": __version__, "host": {}},
+        {"type": "run", "role": "drain", "params": {}},
+        {"type": "bye"},
+        {"type": "hello", "version": "x" * 60000, "token": None},
+        {"type": "hello", "version": __version__ + "-other", "token": None},
+    ]
+    for message in wrong_hellos:
+        add("wrong-type", _frame(json.dumps(message).encode()))
+    bad_runs = [
+        {"type": "run", "role": "sh", "params": {}},
+        {"type": "run", "role": "../../bin/sh", "params": {}},
+        {"type": "run", "role": "drain", "params": {"path": "/etc/passwd"}},
+        {"type": "run", "role": "drain", "params": {"rcvbuf": -1}},
+        {"type": "run", "role": "drain", "params": {"rcvbuf": 1 << 40}},
+        {"type": "run", "role": "drain", "params": {"rcvbuf": True}},
+        {"type": "run", "role": "drain", "params": {"rcvbuf": "65536"}},
+        {"type": "run", "role": "drain", "params": {"rcvbuf": 1.5}},
+        {"type": "run", "role": "drain", "params": []},
+        {"type": "run", "role": 1, "params": {}},
+        {"type": "run", "role": "drain"},
+        {"type": "hello", "version": __version__, "token": None},
+        {"type": "report", "result": {}, "rusage": {}},
+    ]
+    for message in bad_runs:
+        add("bad-role", _HELLO + _frame(json.dumps(message).encode()))
+    for _ in range(160):  # random frames with random fields, before and after the handshake
+        fields = {
+            rng.choice(["type", "role", "params", "version", "token", "x"]): rng.choice(
+                [None, 0, -1, 1 << 62, "", "drain", "hello", "run", [], {}, {"rcvbuf": rng.randrange(-5, 5)}]
+            )
+            for _ in range(rng.randrange(0, 5))
+        }
+        prefix = _HELLO if rng.random() < 0.5 else b""
+        add("random", prefix + _frame(json.dumps(fields).encode()))
+    for _ in range(3):  # no close: only the server's deadline ends these
+        add("stalled", _frame(b'{"type":"hel'), close=False)
+        add("stalled", _HELLO, close=False)
+    return cases
+
+
+def _answer_and_close(sock: socket.socket, limit_s: float) -> tuple[list[bytes], float]:
+    """Everything the server sends until it closes, and how long that took."""
+    started = time.monotonic()
+    chunks = []
+    while time.monotonic() - started < limit_s:
+        sock.settimeout(max(0.01, limit_s - (time.monotonic() - started)))
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            break
+        except ConnectionResetError:  # closed with our bytes unread: a reset, also a close
+            return chunks, time.monotonic() - started
+        if not chunk:
+            return chunks, time.monotonic() - started
+        chunks.append(chunk)
+    pytest.fail(f"the server kept the connection open for {limit_s} s")
+
+
+def test_fuzzed_control_frames_never_crash_or_hang_the_server(served: Served) -> None:
+    limit = TIMEOUT * 4 + 2  # a deadline, the busy grace and a slow machine's scheduling
+    counts: dict[str, int] = {}
+    answers = 0
+    for index, (kind, data, close) in enumerate(_fuzz_inputs()):
+        sock = _raw(served.port)
+        try:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(data)
+                if close:
+                    sock.shutdown(socket.SHUT_WR)
+            chunks, took = _answer_and_close(sock, limit)
+        finally:
+            sock.close()
+        stream = b"".join(chunks)
+        while len(stream) >= 4:  # whatever came back is well-framed protocol
+            length = int.from_bytes(stream[:4], "big")
+            message = protocol.decode(stream[4 : 4 + length])
+            assert message["type"] in ("welcome", "error"), (kind, message)
+            answers += message["type"] == "error"
+            stream = stream[4 + length :]
+        assert stream == b"", kind
+        assert took < limit
+        counts[kind] = counts.get(kind, 0) + 1
+        assert served.proc.poll() is None, f"the server died on trial {index} ({kind})"
+        if index % 100 == 0:
+            assert _drain_once(PeerAddress("127.0.0.1", served.port))["bytes"] == 1 << 16
+    slow = _slowloris(served.port, trials=3)
+    counts["slowloris"] = slow
+    total = sum(counts.values())
+    print(f"\nfuzzed control frames: {total} trials {counts}; {answers} error answers")
+    Path(os.environ.get("IOBENCH_FUZZ_COUNTS", "/dev/null")).write_text(f"{total} {counts}\n")
+    assert total >= 400 and answers >= 300
+    assert served.proc.poll() is None
+    assert _drain_once(PeerAddress("127.0.0.1", served.port))["bytes"] == 1 << 16
+    code, _, err = served.stop()
+    assert code == 0 and "Traceback" not in err
+
+
+def _slowloris(port: int, trials: int) -> int:
+    """A byte every 0.1 s: the server drops the client when its frame deadline passes."""
+    frame = _HELLO
+    for _ in range(trials):
+        sock = _raw(port)
+        started = time.monotonic()
+        try:
+            for byte in frame:
+                try:
+                    sock.sendall(bytes([byte]))
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+                readable, _, _ = select.select([sock], [], [], 0.1)
+                if readable:
+                    break
+            chunks, _ = _answer_and_close(sock, TIMEOUT * 4 + 2)
+        finally:
+            sock.close()
+        took = time.monotonic() - started
+        assert TIMEOUT * 0.8 < took < TIMEOUT * 4 + 2
+        assert b"did not arrive in time" in b"".join(chunks)
+    return trials
