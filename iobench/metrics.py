@@ -100,7 +100,7 @@ COMMON_METRICS: tuple[Metric, ...] = (
         "Peer",
         "text",
         "Socket experiments: where the peer ran: fork (a child on this host) or HOST:PORT of "
-        "an 'iobench serve' (--peer).",
+        "an 'iobench serve' (--peer); empty for a case without a peer.",
         kind="identity",
     ),
     _m(

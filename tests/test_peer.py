@@ -544,3 +544,39 @@ def _slowloris(port: int, trials: int) -> int:
         assert TIMEOUT * 0.8 < took < TIMEOUT * 4 + 2
         assert b"did not arrive in time" in b"".join(chunks)
     return trials
+
+
+# ------------------------------------------------------------------ zero-copy and msg-zerocopy
+
+
+def test_zero_copy_tcp_methods_use_the_peer_and_file_methods_do_not(served: Served, tmp_path: Path) -> None:
+    values = {"method": ["tcp-sendfile", "sendfile"], "file_size": "256KiB", "bs": "64KiB"}
+    protocol_values = {"warmup": 0, "min_reps": 1, "max_reps": 1}
+    forked = iobench.run("zero-copy", dir=tmp_path, **values, **protocol_values).records()
+    remote = iobench.run(
+        "zero-copy", dir=tmp_path, peer=served.address, **values, **protocol_values
+    ).records()
+    assert [sorted(r) for r in remote] == [sorted(r) for r in forked]
+    by_method = {r["method"]: r for r in remote}
+    assert by_method["tcp-sendfile"]["peer"] == served.address
+    assert by_method["tcp-sendfile"]["integrity_ok"] is True and by_method["tcp-sendfile"]["peer_cpu_ns"] > 0
+    assert by_method["sendfile"]["peer"] == "" and by_method["sendfile"]["integrity_ok"] is True
+    assert {r["method"]: r["peer"] for r in forked} == {"tcp-sendfile": "fork", "sendfile": ""}
+
+
+def test_msg_zerocopy_over_a_peer(served: Served) -> None:
+    values = {
+        "method": ["send", "zerocopy", "zerocopy-unprivileged"],
+        "msg_size": "64KiB",
+        "transfer": "256KiB",
+    }
+    rows = iobench.run(
+        "msg-zerocopy", peer=served.address, warmup=0, min_reps=1, max_reps=1, **values
+    ).records()
+    by_method = {r["method"]: r for r in rows}
+    for method in ("send", "zerocopy"):
+        assert by_method[method]["status"] == "ok", by_method[method]["status_reason"]
+        assert by_method[method]["integrity_ok"] is True and by_method[method]["peer"] == served.address
+    assert by_method["zerocopy"]["zc_sends"] > 0
+    assert by_method["zerocopy-unprivileged"]["status"] == "unsupported"
+    assert "cannot reach a peer host (--peer)" in by_method["zerocopy-unprivileged"]["status_reason"]

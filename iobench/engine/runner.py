@@ -92,8 +92,9 @@ def run_case(
     events = events or Events()
     experiment.check_case(case)
     engine = engine_for(protocol.engine, experiment.uses_loops(case))
-    peer_object = peer_for(peer if experiment.remote_peer else None)
-    base = _base_row(experiment, case, target_fs, engine, peer_object.name)
+    has_peer = experiment.uses_peer(case)
+    peer_object = peer_for(peer if has_peer else None)
+    base = _base_row(experiment, case, target_fs, engine, peer_object.name if has_peer else "")
     summary: dict[str, Any] = {"experiment": experiment.name, "case": base["case"], "engine": engine, **case}
     case_dir = Path(scratch) / f"case-{time.monotonic_ns()}"
     case_dir.mkdir(mode=0o700)

@@ -209,6 +209,12 @@ class Experiment:
         return generic_sentences(cls, summary)
 
     @classmethod
+    def uses_peer(cls, case: dict[str, Any]) -> bool:
+        """Whether this case has a peer at all (zero-copy's file-to-file methods have none):
+        only then does ``--peer`` move it, and its ``peer`` column is empty otherwise."""
+        return cls.remote_peer
+
+    @classmethod
     def check_case(cls, case: dict[str, Any]) -> None:
         """Reject parameter combinations that make no sense (raise ParamError)."""
 
