@@ -338,7 +338,7 @@ def test_version_mismatch_is_one_line_naming_both_versions_on_both_sides(served:
 
 def test_token(served_with_token: Served, tmp_path: Path) -> None:
     port = served_with_token.port
-    with pytest.raises(PeerRefused, match="refused this client: wrong token$"):
+    with pytest.raises(PeerRefused, match=r"refused this client: wrong token$"):
         RemotePeer(PeerAddress("127.0.0.1", port, "guess"), timeout_s=5).connect()
     with pytest.raises(
         PeerRefused, match=r"refused this client: this server needs a token \(--peer-token\)$"
