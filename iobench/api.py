@@ -306,6 +306,8 @@ def _request(
     cpu: int | None,
     max_time: Any,
     command: list[str] | None,
+    peer: str | None = None,
+    peer_token: str | None = None,
 ) -> RunRequest:
     from iobench.experiments import get_experiment
 
@@ -319,6 +321,8 @@ def _request(
         cpu=cpu,
         time_budget_ns=_budget(max_time),
         subscribers=[progress] if progress else [],
+        peer=peer,
+        peer_token=peer_token,
     )
 
 
@@ -369,13 +373,15 @@ def run_iter(
     cpu: int | None = None,
     max_time: Any = None,
     command: list[str] | None = None,
+    peer: str | None = None,
+    peer_token: str | None = None,
     **values: Any,
 ) -> Iterator[Event]:
     """``run``, as an iterator of events (RunStarted, CaseFinished..., RunFinished(run=Run))."""
     protocol, params = _split_protocol(values)
     entry = experiment_entry(experiment, params, protocol)
     config = {"file": None, "entries": [entry.describe()]}
-    return _drive(_request([entry], config, dir, out, progress, cpu, max_time, command))
+    return _drive(_request([entry], config, dir, out, progress, cpu, max_time, command, peer, peer_token))
 
 
 def run(experiment: str, **kwargs: Any) -> Run:
@@ -384,6 +390,8 @@ def run(experiment: str, **kwargs: Any) -> Run:
     ``iobench.run("rw-buffer", mode="read", bs=["4KiB", 65536], file_size="8MiB",
     cache="warm", dir="/mnt/fast", out=None)``. ``out=None`` (the default) keeps the rows in
     memory; give a folder to write a run folder there (crash-safe, resumable).
+    ``peer="HOST[:PORT]"`` runs the socket experiments' peer on an ``iobench serve`` there
+    (``peer_token`` when it wants one); without it the peer is forked here.
     """
     return _finish(run_iter(experiment, **kwargs))
 
@@ -398,6 +406,8 @@ def sweep_iter(
     cpu: int | None = None,
     max_time: Any = None,
     command: list[str] | None = None,
+    peer: str | None = None,
+    peer_token: str | None = None,
     **protocol: Any,
 ) -> Iterator[Event]:
     """``sweep``, as an iterator of events."""
@@ -414,7 +424,9 @@ def sweep_iter(
         "description": plan.description,
         "entries": [entry.describe() for entry in plan.entries],
     }
-    return _drive(_request(plan.entries, description, dir, out, progress, cpu, max_time, command))
+    return _drive(
+        _request(plan.entries, description, dir, out, progress, cpu, max_time, command, peer, peer_token)
+    )
 
 
 def sweep(config: str | Path | None = None, **kwargs: Any) -> Run:
@@ -430,6 +442,8 @@ def resume_iter(
     cpu: int | None = None,
     max_time: Any = None,
     command: list[str] | None = None,
+    peer: str | None = None,
+    peer_token: str | None = None,
 ) -> Iterator[Event]:
     """``resume``, as an iterator of events."""
     from iobench.experiments import get_experiment
@@ -438,7 +452,9 @@ def resume_iter(
     store = RunStore.reopen(Path(path), command or ["python", "iobench.resume"])
     try:
         entries = [PlanEntry.from_description(e, get_experiment) for e in store.meta["config"]["entries"]]
-        request = _request(entries, store.meta["config"], dir, None, progress, cpu, max_time, command)
+        request = _request(
+            entries, store.meta["config"], dir, None, progress, cpu, max_time, command, peer, peer_token
+        )
         request.resume = store
         request.out_dir = store.path.parent
         _remove_leftover_scratch(store.meta.get("scratch"))

@@ -38,7 +38,7 @@ _MESSAGE_MAX = 600
 MIN_ADDRESS_SPACE_BASE = 512 << 20
 MIN_ADDRESS_SPACE_PER_CPU = 64 << 20
 #: Commands that never load numpy: they work under any ulimit -v.
-_LIGHT_COMMANDS = {"list", "columns", "sysinfo", "clean"}
+_LIGHT_COMMANDS = {"list", "columns", "sysinfo", "clean", "serve"}
 
 
 class _RawChecked(click.ParamType):
@@ -233,6 +233,22 @@ def _run_options() -> list[click.Option]:
             default=None,
             envvar="IOBENCH_CPU",
             help="Pin the measuring process to this CPU (fewer migrations, steadier numbers).",
+        ),
+        click.Option(
+            ["--peer"],
+            metavar="HOST[:PORT]",
+            default=None,
+            envvar="IOBENCH_PEER",
+            show_envvar=True,
+            help="Socket experiments: run the peer on the 'iobench serve' at HOST (port 7300 unless "
+            "given) instead of forking it here.",
+        ),
+        click.Option(
+            ["--peer-token"],
+            default=None,
+            envvar="IOBENCH_PEER_TOKEN",
+            show_envvar=True,
+            help="The token the --peer server wants (its --token).",
         ),
         _param_option(TIME_BUDGET, envvar="IOBENCH_MAX_TIME"),
         *_protocol_options(),
@@ -492,6 +508,58 @@ class RunGroup(click.Group):
         return super().resolve_command(ctx, args)
 
 
+@cli.command("serve")
+@click.option("--bind", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Control port (0: any free port, printed) [default: 7300].",
+)
+@click.option(
+    "--token",
+    default=None,
+    envvar="IOBENCH_PEER_TOKEN",
+    show_envvar=True,
+    help="Shared token clients must give (--peer-token); required unless --bind is loopback.",
+)
+@click.option(
+    "--max-clients",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Clients served at once; others get a busy answer (one at a time keeps runs apart).",
+)
+@click.option("--timeout", "timeout_s", type=float, default=None, hidden=True)
+def serve_command(
+    bind: str, port: int | None, token: str | None, max_clients: int, timeout_s: float | None
+) -> None:
+    """Run the peer end of the socket experiments for a client on another host.
+
+    Serves sock-buffer, zero-copy (file to TCP socket) and msg-zerocopy's receiver to
+    `iobench run ... --peer HOST[:PORT]`. Prints one line once listening; Ctrl-C or SIGTERM
+    stops it.
+
+    \b
+    Examples:
+      iobench serve                               # 127.0.0.1:7300
+      iobench serve --bind 0.0.0.0 --token s3cret
+    """
+    from iobench.peer.server import DEFAULT_PORT, DEFAULT_TIMEOUT_S, ServeConfig, serve
+
+    config = ServeConfig(
+        bind=bind,
+        port=DEFAULT_PORT if port is None else port,
+        token=token,
+        timeout_s=DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s,
+        max_clients=max_clients,
+    )
+    try:
+        serve(config, lambda line: click.echo(line) or sys.stdout.flush())
+    except (KeyboardInterrupt, Terminated):
+        click.echo("iobench serve: stopped", err=True)
+
+
 @cli.group("run", cls=RunGroup, no_args_is_help=True)
 def run_group() -> None:
     """Run one experiment, or a sweep from a config.
@@ -625,6 +693,8 @@ def _experiment_command(experiment: Any) -> click.Command:
         rows: bool,
         max_time: str | None,
         cpu: int | None,
+        peer: str | None,
+        peer_token: str | None,
         **kwargs: Any,
     ) -> None:
         from iobench.api import current_command, run_iter
@@ -639,6 +709,8 @@ def _experiment_command(experiment: Any) -> click.Command:
             cpu=cpu,
             max_time=max_time,
             command=current_command(),
+            peer=peer,
+            peer_token=peer_token,
             **params,
             **protocol,
         )
@@ -686,6 +758,8 @@ def _sweep(
     rows: bool,
     max_time: str | None,
     cpu: int | None,
+    peer: str | None,
+    peer_token: str | None,
     **kwargs: Any,
 ) -> None:
     from iobench.api import current_command, resume_iter, sweep_iter
@@ -702,6 +776,8 @@ def _sweep(
             cpu=cpu,
             max_time=max_time,
             command=current_command(),
+            peer=peer,
+            peer_token=peer_token,
         )
         _drive(events, quiet, as_json, rows)
         return
@@ -719,6 +795,8 @@ def _sweep(
         cpu=cpu,
         max_time=max_time,
         command=current_command(),
+        peer=peer,
+        peer_token=peer_token,
         **protocol,
     )
     _drive(events, quiet, as_json, rows, note)

@@ -50,6 +50,7 @@ class LocalExecutor:
             self.events,
             self.target_fs,
             self.clock_origin_ns,
+            spec.peer,
         )
         result.index = spec.index
         return result

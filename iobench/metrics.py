@@ -96,6 +96,14 @@ COMMON_METRICS: tuple[Metric, ...] = (
         kind="identity",
     ),
     _m(
+        "peer",
+        "Peer",
+        "text",
+        "Socket experiments: where the peer ran: fork (a child on this host) or HOST:PORT of "
+        "an 'iobench serve' (--peer); empty for a case without a peer.",
+        kind="identity",
+    ),
+    _m(
         "t_start_ns",
         "Start",
         "duration",
@@ -212,6 +220,22 @@ INTEGRITY_OK = _m(
     "The data read back or received matched what was written or sent (checked after the timed loop).",
     kind="check",
 )
+#: The peer process's own rusage for one repetition (wait4 of the forked child, or the report
+#: of an 'iobench serve' role child): its whole life, set-up included.
+PEER_USER_NS = _m(
+    "peer_user_ns",
+    "Peer user CPU",
+    "duration",
+    "User CPU of the peer process over its whole life (wait4 rusage; set-up included).",
+    "lower",
+)
+PEER_SYS_NS = _m(
+    "peer_sys_ns",
+    "Peer system CPU",
+    "duration",
+    "System CPU of the peer process over its whole life (wait4 rusage; set-up included).",
+    "lower",
+)
 RESIDENT_BEFORE = _m(
     "resident_before",
     "Resident before",
@@ -284,6 +308,8 @@ _COMMON_BY_NAME = {m.name: m for m in (*COMMON_METRICS, *DERIVED_METRICS, *SHARE
 
 #: Row columns that identify a case rather than measure it.
 IDENTITY_COLUMNS = frozenset(m.name for m in COMMON_METRICS if m.kind == "identity")
+#: Identity columns a case's summary keeps (each case has one value; "mixed" otherwise).
+_SUMMARY_IDENTITY = ("engine", "peer")
 
 #: Kernel tick assumed for the user/system split when the host's is unknown (HZ=100).
 DEFAULT_TICK_NS = 10_000_000
@@ -485,16 +511,16 @@ def summarize_records(
         )
         samples: dict[str, tuple[float, ...]] = {}
         for column in columns:
-            if (column in IDENTITY_COLUMNS and column != "engine") or column in params:
+            if (column in IDENTITY_COLUMNS and column not in _SUMMARY_IDENTITY) or column in params:
                 continue
             if column.endswith(SERIES_SUFFIX):
                 record[column] = _median_repetition(counted, column)
                 continue
-            source = group if column in ("engine", "integrity_ok") else counted
+            source = group if column in (*_SUMMARY_IDENTITY, "integrity_ok") else counted
             values = [row.get(column) for row in source]
             record[column] = _combine(values)
             present = [v for v in values if not is_missing(v)]
-            if column != "engine" and present and all(is_number(v) for v in present):
+            if column not in _SUMMARY_IDENTITY and present and all(is_number(v) for v in present):
                 samples[column] = tuple(math.nan if is_missing(v) else float(v) for v in values)
         _add_elapsed(record, samples)
         record.update(_cpu_split(counted, record.get("cpu_ns", math.nan), tick_ns))

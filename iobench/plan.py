@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from iobench.engine.protocol import Protocol
 from iobench.params import case_id, expand_cases, left_out_of_id, resolve
+from iobench.peer.client import PeerAddress
 
 if TYPE_CHECKING:
     from iobench.experiments.base import Experiment
@@ -78,6 +79,8 @@ class CaseSpec:
     label: str
     #: Pin the measuring process to this CPU (None: free).
     cpu: int | None = None
+    #: Where socket experiments run their peer (``--peer``; None: forked on this host).
+    peer: PeerAddress | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -93,7 +96,10 @@ def case_label(experiment: type[Experiment], case: dict[str, Any]) -> str:
 
 
 def plan_cases(
-    entries: Sequence[PlanEntry], done: Collection[tuple[str, str]] = (), cpu: int | None = None
+    entries: Sequence[PlanEntry],
+    done: Collection[tuple[str, str]] = (),
+    cpu: int | None = None,
+    peer: PeerAddress | None = None,
 ) -> list[CaseSpec]:
     """The cases still to run, in plan order: every entry's cases minus ``done``
     ((experiment, case id) pairs). A case listed by two entries runs once."""
@@ -116,6 +122,7 @@ def plan_cases(
                 entry.protocol,
                 case_label(entry.experiment, case),
                 cpu,
+                peer,
             )
         )
     return specs

@@ -28,6 +28,7 @@ from iobench.errors import InsufficientSpaceError, ParamError, ResultsFullError,
 from iobench.execute import Executor, LocalExecutor
 from iobench.interrupts import Terminated, termination_raises
 from iobench.loops.engines import native_available, native_unavailable_reason
+from iobench.peer.client import PeerAddress, RemotePeer, parse_peer
 from iobench.plan import CaseSpec, Lookup, PlanEntry, plan_cases
 from iobench.record import MemorySink, Sink
 from iobench.results import COLUMNS_DOC, RunStore
@@ -67,6 +68,11 @@ class RunRequest:
     resume: RunStore | None = None
     #: Builds the executor (default: LocalExecutor in this process).
     executor: Callable[..., Executor] | None = None
+    #: ``--peer``: where socket experiments run their peer ("HOST[:PORT]" of an ``iobench
+    #: serve``); None forks it on this host as always.
+    peer: str | None = None
+    #: ``--peer-token``: the token that server wants.
+    peer_token: str | None = None
 
 
 @dataclass
@@ -172,12 +178,36 @@ class _Prepared:
     experiments: list[Any]
 
 
-def _prepare(request: RunRequest) -> _Prepared:
+@contextlib.contextmanager
+def open_peer(
+    value: str | None, token: str | None = None
+) -> Iterator[tuple[PeerAddress | None, dict[str, Any]]]:
+    """The peer every case of the run uses, and what the run records about it (meta "peer").
+
+    None/"" -> (None, {}): peers are forked here. ``HOST[:PORT]`` -> its address, after one
+    handshake that fails the run before anything is made when the server cannot be reached,
+    runs another version, wants another token or is busy (PeerRefused, one line). This is the
+    place for peers that must be started and stopped around the run (``--peer netns``): set
+    up before the yield, torn down after it.
+    """
+    address = parse_peer(value, token)  # "netns" is refused there, with one line, until it exists
+    if address is None:
+        yield None, {}
+        return
+    peer = RemotePeer(address)
+    try:
+        host = peer.connect()
+    finally:
+        peer.close()
+    yield address, {"address": str(address), "host": host}
+
+
+def _prepare(request: RunRequest, peer: PeerAddress | None = None) -> _Prepared:
     """Check the target, pin, plan the cases still to run, check space, read host facts."""
     target_dir = check_target_dir(request.target_dir)
     cpu = pin_cpu(request.cpu)
     done = request.resume.finished_cases() if request.resume is not None else set()
-    specs = plan_cases(request.entries, done, cpu)
+    specs = plan_cases(request.entries, done, cpu, peer)
     _check_space(specs, request.lookup, target_dir)
     # Settings a killed run changed (read_ahead_kb, THP mode...) go back before facts are read.
     restored = restore_left_settings()
@@ -206,8 +236,10 @@ def execute_events(request: RunRequest) -> Iterator[Event]:
     events = Events(*request.subscribers)
     # From the first check to the last file: a signal anywhere in between ends the run
     # with its message (and the scratch folder removed), never a silent death by default.
-    with termination_raises():
-        ready = _prepare(request)
+    with termination_raises(), open_peer(request.peer, request.peer_token) as (peer, peer_facts):
+        ready = _prepare(request, peer)
+        if peer_facts:
+            ready.meta["peer"] = peer_facts
         # The scratch folder first: when --dir is unusable, no run folder is left behind.
         with private_scratch(ready.target_dir) as scratch:
             sink = _open_sink(request, ready.meta, ready.facts, ready.warnings, scratch)

@@ -26,6 +26,7 @@ from iobench.engine.protocol import Protocol
 from iobench.errors import InsufficientSpaceError, IobenchError, UnsupportedCase
 from iobench.loops.engines import engine_for, loops_for
 from iobench.params import case_id
+from iobench.peer.client import PeerAddress, peer_for
 from iobench.stats import RunningMean
 from iobench.units import format_size
 
@@ -57,15 +58,17 @@ def check_space(directory: Path, needed: int) -> None:
 
 
 def _base_row(
-    experiment: type[Experiment], case: dict[str, Any], target_fs: str, engine: str
+    experiment: type[Experiment], case: dict[str, Any], target_fs: str, engine: str, peer: str
 ) -> dict[str, Any]:
-    return {
+    row = {
         "experiment": experiment.name,
         "case": case_id(experiment.params, case),
         "engine": engine,
         "target_fs": target_fs,
-        **case,
     }
+    if experiment.remote_peer:
+        row["peer"] = peer
+    return {**row, **case}
 
 
 def run_case(
@@ -76,23 +79,28 @@ def run_case(
     events: Events | None = None,
     target_fs: str = "",
     clock_origin_ns: int | None = None,
+    peer: PeerAddress | None = None,
 ) -> CaseResult:
     """Measure one case: prepare, warm up, repeat until the protocol says stop, tear down.
 
     ``scratch`` must be an existing private folder; the case works in a sub-folder of it
     that is removed afterwards whatever happens. ``events`` receives a RepDone per recorded
     repetition. Each row's ``t_start_ns`` is its start on the monotonic clock, counted from
-    ``clock_origin_ns`` (a perf_counter_ns value; default: the start of this case).
+    ``clock_origin_ns`` (a perf_counter_ns value; default: the start of this case). ``peer``:
+    where an experiment with ``remote_peer`` runs its peer (None: forked here, as always).
     """
     events = events or Events()
     experiment.check_case(case)
     engine = engine_for(protocol.engine, experiment.uses_loops(case))
-    base = _base_row(experiment, case, target_fs, engine)
+    has_peer = experiment.uses_peer(case)
+    peer_object = peer_for(peer if has_peer else None)
+    base = _base_row(experiment, case, target_fs, engine, peer_object.name if has_peer else "")
     summary: dict[str, Any] = {"experiment": experiment.name, "case": base["case"], "engine": engine, **case}
     case_dir = Path(scratch) / f"case-{time.monotonic_ns()}"
     case_dir.mkdir(mode=0o700)
     instance = experiment(case, case_dir)
     instance.loops = loops_for(engine)
+    instance.peer = peer_object
     rows: list[dict[str, Any]] = []
     origin = time.perf_counter_ns() if clock_origin_ns is None else clock_origin_ns
     probe = CounterProbe(experiment.counter_scope)
@@ -168,6 +176,7 @@ def run_case(
         try:
             instance.teardown()
         finally:
+            peer_object.close()
             probe.close()
             shutil.rmtree(case_dir, ignore_errors=True)
     return CaseResult(rows, summary)

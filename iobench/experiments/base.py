@@ -11,6 +11,7 @@ from iobench.engine.counters import Scope
 from iobench.loops import pyloops
 from iobench.metrics import Metric, Unit
 from iobench.params import Param, choice_param
+from iobench.peer.client import LOCAL_PEER, LocalPeer, RemotePeer
 
 if TYPE_CHECKING:  # pandas is only needed by reports; experiments must import fast
     import pandas as pd
@@ -130,6 +131,11 @@ class Experiment:
     #: Work also happens in forked children or other threads (a receiver, a ping-pong partner):
     #: pinning the run to one CPU (--cpu) puts them on that CPU too, and the run says so.
     has_peers: ClassVar[bool] = False
+    #: Its peer can run on another host (``iobench serve``, ``--peer``): the engine then gives
+    #: the instance a RemotePeer as ``peer`` and its rows a ``peer`` column (``fork`` locally).
+    remote_peer: ClassVar[bool] = False
+    #: Where the peer runs: LOCAL_PEER (fork it here, as always) or a RemotePeer (``--peer``).
+    peer: LocalPeer | RemotePeer = LOCAL_PEER
     #: Draw throughput (bytes/s) against x_param in reports (only where bytes/s means something).
     throughput_figure: ClassVar[bool] = False
     #: Columns of the summary table printed after a run and in reports.
@@ -201,6 +207,12 @@ class Experiment:
         from iobench.explain import generic_sentences
 
         return generic_sentences(cls, summary)
+
+    @classmethod
+    def uses_peer(cls, case: dict[str, Any]) -> bool:
+        """Whether this case has a peer at all (zero-copy's file-to-file methods have none):
+        only then does ``--peer`` move it, and its ``peer`` column is empty otherwise."""
+        return cls.remote_peer
 
     @classmethod
     def check_case(cls, case: dict[str, Any]) -> None:

@@ -25,8 +25,10 @@ from iobench.osutil.sockets import (
     connect_loopback,
     drain_to_eof,
     loopback_listener,
+    set_blocking_timeouts,
 )
 from iobench.params import choice_param, size_param
+from iobench.peer.client import RemotePeer, RemoteRole
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -195,6 +197,7 @@ class MsgZerocopy(Experiment):
 
     name = "msg-zerocopy"
     has_peers = True
+    remote_peer = True
     summary = "MSG_ZEROCOPY vs send per message size: completions, copied anyway, ENOBUFS"
     seed_idea = (
         "zero-copy sends pin the user pages until the kernel is done with them; pinned memory is "
@@ -332,7 +335,7 @@ class MsgZerocopy(Experiment):
 
     _listener: socket.socket | None = None
     _sender: socket.socket | None = None
-    _child: Child | None = None
+    _child: Child | RemoteRole | None = None
     _go: tuple[int, int] | None = None
     _sender_child: Child | None = None
     _start_sender: int | None = None
@@ -354,10 +357,32 @@ class MsgZerocopy(Experiment):
                 self.loops, URING_ZC_DEPTH, cq_entries=4096
             )  # notifications may pile up (the kernel keeps any overflow)
             rings.require_ops(self._ring, ("IORING_OP_SEND_ZC",))
-        self._listener = loopback_listener()
         self._stats = SendStats()
+        if self.peer.remote:
+            if self.method == "zerocopy-unprivileged":
+                raise UnsupportedCase(
+                    "zerocopy-unprivileged holds its receiver back with a pipe from the sender, "
+                    "which cannot reach a peer host (--peer)"
+                )
+            return  # the receiver is a drain role on the peer host; it listens there
+        self._listener = loopback_listener()
+
+    def _before_remote_rep(self) -> dict[str, Any]:
+        """The receiver is a drain role on the peer; this end connects to it."""
+        assert isinstance(self.peer, RemotePeer)
+        role = self.peer.start("drain", {"rcvbuf": None, "sndbuf": None})
+        self._child = role
+        self._sender = role.connect()
+        self._sender.settimeout(None)
+        set_blocking_timeouts(self._sender, SOCKET_TIMEOUT_S)
+        if self.method == "zerocopy":
+            enable_zerocopy(self._sender)
+        self._stats = fresh_stats()
+        return {"effective_sndbuf": self._sender.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)}
 
     def before_rep(self) -> dict[str, Any]:
+        if self.peer.remote:
+            return self._before_remote_rep()
         assert self._listener is not None
         receiver = connect_loopback(self._listener.getsockname()[1])
         try:
@@ -454,7 +479,11 @@ class MsgZerocopy(Experiment):
             except ChildError as exc:
                 raise UnsupportedCase(f"unprivileged zerocopy sender failed: {exc}") from None
             child_cpu_ns = round((usage.ru_utime + usage.ru_stime) * 1e9)
-        (received, peer_cpu_ns, _), _ = self._child.wait(SOCKET_TIMEOUT_S)
+        if isinstance(self._child, RemoteRole):
+            report, _ = self._child.wait(SOCKET_TIMEOUT_S)
+            received, peer_cpu_ns = report["bytes"], report["cpu_ns"]
+        else:
+            (received, peer_cpu_ns, _), _ = self._child.wait(SOCKET_TIMEOUT_S)
         self._child = None
         self._close_go()
         self._sender.close()

@@ -6,9 +6,10 @@ import socket
 import struct
 from typing import TYPE_CHECKING, Any
 
+from iobench.errors import UnsupportedCase
 from iobench.experiments import register
 from iobench.experiments.base import Column, Experiment, FigureSpec
-from iobench.metrics import INTEGRITY_OK
+from iobench.metrics import INTEGRITY_OK, PEER_SYS_NS, PEER_USER_NS
 from iobench.metrics import Metric as M
 from iobench.osutil.children import Child, fork_child
 from iobench.osutil.sockets import (
@@ -21,6 +22,7 @@ from iobench.osutil.sockets import (
     set_buffers,
 )
 from iobench.params import choice_param, size_param
+from iobench.peer.client import RemotePeer, RemoteRole
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,6 +37,7 @@ class SockBuffer(Experiment):
 
     name = "sock-buffer"
     has_peers = True
+    remote_peer = True
     summary = "SO_RCVBUF/SO_SNDBUF requested vs effective (incl. 0 and unset), TCP and Unix throughput"
     seed_idea = (
         "on Windows SO_RCVBUF=0 means no kernel buffer (data goes straight to posted user "
@@ -106,7 +109,9 @@ class SockBuffer(Experiment):
 
     metrics = (
         INTEGRITY_OK,
-        M("peer_cpu_ns", "Receiver CPU", "duration", "CPU time of the receiver child.", "lower"),
+        M("peer_cpu_ns", "Receiver CPU", "duration", "CPU time of the receiver's receive loop.", "lower"),
+        PEER_USER_NS,
+        PEER_SYS_NS,
         M(
             "requested_rcvbuf",
             "Requested SO_RCVBUF",
@@ -118,7 +123,8 @@ class SockBuffer(Experiment):
             "effective_rcvbuf",
             "SO_RCVBUF",
             "size",
-            "SO_RCVBUF as getsockopt reported it before the transfer (Linux doubles and clamps).",
+            "SO_RCVBUF of the receiving socket as getsockopt reported it before the transfer (Linux "
+            "doubles and clamps; with --peer, the peer's socket).",
         ),
         M(
             "effective_sndbuf",
@@ -188,7 +194,7 @@ class SockBuffer(Experiment):
     _listener: socket.socket | None = None
     _sender: socket.socket | None = None
     _receiver: socket.socket | None = None
-    _child: Child | None = None
+    _child: Child | RemoteRole | None = None
 
     @classmethod
     def irrelevant_params(cls, case: dict[str, Any]) -> frozenset[str]:
@@ -203,11 +209,19 @@ class SockBuffer(Experiment):
         self.transfer: int = self.case["transfer"]
         self.chunk: int = self.case["chunk"]
         self.payload = memoryview(bytearray(b"\xa5" * self.chunk))
+        if self.peer.remote:
+            if self.transport == "unix":
+                raise UnsupportedCase(
+                    "transport=unix is an AF_UNIX socketpair on this host: it cannot reach a peer host (--peer)"
+                )
+            return  # the peer listens (with SO_RCVBUF set before listen); this end connects
         if self.transport == "tcp":
             # SO_SNDBUF on the listener: accepted sockets inherit it, set before listen().
             self._listener = loopback_listener(sndbuf=self.sndbuf)
 
     def before_rep(self) -> dict[str, Any]:
+        if self.peer.remote:
+            return self._before_remote_rep()
         # A fresh connection per repetition: autotuning starts from scratch each time.
         if self.transport == "tcp":
             assert self._listener is not None
@@ -235,6 +249,19 @@ class SockBuffer(Experiment):
             "effective_sndbuf": snd,
         }
 
+    def _before_remote_rep(self) -> dict[str, Any]:
+        """The receiver is a role on the peer: it listens with SO_RCVBUF requested before
+        listen(), this end connects with SO_SNDBUF requested before connect(); both sizes
+        the receiver saw come back with its report (after_rep)."""
+        assert isinstance(self.peer, RemotePeer)
+        role = self.peer.start("drain", {"rcvbuf": self.rcvbuf, "sndbuf": None})
+        self._child = role
+        self._sender = role.connect(sndbuf=self.sndbuf)
+        self._sender.settimeout(None)
+        set_blocking_timeouts(self._sender, SOCKET_TIMEOUT_S)
+        _, snd = effective_buffers(self._sender)
+        return {"requested_rcvbuf": self.rcvbuf, "requested_sndbuf": self.sndbuf, "effective_sndbuf": snd}
+
     def run_once(self) -> dict[str, Any]:
         assert self._sender is not None
         send, payload, chunk = self._sender.send, self.payload, self.chunk
@@ -249,12 +276,27 @@ class SockBuffer(Experiment):
 
     def after_rep(self) -> dict[str, Any]:
         assert self._child is not None and self._sender is not None
-        (received, peer_cpu_ns, rcvbuf_end), _ = self._child.wait(SOCKET_TIMEOUT_S)
+        if isinstance(self._child, RemoteRole):
+            report, usage = self._child.wait(SOCKET_TIMEOUT_S)
+            self._child = None
+            self._sender.close()
+            self._sender = None
+            return {
+                "effective_rcvbuf": report["rcvbuf"],
+                "peer_cpu_ns": report["cpu_ns"],
+                "peer_user_ns": usage["user_ns"],
+                "peer_sys_ns": usage["sys_ns"],
+                "effective_rcvbuf_end": report["rcvbuf_end"],
+                "integrity_ok": report["bytes"] == self.transfer,
+            }
+        (received, peer_cpu_ns, rcvbuf_end), usage = self._child.wait(SOCKET_TIMEOUT_S)
         self._child = None
         self._sender.close()
         self._sender = None
         return {
             "peer_cpu_ns": peer_cpu_ns,
+            "peer_user_ns": int(usage.ru_utime * 1e9),
+            "peer_sys_ns": int(usage.ru_stime * 1e9),
             "effective_rcvbuf_end": rcvbuf_end,
             "integrity_ok": received == self.transfer,
         }

@@ -20,6 +20,7 @@ from iobench.osutil.files import create_random_file, open_new
 from iobench.osutil.sockets import SOCKET_TIMEOUT_S, drain_to_eof, set_blocking_timeouts
 from iobench.osutil.verify import file_digest
 from iobench.params import choice_param, size_param
+from iobench.peer.client import RemotePeer, RemoteRole
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,6 +49,7 @@ class ZeroCopy(Experiment):
 
     name = "zero-copy"
     has_peers = True
+    remote_peer = True
     summary = "read+write vs sendfile vs copy_file_range vs splice; file -> TCP with sendfile"
     seed_idea = (
         "read() copies kernel -> user and write() copies user -> kernel; sendfile, "
@@ -146,7 +148,11 @@ class ZeroCopy(Experiment):
     _pipe: tuple[int, int] | None = None
     _listener: socket.socket | None = None
     _conn: socket.socket | None = None
-    _child: Child | None = None
+    _child: Child | RemoteRole | None = None
+
+    @classmethod
+    def uses_peer(cls, case: dict[str, Any]) -> bool:
+        return case["method"] in TCP_METHODS
 
     def space_needed(self) -> int:
         return self.case["file_size"] * (1 if self.case["method"] in TCP_METHODS else 2)
@@ -169,13 +175,21 @@ class ZeroCopy(Experiment):
             # A pipe holds 64 KiB by default; grow it so one splice can carry a whole block.
             wanted = min(max(self.block, 4096), int(Path("/proc/sys/fs/pipe-max-size").read_text()))
             fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, wanted)
-        if self.method in TCP_METHODS:
+        if self.method in TCP_METHODS and self.peer.remote:
+            pass  # the receiver is a drain role on the peer host; it listens there
+        elif self.method in TCP_METHODS:
             self._listener = socket.create_server(("127.0.0.1", 0))
             self._listener.settimeout(SOCKET_TIMEOUT_S)
 
     def before_rep(self) -> dict[str, Any]:
         self._src = os.open(self.src_path, os.O_RDONLY | os.O_CLOEXEC)
-        if self.method in TCP_METHODS:
+        if self.method in TCP_METHODS and isinstance(self.peer, RemotePeer):
+            role = self.peer.start("drain", {"rcvbuf": None, "sndbuf": None})
+            self._child = role
+            self._conn = role.connect()
+            self._conn.settimeout(None)
+            set_blocking_timeouts(self._conn, SOCKET_TIMEOUT_S)
+        elif self.method in TCP_METHODS:
             assert self._listener is not None
             port = self._listener.getsockname()[1]
             self._child = fork_child(lambda: _drain(port), wait_ready=True)
@@ -253,7 +267,11 @@ class ZeroCopy(Experiment):
         self._src = None
         if self.method in TCP_METHODS:
             assert self._child is not None and self._conn is not None
-            (received, peer_cpu_ns), _ = self._child.wait(SOCKET_TIMEOUT_S)
+            if isinstance(self._child, RemoteRole):
+                report, _ = self._child.wait(SOCKET_TIMEOUT_S)
+                received, peer_cpu_ns = report["bytes"], report["cpu_ns"]
+            else:
+                (received, peer_cpu_ns), _ = self._child.wait(SOCKET_TIMEOUT_S)
             self._child = None
             self._conn.close()
             self._conn = None

@@ -1,0 +1,250 @@
+"""The client side of ``iobench serve``: where the peer is, and how an experiment uses it.
+
+An experiment instance has a ``peer``: ``LOCAL_PEER`` (today's forked child on this host,
+the default) or a ``RemotePeer`` (``--peer HOST[:PORT]``). With a RemotePeer the experiment
+asks for a role (``start``), connects its data socket to the port the server answers with
+(``RemoteRole.connect``, which returns once the role waits for data), times its transfer,
+and collects the role's report (``RemoteRole.wait``). Every wait has a timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import re
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from iobench import __version__
+from iobench.errors import IobenchError, ParamError
+from iobench.osutil.sockets import SOCKET_TIMEOUT_S, set_buffers
+from iobench.peer import protocol
+from iobench.peer.protocol import ProtocolError
+from iobench.peer.server import DEFAULT_PORT
+
+#: The value of --peer that will start a peer in a network namespace (not available yet).
+NETNS = "netns"
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+
+
+class PeerRefused(IobenchError):
+    """The peer server could not be reached or refused this client (version, token, busy)."""
+
+
+class PeerError(RuntimeError):
+    """A role run on the peer failed, or the peer broke the protocol, during a case."""
+
+
+@dataclass(frozen=True)
+class PeerAddress:
+    """Where a peer server listens; ``str()`` is the ``peer`` column's HOST:PORT."""
+
+    host: str
+    port: int = DEFAULT_PORT
+    #: The shared token (never printed: left out of repr and str).
+    token: str | None = field(default=None, repr=False, compare=False)
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_peer(value: str | None, token: str | None = None) -> PeerAddress | None:
+    """``--peer`` as an address: ``HOST``, ``HOST:PORT``, ``[IPv6]:PORT`` or a bare IPv6 address;
+    None or "" means no peer (everything on this host). ParamError names what is wrong."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text == NETNS:
+        raise ParamError(
+            "--peer netns: a peer in a network namespace is not available in this version; "
+            "give HOST[:PORT] of a host running 'iobench serve'"
+        )
+    host, port_text = text, None
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0:
+            raise ParamError(f"--peer {text}: an IPv6 address in brackets needs its ']'")
+        host, rest = text[1:close], text[close + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise ParamError(f"--peer {text}: expected [ADDRESS]:PORT")
+            port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    port = DEFAULT_PORT
+    if port_text is not None:
+        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise ParamError(f"--peer {text}: the port must be a number from 1 to 65535")
+        port = int(port_text)
+    try:
+        host = str(ipaddress.ip_address(host))
+    except ValueError:
+        if not _HOSTNAME.match(host):
+            raise ParamError(f"--peer {text}: {host!r} is not a host name or an IP address") from None
+    if token is not None and not token:
+        raise ParamError("--peer-token: give a non-empty token (or leave it out)")
+    return PeerAddress(host, port, token)
+
+
+class LocalPeer:
+    """The peer as today: the experiment forks it on this host."""
+
+    remote = False
+    name = "fork"
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+#: The default peer of every experiment instance.
+LOCAL_PEER = LocalPeer()
+
+
+class RemotePeer:
+    """A control connection to ``iobench serve`` (opened on first use, one per case)."""
+
+    remote = True
+
+    def __init__(self, address: PeerAddress, timeout_s: float = SOCKET_TIMEOUT_S) -> None:
+        self.address = address
+        self.timeout_s = timeout_s
+        self.name = str(address)
+        self.host: dict[str, Any] = {}
+        self._conn: socket.socket | None = None
+
+    def connect(self, version: str = __version__) -> dict[str, Any]:
+        """Open the control connection and shake hands; the server's host facts.
+
+        PeerRefused (one line) when it cannot be reached, is busy, runs another version or
+        wants another token."""
+        if self._conn is not None:
+            return self.host
+        where = self.name
+        try:
+            conn = socket.create_connection((self.address.host, self.address.port), self.timeout_s)
+        except OSError as exc:
+            raise PeerRefused(f"cannot reach the peer {where}: {exc.strerror or exc}") from None
+        try:
+            protocol.send(
+                conn, {"type": "hello", "version": version, "token": self.address.token}, self.timeout_s
+            )
+            answer = protocol.receive(conn, self.timeout_s)
+        except (ProtocolError, OSError) as exc:
+            conn.close()
+            raise PeerRefused(f"the peer {where} did not complete the handshake: {exc}") from None
+        if answer["type"] == "welcome":
+            self._conn = conn
+            self.host = answer["host"]
+            return self.host
+        conn.close()
+        if answer["type"] == "busy":
+            raise PeerRefused(f"the peer {where} is busy: {answer['message']}")
+        if answer["type"] == "error" and answer["code"] == "version":
+            raise PeerRefused(
+                f"the peer {where} runs iobench {_server_version(answer['message'])}, "
+                f"this client runs iobench {version}: run the same version on both ends"
+            )
+        if answer["type"] == "error":
+            raise PeerRefused(f"the peer {where} refused this client: {answer['message']}")
+        raise PeerRefused(f"the peer {where} answered the handshake with {answer['type']}")
+
+    def _control(self) -> socket.socket:
+        self.connect()
+        assert self._conn is not None
+        return self._conn
+
+    def _live(self) -> socket.socket:
+        """The open control connection of a role in progress (PeerError once it closed)."""
+        if self._conn is None:
+            raise PeerError(f"the control connection to the peer {self.name} is closed")
+        return self._conn
+
+    def start(self, role: str, params: dict[str, Any]) -> RemoteRole:
+        """Ask the server to run ``role``; returns once it listens for the data connection."""
+        conn = self._control()
+        answer = self._exchange(conn, {"type": "run", "role": role, "params": params}, "listening")
+        return RemoteRole(self, answer["port"])
+
+    def _exchange(self, conn: socket.socket, message: dict[str, Any] | None, wanted: str) -> dict[str, Any]:
+        try:
+            if message is not None:
+                protocol.send(conn, message, self.timeout_s)
+            answer = protocol.receive(conn, self.timeout_s)
+        except (ProtocolError, OSError) as exc:
+            self.close()
+            raise PeerError(f"the peer {self.name} stopped answering: {exc}") from None
+        if answer["type"] == "error":
+            self.close()
+            raise PeerError(f"the peer {self.name} refused: {answer['message']}")
+        if answer["type"] != wanted:
+            self.close()
+            raise PeerError(f"the peer {self.name} sent {answer['type']} where {wanted} was due")
+        return answer
+
+    def close(self) -> None:
+        """Say goodbye and close the control connection (the server kills a running role)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(OSError, ProtocolError):
+                protocol.send(conn, {"type": "bye"}, 1.0)
+            conn.close()
+
+
+def _server_version(message: str) -> str:
+    """The server's version out of its mismatch message (``this server runs iobench X``)."""
+    marker = "this server runs iobench "
+    return message.split(marker, 1)[1].strip() if marker in message else "another version"
+
+
+class RemoteRole:
+    """One role run on the peer: its data port, then its report."""
+
+    def __init__(self, peer: RemotePeer, port: int) -> None:
+        self.peer = peer
+        self.port = port
+
+    def connect(self, rcvbuf: int | None = None, sndbuf: int | None = None) -> socket.socket:
+        """The data socket (buffers requested before connect()), returned once the role's
+        child accepted it and waits for data: nothing of the peer's start-up is left to time."""
+        address = self.peer.address
+        family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+        if family == socket.AF_INET and not _is_ip(address.host):
+            family = socket.getaddrinfo(address.host, self.port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            set_buffers(sock, rcvbuf, sndbuf)
+            sock.settimeout(self.peer.timeout_s)
+            sock.connect((address.host, self.port))
+            self.peer._exchange(self.peer._live(), None, "ready")
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def wait(self, timeout_s: float = SOCKET_TIMEOUT_S) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The role's result and its child's rusage (user_ns, sys_ns, ctx_vol, ...)."""
+        conn = self.peer._live()
+        conn_timeout, self.peer.timeout_s = self.peer.timeout_s, timeout_s
+        try:
+            answer = self.peer._exchange(conn, None, "report")
+        finally:
+            self.peer.timeout_s = conn_timeout
+        return answer["result"], answer["rusage"]
+
+    def kill(self) -> None:
+        """Abandon the role: closing the control connection makes the server kill it."""
+        self.peer.close()
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def peer_for(address: PeerAddress | None) -> LocalPeer | RemotePeer:
+    """The peer object an experiment instance gets for a case."""
+    return LOCAL_PEER if address is None else RemotePeer(address)
