@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install headers browser run test lint tlpi bench torture baseline bench-check bench-aa bench-fidelity bench-fio clean
+.PHONY: install headers browser run test lint tlpi bench torture baseline bench-check bench-aa bench-fidelity bench-fio bench-network clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -142,6 +142,12 @@ bench-fidelity: install
 
 ## bench-fio: iobench's async-io against fio, randread 4 KiB, psync/libaio/io_uring at QD 1..64, on the disk
 ## (O_DIRECT), in the page cache and on tmpfs (buffered), interleaved rounds (fio from Debian's package)
+## bench-network: the socket experiments over an emulated network (bench_configs/network.toml: a virtual
+## host in a network namespace, RTT 0.1-50 ms at 100 Mbit/s; root), then the report. About 3 minutes.
+bench-network: install
+	$(BIN)/iobench run sweep bench_configs/network.toml
+	$(BIN)/iobench report
+
 bench-fio: install
 	@command -v fio >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		{ apt-get install -y -qq fio >/dev/null 2>&1 || \

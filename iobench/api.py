@@ -419,6 +419,7 @@ def sweep_iter(
             f"unknown protocol setting {unknown[0]!r} (allowed: {', '.join(sorted(_PROTOCOL_NAMES))})"
         )
     plan = load_config(find_config(None if config is None else str(config)), protocol, only=only)
+    peer = plan.peer if peer is None else peer  # the command line wins over the file
     description = {
         "file": str(plan.source),
         "description": plan.description,
@@ -452,6 +453,8 @@ def resume_iter(
     store = RunStore.reopen(Path(path), command or ["python", "iobench.resume"])
     try:
         entries = [PlanEntry.from_description(e, get_experiment) for e in store.meta["config"]["entries"]]
+        if peer is None:  # the peer the run started with (its token is never recorded)
+            peer = (store.meta.get("peer") or {}).get("address")
         request = _request(
             entries, store.meta["config"], dir, None, progress, cpu, max_time, command, peer, peer_token
         )
