@@ -16,7 +16,7 @@ NATIVE_SOURCES := iobench/loops/_native.c iobench/loops/_async.c iobench/loops/_
 $(STAMP): pyproject.toml setup.py $(NATIVE_SOURCES) | $(BIN)/python
 	@$(MAKE) --no-print-directory headers
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,fleet]'
 	@# an editable install leaves byte-compiling to the first import, which never writes it
 	@# under PYTHONDONTWRITEBYTECODE=1: compile now, as a wheel install does (start-up time)
 	$(BIN)/python -m compileall -q iobench

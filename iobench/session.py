@@ -29,7 +29,7 @@ from iobench.execute import Executor, LocalExecutor
 from iobench.interrupts import Terminated, termination_raises
 from iobench.loops.engines import native_available, native_unavailable_reason
 from iobench.plan import CaseSpec, Lookup, PlanEntry, plan_cases
-from iobench.record import MemorySink, Sink
+from iobench.record import MemorySink, Sink, with_context
 from iobench.results import COLUMNS_DOC, RunStore
 from iobench.scratch import check_target_dir, note_run, private_scratch, restore_left_settings
 from iobench.units import format_size
@@ -67,6 +67,9 @@ class RunRequest:
     resume: RunStore | None = None
     #: Builds the executor (default: LocalExecutor in this process).
     executor: Callable[..., Executor] | None = None
+    #: Run-wide constant columns merged into every row before it is recorded (a fleet run's
+    #: host and worker; declare each in iobench/metrics.py).
+    row_context: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -302,10 +305,10 @@ def _run_cases(
         except StopIteration:
             return "complete", None
         except CaseSpaceError as exc:
-            sink.commit(exc.result.rows, exc.result.summary)
+            sink.commit(with_context(exc.result.rows, request.row_context), exc.result.summary)
             sink.finish("failed", str(exc))
             raise
-        sink.commit(result.rows, result.summary)
+        sink.commit(with_context(result.rows, request.row_context), result.summary)
         ran += 1
         for warning in case_warnings(result.summary, result.rows):
             sink.warn(warning)
