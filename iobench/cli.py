@@ -236,7 +236,49 @@ def _run_options() -> list[click.Option]:
         ),
         _param_option(TIME_BUDGET, envvar="IOBENCH_MAX_TIME"),
         *_protocol_options(),
+        *_cluster_options(),
     ]
+
+
+def _cluster_options() -> list[click.Option]:
+    """A fleet run: the same plan on every worker of a Dask cluster (``iobench[fleet]``)."""
+    return [
+        click.Option(
+            ["--cluster"],
+            metavar="tcp://HOST:PORT",
+            envvar="IOBENCH_CLUSTER",
+            show_envvar=True,
+            help="Run on every worker of this Dask scheduler at once, one case at a time per host; "
+            "results go to a fleet folder (fleet.json + one run per host) under --out.",
+        ),
+        click.Option(
+            ["--hosts"],
+            metavar="NAME[,...]",
+            help="With --cluster: only these workers (names, or patterns such as node-*). [default: all]",
+        ),
+        click.Option(
+            ["--cluster-timeout"],
+            type=click.FloatRange(min=0.1, max=3600),
+            default=10.0,
+            envvar="IOBENCH_CLUSTER_TIMEOUT",
+            show_envvar=True,
+            help="Seconds to reach the scheduler before giving up (exit 2). [default: 10]",
+        ),
+    ]
+
+
+def _pop_cluster(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Remove the cluster options from ``kwargs``; the API's keywords (none without --cluster)."""
+    cluster = kwargs.pop("cluster", None)
+    hosts = kwargs.pop("hosts", None)
+    timeout = kwargs.pop("cluster_timeout", None)
+    if not cluster:
+        if hosts:
+            raise click.UsageError("--hosts chooses workers of a --cluster: give --cluster too")
+        return {}
+    if not cluster.strip():
+        raise click.UsageError("--cluster: give the scheduler's address (tcp://HOST:8786)")
+    return {"cluster": cluster.strip(), "hosts": hosts, "cluster_timeout": timeout}
 
 
 def _pop_protocol(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -534,7 +576,38 @@ def _drive(events: Any, quiet: bool, as_json: bool, with_rows: bool, note: str |
         if renderer is not None and hasattr(renderer, "close"):
             renderer.close()
     assert run is not None
-    _report_run(run, as_json, with_rows)
+    if hasattr(run, "hosts"):
+        _report_fleet(run, as_json, with_rows)
+    else:
+        _report_run(run, as_json, with_rows)
+
+
+def _report_fleet(fleet: Any, as_json: bool, with_rows: bool) -> None:
+    """Per host: its status and what did not run; where the fleet is; exit 3 when a case failed."""
+    if as_json:
+        data = {
+            "fleet": str(fleet.path),
+            "status": fleet.status,
+            "hosts": {name: run.summary_records(with_rows) for name, run in fleet.hosts.items()},
+        }
+        click.echo(json.dumps(data, indent=2, default=str))
+    for name, run in fleet.hosts.items():
+        cases = run.meta.get("cases", [])
+        ok = sum(1 for c in cases if c.get("status") == "ok")
+        line = f"host {name}: {run.status}, {ok} of {len(cases)} recorded cases ok"
+        if run.meta.get("error"):
+            line += f" ({run.meta['error']})"
+        click.echo(line, err=True)
+    for warning in fleet.meta.get("warnings") or []:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"results: {fleet.path} (report: iobench report {fleet.path})", err=as_json)
+    failed = fleet.failed_cases
+    if failed:
+        click.echo(
+            f"{len(failed)} case(s) failed; exit status {int(ExitCode.CASES_FAILED)}",
+            err=True,
+        )
+        sys.exit(ExitCode.CASES_FAILED)
 
 
 def _interrupted_between_events(started: Any, recorded: int, run: Any) -> RunInterrupted:
@@ -630,6 +703,7 @@ def _experiment_command(experiment: Any) -> click.Command:
         from iobench.api import current_command, run_iter
 
         protocol = _pop_protocol(kwargs)
+        fleet = _pop_cluster(kwargs)
         note = _min_reps_note(protocol, sweep=False)
         params = {k: v for k, v in kwargs.items() if v is not None}
         events = run_iter(
@@ -639,6 +713,7 @@ def _experiment_command(experiment: Any) -> click.Command:
             cpu=cpu,
             max_time=max_time,
             command=current_command(),
+            **fleet,
             **params,
             **protocol,
         )
@@ -691,17 +766,22 @@ def _sweep(
     from iobench.api import current_command, resume_iter, sweep_iter
 
     protocol = _pop_protocol(kwargs)
+    fleet = _pop_cluster(kwargs)
     if resume is not None:
         if config is not None or only is not None:
             raise click.UsageError("--resume continues a run with its own config: give no CONFIG or --only")
         if protocol:
             raise click.UsageError("--resume keeps the run's own protocol: give no protocol options")
+        if fleet.get("hosts"):
+            raise click.UsageError("--resume of a fleet run keeps its own hosts: give no --hosts")
         events = resume_iter(
             _run_path(resume, out_dir),
             dir=target_dir,
             cpu=cpu,
             max_time=max_time,
             command=current_command(),
+            cluster=fleet.get("cluster"),
+            cluster_timeout=fleet.get("cluster_timeout"),
         )
         _drive(events, quiet, as_json, rows)
         return
@@ -719,6 +799,7 @@ def _sweep(
         cpu=cpu,
         max_time=max_time,
         command=current_command(),
+        **fleet,
         **protocol,
     )
     _drive(events, quiet, as_json, rows, note)
@@ -800,19 +881,33 @@ def report_command(
 
     Example: iobench report 20261121-170102-3fa9 20261122-091500-77aa --format html,md
     """
+    from iobench.fleet.folder import host_runs, is_fleet
     from iobench.report import build_report, parse_formats
     from iobench.results import latest_run, load_run
 
     chosen = parse_formats(formats)
     paths = [_run_path(r, results_dir) for r in runs] or [latest_run(results_dir)]
-    loaded = [load_run(p) for p in paths]
+    fleet = None
+    if any(is_fleet(p) for p in paths):
+        if len(paths) > 1:
+            raise click.UsageError("report one fleet folder at a time (its hosts are its series)")
+        fleet = {name: load_run(path) for name, path in host_runs(paths[0]).items()}
+        if not fleet:
+            raise IobenchError(f"{paths[0]} is a fleet folder without any host's run")
+        loaded = list(fleet.values())
+    else:
+        loaded = [load_run(p) for p in paths]
     destination = out_dir or (paths[0] / "report")
     try:
-        written = build_report(loaded, destination, chosen, md_images=md_images)
+        written = build_report(loaded, destination, chosen, md_images=md_images, fleet=fleet)
     except OSError as exc:
         raise IobenchError(f"cannot write the report in {destination}: {exc.strerror or exc}") from None
     for path in written:
         click.echo(str(path))
+    if fleet is not None:
+        from iobench.report.fleet import describe, fleet_section
+
+        click.echo(describe(fleet_section(fleet)), err=True)
 
 
 @cli.command("compare", params=[_results_option("for run ids")])

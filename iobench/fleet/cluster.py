@@ -94,9 +94,7 @@ def choose_hosts(available: Sequence[Host], wanted: str | None) -> list[Host]:
     names = [h.name for h in chosen]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ClusterError(
-            f"two workers are named {duplicates[0]!r}: give each host's worker its own --name"
-        )
+        raise ClusterError(f"two workers are named {duplicates[0]!r}: give each host's worker its own --name")
     return chosen
 
 

@@ -207,7 +207,10 @@ def _open(
                     "command": request.command,
                     "config": request.config,
                     "cpu_pinned": request.cpu,
-                    "clock_origin": {"unix_ns": origin, "note": "t_start_ns of a row counts from this instant"},
+                    "clock_origin": {
+                        "unix_ns": origin,
+                        "note": "t_start_ns of a row counts from this instant",
+                    },
                     **answer["facts"],
                     "warnings": answer["warnings"] + warnings,
                     "fleet": identity,
@@ -267,7 +270,11 @@ def _measure(
             run.stopped_case = outcome.spec.label
             run.not_run = outcome.not_run
             run.store.meta["not_run"] = [
-                {"experiment": s.experiment, "case": s.case_id, "reason": f"{outcome.stopped} earlier in the run"}
+                {
+                    "experiment": s.experiment,
+                    "case": s.case_id,
+                    "reason": f"{outcome.stopped} earlier in the run",
+                }
                 for s in outcome.not_run
             ]
             run.store.save_meta()
