@@ -980,11 +980,16 @@ def compare_command(
     Example: iobench compare results/baselines/ci results/20261121-170102-3fa9 --format md
     """
     from iobench.compare import compare, render_markdown
+    from iobench.fleet.folder import is_fleet
     from iobench.results import load_runs
 
     limit = Param("threshold", Kind.PERCENT, 5.0, "", minimum=0, maximum=1000).parse(threshold, "--threshold")
-    base_runs = load_runs(_run_path(base, results_dir))
-    new_runs = load_runs(_run_path(new, results_dir))
+    base_path, new_path = _run_path(base, results_dir), _run_path(new, results_dir)
+    if is_fleet(base_path) or is_fleet(new_path):
+        options = (metric, limit / 100, output_format, fail_on_noisy, allow_missing, cross_machine)
+        ctx.exit(_compare_fleets(base_path, new_path, *options))
+    base_runs = load_runs(base_path)
+    new_runs = load_runs(new_path)
     result = compare(base_runs, new_runs, metric, limit / 100, cross_machine=cross_machine)
     if output_format == "json":
         data = result.as_dict(allow_missing, fail_on_noisy)
@@ -995,6 +1000,63 @@ def compare_command(
         _print_comparison(result, allow_missing, fail_on_noisy)
     failed = result.gate_failures(allow_missing, fail_on_noisy)
     ctx.exit(ExitCode.REGRESSION if failed else ExitCode.OK)
+
+
+def _compare_fleets(
+    base: Path,
+    new: Path,
+    metric: str,
+    limit: float,
+    output_format: str,
+    fail_on_noisy: bool,
+    allow_missing: bool,
+    cross_machine: bool,
+) -> int:
+    """Two fleet runs compared host by host (each host's run against its own earlier run);
+    the exit status is the worst host's. A host in only one fleet is named, and fails the
+    gate unless --allow-missing."""
+    from iobench.compare import compare, render_markdown
+    from iobench.fleet.folder import host_runs, is_fleet
+    from iobench.results import load_runs
+
+    if not (is_fleet(base) and is_fleet(new)):
+        one = base if is_fleet(base) else new
+        raise click.UsageError(
+            f"{one} is a fleet run: compare it with another fleet run (host by host), or pick one "
+            f"host's run folder inside it"
+        )
+    base_hosts, new_hosts = host_runs(base), host_runs(new)
+    common = [name for name in base_hosts if name in new_hosts]
+    missing = [name for name in base_hosts if name not in new_hosts]
+    if not common:
+        raise IobenchError(f"the fleets {base} and {new} have no host in common")
+    status = ExitCode.OK
+    as_json: dict[str, Any] = {"hosts": {}, "missing_hosts": missing}
+    for name in common:
+        result = compare(
+            load_runs(base_hosts[name]),
+            load_runs(new_hosts[name]),
+            metric,
+            limit,
+            cross_machine=cross_machine,
+        )
+        if result.gate_failures(allow_missing, fail_on_noisy):
+            status = ExitCode.REGRESSION
+        if output_format == "json":
+            as_json["hosts"][name] = result.as_dict(allow_missing, fail_on_noisy)
+        elif output_format == "md":
+            click.echo(f"## Host `{name}`\n")
+            click.echo(render_markdown(result, allow_missing, fail_on_noisy), nl=False)
+        else:
+            click.echo(f"host {name}:")
+            _print_comparison(result, allow_missing, fail_on_noisy)
+    if output_format == "json":
+        click.echo(json.dumps(as_json, indent=2, default=str))
+    for name in missing:
+        click.echo(f"warning: host {name} of {base} is missing in {new}", err=True)
+    if missing and not allow_missing:
+        status = ExitCode.REGRESSION
+    return int(status)
 
 
 #: The colour of each verdict in the terminal table.

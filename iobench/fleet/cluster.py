@@ -33,26 +33,73 @@ class Host:
     nthreads: int
 
 
-def require_distributed() -> Any:
-    """The distributed module, or ClusterError saying how to install it."""
-    try:
-        import distributed
-    except ImportError:
+def require_distributed() -> None:
+    """ClusterError saying how to install Dask distributed when it is missing (found without
+    importing it: the import starts a thread)."""
+    import importlib.util
+
+    if importlib.util.find_spec("distributed") is None:
         raise ClusterError(
             "--cluster needs Dask distributed: pip install 'iobench[fleet]' (here and on every worker host)"
+        )
+
+
+def _reachable(address: str, timeout_s: float) -> None:
+    """ClusterError when nothing accepts TCP connections at a tcp:// address (refused,
+    unroutable, a name that does not resolve) — found before dask is loaded, within the
+    timeout. Other schemes (tls://...) are left to dask."""
+    import socket
+
+    scheme, _, rest = address.partition("://")
+    if not rest:
+        scheme, rest = "tcp", address
+    if scheme != "tcp":
+        return
+    host, _, port = rest.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ClusterError(f"--cluster: {address!r} is not a scheduler address (tcp://HOST:PORT)")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        why = exc.strerror or str(exc) or type(exc).__name__
+        raise ClusterError(
+            f"cannot reach the Dask scheduler at {address} within {timeout_s:g} s ({why})"
         ) from None
-    return distributed
+
+
+def _handshake(address: str, timeout_s: float) -> None:
+    """Ask the scheduler who it is, bounded by ``timeout_s`` as a whole: Client's own timeout
+    covers the TCP connect but not the first exchange, so a port that accepts and never answers
+    would hang it."""
+    import asyncio
+
+    from distributed.core import rpc
+
+    async def identity() -> Any:
+        async with rpc(address, timeout=timeout_s) as scheduler:
+            return await scheduler.identity()
+
+    try:
+        asyncio.run(asyncio.wait_for(identity(), timeout_s))
+    except TimeoutError:
+        raise TimeoutError(f"no answer within {timeout_s:g} s") from None
 
 
 def connect(address: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Any:
-    """A Client of the scheduler at ``address``; ClusterError within ``timeout_s`` when it
-    cannot be reached."""
-    distributed = require_distributed()
+    """A Client of the scheduler at ``address``; ClusterError within about ``timeout_s`` (a
+    TCP check, then dask's own handshake, each bounded by it) when it cannot be reached."""
+    require_distributed()
+    _reachable(address, timeout_s)
     import logging
+
+    import distributed
 
     # A failed connect logs its own retries; the one-line error says it all.
     logging.getLogger("distributed").setLevel(logging.CRITICAL)
     try:
+        _handshake(address, timeout_s)
         return distributed.Client(address, timeout=timeout_s, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
