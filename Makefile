@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install headers browser run test lint tlpi bench torture baseline bench-check bench-aa bench-fidelity bench-fio clean
+.PHONY: install headers browser run test lint tlpi bench torture baseline bench-check bench-aa bench-fidelity bench-fio fleet-demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -147,6 +147,13 @@ bench-fio: install
 		  { apt-get update -qq >/dev/null && apt-get install -y -qq fio >/dev/null 2>&1; }; }; } || \
 		{ echo "bench-fio: fio is not installed and cannot be here (needs root and apt-get)"; exit 2; }
 	$(BIN)/python benchmarks/fio/bench_fio.py --dir . $(if $(CPU),--cpu $(CPU))
+
+## fleet-demo: a Dask scheduler and two workers on this machine (processes: `dask scheduler`,
+## `dask worker`), bench_configs/ci.toml on both at once, the fleet report (per-host series, host vs
+## fleet median); stops everything it started, also on failure or Ctrl-C
+FLEET_OUT ?= results/fleet
+fleet-demo: install
+	benchmarks/fleet_demo.sh $(BIN) $(FLEET_OUT)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
