@@ -253,6 +253,12 @@ def test_a_worker_killed_mid_case_fails_that_case_and_resume_reruns_only_what_is
     assert len(lost) == 1 and lost[0]["reason"].startswith("worker lost (")
     assert [c["case"] for c in meta["not_run"]] == ["call=getppid,calls=1000002"]
     k1_journal = (k1 / "cases.jsonl").read_bytes()
+    report = CliRunner().invoke(cli, ["report", str(fleet), "--format", "md"])
+    assert report.exit_code == 0, report.output
+    text = (fleet / "report" / "report.md").read_text()
+    assert "## Run `k2` (failed)" in text
+    assert "- `k2: call=getppid,calls=1000001`: failed: worker lost (" in text
+    assert "- `k2: call=getppid,calls=1000002`: not run: worker lost earlier in the run" in text
 
     dask_cluster.workers(("k2", None))  # the host comes back (a new worker, same name)
     resumed = _iobench("run", "sweep", "--resume", str(fleet), "--cluster", dask_cluster.address)
@@ -262,6 +268,7 @@ def test_a_worker_killed_mid_case_fails_that_case_and_resume_reruns_only_what_is
     assert (k1 / "cases.jsonl").read_bytes() == k1_journal
     meta = json.loads((k2 / "meta.json").read_text())
     assert meta["status"] == "complete" and [c["status"] for c in meta["cases"]] == ["ok"] * 3
+    assert "not_run" not in meta
     assert json.loads((fleet / "fleet.json").read_text())["status"] == "complete"
 
 
@@ -364,3 +371,54 @@ def test_a_local_run_never_imports_dask(tmp_path: Path) -> None:
     modules = done.stdout.strip().splitlines()[-1]
     assert "'dask" not in modules and "'distributed" not in modules
     assert "iobench.fleet" not in modules
+
+
+def test_row_context_is_stamped_on_every_row_of_a_local_run(tmp_path: Path) -> None:
+    from iobench.api import experiment_entry
+    from iobench.experiments import get_experiment
+    from iobench.session import RunRequest, execute
+
+    entry = experiment_entry(
+        "syscall", {"call": "getppid", "calls": [100, 200]}, {"min_reps": 2, "max_reps": 2, "warmup": 0}
+    )
+    request = RunRequest([entry], get_experiment, target_dir=tmp_path, out_dir=None,
+                         row_context={"host": "here", "worker": "local"})  # fmt: skip
+    rows = execute(request).rows
+    assert len(rows) == 4 and {(r["host"], r["worker"]) for r in rows} == {("here", "local")}
+    assert {r["case"] for r in rows} == {"call=getppid,calls=100", "call=getppid,calls=200"}
+
+
+def _host_run(host: str, values: dict[str, list[float]]) -> object:
+    import pandas as pd
+
+    from iobench.results import ResultSet
+
+    rows = [
+        {"experiment": "syscall", "case": case, "rep": i + 1, "status": "ok", "elapsed_ns": v, "host": host}
+        for case, samples in values.items()
+        for i, v in enumerate(samples)
+    ]
+    return ResultSet(pd.DataFrame(rows), {"run_id": host, "fleet": {"host": host}})
+
+
+def test_the_outlier_table_flags_a_significantly_slower_host_only() -> None:
+    from iobench.report.fleet import describe, fleet_section
+
+    steady = [100.0 + i for i in range(10)]
+    runs = {
+        "a": _host_run("a", {"calls=1": steady, "calls=2": steady, "calls=3": [100.0, 300.0, 100.0, 300.0]}),
+        "b": _host_run("b", {"calls=1": [v * 1.5 for v in steady], "calls=2": [v * 1.05 for v in steady],
+                             "calls=3": [130.0, 390.0, 130.0, 390.0]}),
+        "c": _host_run("c", {"calls=1": steady, "calls=2": steady, "calls=3": [100.0, 300.0, 100.0, 300.0]}),
+    }  # fmt: skip
+    section = fleet_section(runs)
+    verdicts = {(r.host, r.case): r.verdict for r in section.rows}
+    assert verdicts[("b", "calls=1")] == "slower"  # 1.5x, interval wholly above 1.2
+    assert verdicts[("a", "calls=1")] == "ok" and verdicts[("c", "calls=1")] == "ok"
+    assert verdicts[("b", "calls=2")] == "ok"  # 5% slower: significant, but under the 20% threshold
+    assert verdicts[("b", "calls=3")] == "noisy"  # 1.3x, but 4 noisy samples cannot show it
+    (slow,) = [r for r in section.rows if r.outlier]
+    assert slow.fleet_median == 104.5 and slow.host_median == 156.75
+    assert section.notes[0] == "Outliers: 1 of 9 host-cases, on host b."
+    text = describe(section)
+    assert text.splitlines()[2].split()[:3] == ["slower", "b", "syscall"]

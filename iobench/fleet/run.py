@@ -219,6 +219,7 @@ def _open(
             else:
                 store.meta.setdefault("resumed", [{}])[-1].update(answer["facts"])
                 store.meta["fleet"] = identity
+                store.meta.pop("not_run", None)  # they run now
                 for warning in answer["warnings"]:
                     store.warn(warning)
                 store.save_meta()

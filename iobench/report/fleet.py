@@ -1,18 +1,21 @@
 """Host vs fleet median: which host of a fleet run is an outlier, case by case.
 
 Per case and host: the host's median, the fleet median (the median of the hosts' medians:
-each host counts once, however many repetitions it ran), and the host against the rest of
-the fleet as a ratio with its 95% interval: ``stats.difference`` (Hodges-Lehmann on the log
-scale, Moses' interval), the same test compare and the explanations use. A host is flagged
+each host counts once, however many repetitions it ran), and the host against the fleet
+median as a ratio with its 95% interval: ``stats.difference`` (Hodges-Lehmann on the log
+scale, Moses' interval) against the other hosts' repetitions, each host's moved to the
+fleet median (``_reference``), the test compare and the explanations use. A host is flagged
 "slower" when the ratio is at least 1 + threshold (20%) *and* the interval lies wholly above
 1 (significant); "faster" the mirror image; "noisy" when the estimate is beyond the threshold
 but the interval still holds 1; "too few reps" when the samples cannot give an interval.
-Against the rest rather than against all hosts: a host's own samples would pull the
-reference towards itself (with two hosts, halfway).
+With two hosts the fleet median is halfway between them, so a host is flagged only when it
+is 20% off that midpoint (about 1.5x the other host), and as a pair, one slower and one
+faster: two hosts cannot say which one is odd.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +26,7 @@ from iobench import stats
 from iobench.metrics import COMMON_METRICS, format_value
 from iobench.results import ResultSet
 
-#: A host this much slower (or faster) than the rest of the fleet, significantly, is flagged.
+#: A host this much slower (or faster) than the fleet median, significantly, is flagged.
 OUTLIER_THRESHOLD = 0.20
 
 
@@ -37,7 +40,7 @@ class HostVsFleet:
     reps: int
     host_median: float
     fleet_median: float
-    #: Host / rest of the fleet (Hodges-Lehmann on the log scale) and its 95% interval.
+    #: Host / fleet median (Hodges-Lehmann on the log scale) and its 95% interval.
     ratio: float
     low: float
     high: float
@@ -76,10 +79,27 @@ def _samples(runs: Mapping[str, ResultSet], metric: str) -> dict[tuple[str, str]
     return by_case
 
 
+def _reference(
+    hosts: Mapping[str, list[float]], medians: Mapping[str, float], host: str, centre: float
+) -> list[float]:
+    """The fleet as one sample to test ``host`` against: every other host's repetitions, each
+    host's moved (on the log scale) so that its median sits at the fleet median ``centre``.
+    The spread left is the hosts' own repetition noise; the host's own samples stay out (they
+    would pull the reference towards themselves), and pooling the others unmoved would let one
+    slow host make every normal one look fast."""
+    return [
+        math.exp(math.log(v) - math.log(medians[name]) + math.log(centre))
+        for name, values in hosts.items()
+        if name != host and medians[name] > 0
+        for v in values
+        if v > 0
+    ]
+
+
 def host_vs_fleet(
     runs: Mapping[str, ResultSet], metric: str = "elapsed_ns", threshold: float = OUTLIER_THRESHOLD
 ) -> list[HostVsFleet]:
-    """Every host of every case measured by at least two hosts, against the rest of the fleet."""
+    """Every host of every case measured by at least two hosts, against the fleet median."""
     rows = []
     for (experiment, case), hosts in _samples(runs, metric).items():
         if len(hosts) < 2:
@@ -87,8 +107,7 @@ def host_vs_fleet(
         medians = {host: stats.median(values) for host, values in hosts.items()}
         fleet_median = stats.median(list(medians.values()))
         for host, values in hosts.items():
-            rest = [v for other, others in hosts.items() if other != host for v in others]
-            found = stats.difference(rest, values)
+            found = stats.difference(_reference(hosts, medians, host, fleet_median), values)
             rows.append(
                 HostVsFleet(
                     host, experiment, case, len(values), medians[host], fleet_median,
@@ -100,7 +119,10 @@ def host_vs_fleet(
 
 
 def _ratio(value: float) -> str:
-    return f"{value:.2f}x" if value == value and value not in (0.0, float("inf")) else "?"
+    if value != value or value in (0.0, float("inf")):
+        return "?"
+    # A bound just off 1 keeps a third decimal: "1.00x" would hide why it is significant.
+    return f"{value:.3f}x" if f"{value:.2f}" == "1.00" and value != 1 else f"{value:.2f}x"
 
 
 def fleet_table(rows: list[HostVsFleet], metric: str = "elapsed_ns") -> pd.DataFrame:
@@ -115,7 +137,7 @@ def fleet_table(rows: list[HostVsFleet], metric: str = "elapsed_ns") -> pd.DataF
                 "case": f"{r.experiment} {r.case}",
                 "host median": format_value(r.host_median, unit),
                 "fleet median": format_value(r.fleet_median, unit),
-                "host / rest": _ratio(r.ratio),
+                "host / fleet": _ratio(r.ratio),
                 "95% interval": f"{_ratio(r.low)} to {_ratio(r.high)}",
                 "reps": r.reps,
             }
@@ -127,7 +149,7 @@ def fleet_table(rows: list[HostVsFleet], metric: str = "elapsed_ns") -> pd.DataF
             "case",
             "host median",
             "fleet median",
-            "host / rest",
+            "host / fleet",
             "95% interval",
             "reps",
         ],
@@ -150,8 +172,9 @@ def fleet_notes(rows: list[HostVsFleet], threshold: float = OUTLIER_THRESHOLD) -
     return [
         headline,
         f"A host is flagged slower (faster) when it is at least {threshold:.0%} slower (faster) than the "
-        "rest of the fleet and the 95% interval of that ratio (Hodges-Lehmann, log scale) excludes 1; "
-        "noisy: beyond the threshold but not significant. Fleet median: the median of the hosts' medians.",
+        "fleet median and the 95% interval of that ratio (Hodges-Lehmann, log scale) excludes 1; "
+        "noisy: beyond the threshold but not significant. Fleet median: the median of the hosts' medians; "
+        "the interval comes from the other hosts' repetitions moved to it.",
     ]
 
 
