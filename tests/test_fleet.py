@@ -176,7 +176,7 @@ def test_a_fleet_run_measures_every_case_on_each_host_and_reports_per_host(
     assert "## Hosts vs fleet median" in text
     for host in ("h1", "h2"):
         for calls in (1000, 2000):
-            assert f" | {host} | syscall call=getppid,calls={calls} | " in text
+            assert f" | {host} | syscall calls={calls} call=getppid | " in text
     assert "## Run `h1` (complete)" in text and "## Run `h2` (complete)" in text
     assert list((fleet / "report").glob("syscall-*.png"))
 
@@ -418,7 +418,18 @@ def test_the_outlier_table_flags_a_significantly_slower_host_only() -> None:
     assert verdicts[("b", "calls=2")] == "ok"  # 5% slower: significant, but under the 20% threshold
     assert verdicts[("b", "calls=3")] == "noisy"  # 1.3x, but 4 noisy samples cannot show it
     (slow,) = [r for r in section.rows if r.outlier]
-    assert slow.fleet_median == 104.5 and slow.host_median == 156.75
+    assert slow.fleet_median == pytest.approx(104.5) and slow.host_median == 156.75
     assert section.notes[0] == "Outliers: 1 of 9 host-cases, on host b."
     text = describe(section)
     assert text.splitlines()[2].split()[:3] == ["slower", "b", "syscall"]
+
+
+def test_the_fleet_modules_load_no_dask_and_the_child_no_pandas() -> None:
+    code = (
+        "import sys\nimport iobench.fleet.run, iobench.fleet.cluster, iobench.fleet.executor\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'dask', 'distributed', 'pandas', 'matplotlib'}))\n"
+        "import iobench.fleet.child\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from iobench import stats
+from iobench.compare import case_labels
 from iobench.metrics import COMMON_METRICS, format_value
 from iobench.results import ResultSet
 
@@ -105,7 +106,11 @@ def host_vs_fleet(
         if len(hosts) < 2:
             continue
         medians = {host: stats.median(values) for host, values in hosts.items()}
-        fleet_median = stats.median(list(medians.values()))
+        if min(medians.values()) <= 0:
+            continue  # no ratio of a zero or negative value
+        # On the log scale (where the ratios are): two hosts' fleet median is their geometric
+        # midpoint, so one is exactly as far above it as the other is below.
+        fleet_median = math.exp(stats.median([math.log(m) for m in medians.values()]))
         for host, values in hosts.items():
             found = stats.difference(_reference(hosts, medians, host, fleet_median), values)
             rows.append(
@@ -129,12 +134,15 @@ def fleet_table(rows: list[HostVsFleet], metric: str = "elapsed_ns") -> pd.DataF
     """The table as reports show it: outliers first, then by case and host."""
     ordered = sorted(rows, key=lambda r: (not r.outlier, r.experiment, r.case, r.host))
     unit = {m.name: m.unit for m in COMMON_METRICS}.get(metric, "count")
+    labels = case_labels({(r.experiment, r.case) for r in rows})
     return pd.DataFrame(
         [
             {
                 "verdict": r.verdict,
                 "host": r.host,
-                "case": f"{r.experiment} {r.case}",
+                "case": " ".join(
+                    [r.experiment, *labels[(r.experiment, r.case)][0], *labels[(r.experiment, r.case)][1]]
+                ),
                 "host median": format_value(r.host_median, unit),
                 "fleet median": format_value(r.fleet_median, unit),
                 "host / fleet": _ratio(r.ratio),
@@ -173,7 +181,7 @@ def fleet_notes(rows: list[HostVsFleet], threshold: float = OUTLIER_THRESHOLD) -
         headline,
         f"A host is flagged slower (faster) when it is at least {threshold:.0%} slower (faster) than the "
         "fleet median and the 95% interval of that ratio (Hodges-Lehmann, log scale) excludes 1; "
-        "noisy: beyond the threshold but not significant. Fleet median: the median of the hosts' medians; "
+        "noisy: beyond the threshold but not significant. Fleet median: the median of the hosts' medians (geometric for an even count); "
         "the interval comes from the other hosts' repetitions moved to it.",
     ]
 
