@@ -182,7 +182,9 @@ def fleet_notes(rows: list[HostVsFleet], threshold: float = OUTLIER_THRESHOLD) -
         f"A host is flagged slower (faster) when it is at least {threshold:.0%} slower (faster) than the "
         "fleet median and the 95% interval of that ratio (Hodges-Lehmann, log scale) excludes 1; "
         "noisy: beyond the threshold but not significant. Fleet median: the median of the hosts' medians (geometric for an even count); "
-        "the interval comes from the other hosts' repetitions moved to it.",
+        "the interval comes from the other hosts' repetitions moved to it. host / fleet is the Hodges-Lehmann "
+        "estimate (the median of all pairwise ratios), which can differ from the ratio of the two medians "
+        "when repetitions spread widely.",
     ]
 
 
