@@ -153,6 +153,20 @@ COMMON_METRICS: tuple[Metric, ...] = (
         "higher",
     ),
     _m(
+        "host",
+        "Host",
+        "text",
+        "Fleet runs: the host that measured the row (its Dask worker's name); empty in a local run.",
+        kind="identity",
+    ),
+    _m(
+        "worker",
+        "Worker",
+        "text",
+        "Fleet runs: the address of the Dask worker that ran the case (tcp://IP:PORT); empty in a local run.",
+        kind="identity",
+    ),
+    _m(
         "t_start_ns",
         "Start",
         "duration",

@@ -31,7 +31,7 @@ from iobench.loops.engines import native_available, native_unavailable_reason
 from iobench.peer.client import PeerAddress, RemotePeer, parse_peer
 from iobench.peer.netns import NetnsPeer, link_requested
 from iobench.plan import CaseSpec, Lookup, PlanEntry, plan_cases
-from iobench.record import MemorySink, Sink
+from iobench.record import MemorySink, Sink, with_context
 from iobench.results import COLUMNS_DOC, RunStore
 from iobench.scratch import check_target_dir, note_run, private_scratch, restore_left_settings
 from iobench.units import format_size
@@ -74,6 +74,9 @@ class RunRequest:
     peer: str | None = None
     #: ``--peer-token``: the token that server wants.
     peer_token: str | None = None
+    #: Run-wide constant columns merged into every row before it is recorded (a fleet run's
+    #: host and worker; declare each in iobench/metrics.py).
+    row_context: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -357,10 +360,10 @@ def _run_cases(
         except StopIteration:
             return "complete", None
         except CaseSpaceError as exc:
-            sink.commit(exc.result.rows, exc.result.summary)
+            sink.commit(with_context(exc.result.rows, request.row_context), exc.result.summary)
             sink.finish("failed", str(exc))
             raise
-        sink.commit(result.rows, result.summary)
+        sink.commit(with_context(result.rows, request.row_context), result.summary)
         ran += 1
         for warning in case_warnings(result.summary, result.rows):
             sink.warn(warning)
