@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from iobench.experiments import ExperimentInfo
     from iobench.experiments.base import Experiment
+    from iobench.fleet.pairs import Pair
 
 Progress = Callable[[Event], None]
 _PROTOCOL_NAMES = {p.name for p in PROTOCOL_PARAMS}
@@ -428,6 +429,7 @@ def _fleet_iter(
     max_time: Any,
     command: list[str] | None,
     resume: Path | None = None,
+    pairs: Sequence[Pair] = (),
 ) -> Iterator[Event]:
     """A fleet run's events; the last is RunFinished whose ``run`` is a Fleet."""
     from iobench.experiments import get_experiment
@@ -450,6 +452,7 @@ def _fleet_iter(
         cpu=cpu,
         timeout_s=DEFAULT_TIMEOUT_S if cluster_timeout is None else float(cluster_timeout),
         resume=resume,
+        pairs=list(pairs),
     )
     with contextlib.closing(fleet_events(request)) as events:
         for event in events:
@@ -475,10 +478,13 @@ def run_iter(
     cluster: str | None = None,
     hosts: str | None = None,
     cluster_timeout: float | None = None,
+    pairs: str | None = None,
     **values: Any,
 ) -> Iterator[Event]:
     """``run``, as an iterator of events (RunStarted, CaseFinished..., RunFinished(run=Run));
-    with ``cluster`` ("tcp://SCHEDULER:8786") a fleet run whose RunFinished carries a Fleet."""
+    with ``cluster`` ("tcp://SCHEDULER:8786") a fleet run whose RunFinished carries a Fleet;
+    with ``pairs`` ("h1:h2,h3:h4") too, a paired fleet run (see ``sweep``)."""
+    paired = _pairs(pairs, cluster, hosts, peer)
     protocol, params = _split_protocol(values)
     entry = experiment_entry(experiment, params, protocol)
     config = {"file": None, "entries": [entry.describe()]}
@@ -487,14 +493,33 @@ def run_iter(
         return _fleet_iter(
             [entry], config, cluster=cluster, hosts=hosts, cluster_timeout=cluster_timeout, dir=dir,
             out="results" if out is None else out, progress=progress, cpu=cpu, max_time=max_time, command=command,
+            pairs=paired,
         )  # fmt: skip
     return _drive(_request([entry], config, dir, out, progress, cpu, max_time, command, peer, peer_token))
 
 
 def _no_peer_on_fleet(peer: str | None) -> None:
-    """A fleet run measures every host on its own; pairing hosts as peers is not built yet."""
+    """A fleet host runs its peers itself (forked) or against its pair's serve (``pairs``):
+    one --peer for every host of a fleet would have them all share one server."""
     if peer:
-        raise ParamError("--peer with --cluster: pairing fleet hosts as socket peers is not supported yet")
+        raise ParamError(
+            "--peer with --cluster: to run the socket peers on other fleet hosts, give --pairs CLIENT:PEER"
+        )
+
+
+def _pairs(pairs: str | None, cluster: str | None, hosts: str | None, peer: str | None) -> list[Pair]:
+    """``pairs`` checked against the other options and parsed (ParamError: one line)."""
+    from iobench.fleet.pairs import parse_pairs
+
+    if pairs is None or not pairs.strip():
+        return []
+    if not cluster:
+        raise ParamError("--pairs pairs hosts of a fleet run: give --cluster too")
+    if peer:
+        raise ParamError("--pairs starts each pair's peer on its peer host: give no --peer")
+    if hosts:
+        raise ParamError("--pairs names the hosts of the run (the pairs' clients): give no --hosts")
+    return parse_pairs(pairs)
 
 
 def run(experiment: str, **kwargs: Any) -> Run:
@@ -524,9 +549,14 @@ def sweep_iter(
     cluster: str | None = None,
     hosts: str | None = None,
     cluster_timeout: float | None = None,
+    pairs: str | None = None,
     **protocol: Any,
 ) -> Iterator[Event]:
-    """``sweep``, as an iterator of events (with ``cluster``: a fleet run's)."""
+    """``sweep``, as an iterator of events (with ``cluster``: a fleet run's).
+
+    ``pairs="h1:h2,h3:h4"`` (with ``cluster``): a paired fleet run. h1 and h3 run the plan;
+    their socket experiments' peer is an ``iobench serve`` started on h2 and h4 for the run
+    (which run no cases) and stopped when it ends; rows name it in ``peer`` and ``peer_host``."""
     from iobench.config import find_config, load_config
 
     unknown = sorted(set(protocol) - _PROTOCOL_NAMES)
@@ -534,8 +564,10 @@ def sweep_iter(
         raise ParamError(
             f"unknown protocol setting {unknown[0]!r} (allowed: {', '.join(sorted(_PROTOCOL_NAMES))})"
         )
+    paired = _pairs(pairs, cluster, hosts, peer)
     plan = load_config(find_config(None if config is None else str(config)), protocol, only=only)
-    peer = plan.peer if peer is None else peer  # the command line wins over the file
+    if peer is None and not paired:
+        peer = plan.peer  # the command line (--peer or --pairs) wins over the file
     description = {
         "file": str(plan.source),
         "description": plan.description,
@@ -545,7 +577,7 @@ def sweep_iter(
         _no_peer_on_fleet(peer)
         return _fleet_iter(
             plan.entries, description, cluster=cluster, hosts=hosts, cluster_timeout=cluster_timeout,
-            dir=dir, out=out, progress=progress, cpu=cpu, max_time=max_time, command=command,
+            dir=dir, out=out, progress=progress, cpu=cpu, max_time=max_time, command=command, pairs=paired,
         )  # fmt: skip
     return _drive(
         _request(plan.entries, description, dir, out, progress, cpu, max_time, command, peer, peer_token)
@@ -577,12 +609,16 @@ def resume_iter(
     from iobench.results import RunStore
 
     if is_fleet(Path(path)):
+        from iobench.fleet.pairs import recorded_pairs
+
+        if peer:
+            raise ParamError(f"{path} is a fleet run: resume it without --peer")
         data = read_fleet(Path(path))
         entries = [PlanEntry.from_description(e, get_experiment) for e in data["config"]["entries"]]
         return _fleet_iter(
             entries, data["config"], cluster=cluster or str(data.get("cluster")), hosts=None,
             cluster_timeout=cluster_timeout, dir=dir, out=Path(path).parent, progress=progress, cpu=cpu,
-            max_time=max_time, command=command, resume=Path(path),
+            max_time=max_time, command=command, resume=Path(path), pairs=recorded_pairs(data),
         )  # fmt: skip
     if cluster:
         raise ParamError(f"{path} is not a fleet run: resume it without --cluster")

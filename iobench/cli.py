@@ -273,6 +273,14 @@ def _cluster_options() -> list[click.Option]:
             help="With --cluster: only these workers (names, or patterns such as node-*). [default: all]",
         ),
         click.Option(
+            ["--pairs"],
+            metavar="CLIENT:PEER[,...]",
+            envvar="IOBENCH_PAIRS",
+            show_envvar=True,
+            help="With --cluster: socket experiments between hosts. Each CLIENT runs the plan; its "
+            "peer is an 'iobench serve' started on PEER for the run (PEER runs no cases).",
+        ),
+        click.Option(
             ["--cluster-timeout"],
             type=click.FloatRange(min=0.1, max=3600),
             default=10.0,
@@ -283,18 +291,26 @@ def _cluster_options() -> list[click.Option]:
     ]
 
 
-def _pop_cluster(kwargs: dict[str, Any]) -> dict[str, Any]:
+def _pop_cluster(kwargs: dict[str, Any], peer: str | None = None) -> dict[str, Any]:
     """Remove the cluster options from ``kwargs``; the API's keywords (none without --cluster)."""
     cluster = kwargs.pop("cluster", None)
     hosts = kwargs.pop("hosts", None)
     timeout = kwargs.pop("cluster_timeout", None)
+    pairs = kwargs.pop("pairs", None)
     if not cluster:
         if hosts:
             raise click.UsageError("--hosts chooses workers of a --cluster: give --cluster too")
+        if pairs:
+            raise click.UsageError("--pairs pairs hosts of a fleet run: give --cluster too")
         return {}
     if not cluster.strip():
         raise click.UsageError("--cluster: give the scheduler's address (tcp://HOST:8786)")
-    return {"cluster": cluster.strip(), "hosts": hosts, "cluster_timeout": timeout}
+    found = {"cluster": cluster.strip(), "hosts": hosts, "cluster_timeout": timeout}
+    if pairs:
+        if peer:
+            raise click.UsageError("--pairs starts each pair's peer on its peer host: give no --peer")
+        found["pairs"] = pairs
+    return found
 
 
 def _pop_protocol(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -573,8 +589,16 @@ class RunGroup(click.Group):
     help="Clients served at once; others get a busy answer (one at a time keeps runs apart).",
 )
 @click.option("--timeout", "timeout_s", type=float, default=None, hidden=True)
+# A fleet pair's serve (--pairs) is started with its stdin a pipe from the Dask worker: EOF
+# there means the worker is gone, and the serve must not outlive it.
+@click.option("--exit-on-stdin-eof", is_flag=True, hidden=True)
 def serve_command(
-    bind: str, port: int | None, token: str | None, max_clients: int, timeout_s: float | None
+    bind: str,
+    port: int | None,
+    token: str | None,
+    max_clients: int,
+    timeout_s: float | None,
+    exit_on_stdin_eof: bool,
 ) -> None:
     """Run the peer end of the socket experiments for a client on another host.
 
@@ -595,6 +619,7 @@ def serve_command(
         token=token,
         timeout_s=DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s,
         max_clients=max_clients,
+        exit_on_stdin_eof=exit_on_stdin_eof,
     )
     try:
         serve(config, lambda line: click.echo(line) or sys.stdout.flush())
@@ -773,7 +798,7 @@ def _experiment_command(experiment: Any) -> click.Command:
         from iobench.api import current_command, run_iter
 
         protocol = _pop_protocol(kwargs)
-        fleet = _pop_cluster(kwargs)
+        fleet = _pop_cluster(kwargs, peer)
         note = _min_reps_note(protocol, sweep=False)
         params = {k: v for k, v in kwargs.items() if v is not None}
         events = run_iter(
@@ -840,14 +865,16 @@ def _sweep(
     from iobench.api import current_command, resume_iter, sweep_iter
 
     protocol = _pop_protocol(kwargs)
-    fleet = _pop_cluster(kwargs)
+    fleet = _pop_cluster(kwargs, peer)
     if resume is not None:
         if config is not None or only is not None:
             raise click.UsageError("--resume continues a run with its own config: give no CONFIG or --only")
         if protocol:
             raise click.UsageError("--resume keeps the run's own protocol: give no protocol options")
-        if fleet.get("hosts"):
-            raise click.UsageError("--resume of a fleet run keeps its own hosts: give no --hosts")
+        if fleet.get("hosts") or fleet.get("pairs"):
+            raise click.UsageError(
+                "--resume of a fleet run keeps its own hosts and pairs: give no --hosts or --pairs"
+            )
         events = resume_iter(
             _run_path(resume, out_dir),
             dir=target_dir,

@@ -167,6 +167,14 @@ COMMON_METRICS: tuple[Metric, ...] = (
         kind="identity",
     ),
     _m(
+        "peer_host",
+        "Peer host",
+        "text",
+        "Paired fleet runs (--pairs): the host (Dask worker name) whose 'iobench serve' was this "
+        "row's peer; empty for a row without a peer and outside paired runs.",
+        kind="identity",
+    ),
+    _m(
         "t_start_ns",
         "Start",
         "duration",
@@ -372,7 +380,7 @@ _COMMON_BY_NAME = {m.name: m for m in (*COMMON_METRICS, *DERIVED_METRICS, *SHARE
 #: Row columns that identify a case rather than measure it.
 IDENTITY_COLUMNS = frozenset(m.name for m in COMMON_METRICS if m.kind == "identity")
 #: Identity columns a case's summary keeps (each case has one value; "mixed" otherwise).
-_SUMMARY_IDENTITY = ("engine", "peer", "link_emulator")
+_SUMMARY_IDENTITY = ("engine", "peer", "peer_host", "link_emulator")
 
 #: Kernel tick assumed for the user/system split when the host's is unknown (HZ=100).
 DEFAULT_TICK_NS = 10_000_000

@@ -26,6 +26,7 @@ from iobench.errors import ClusterError, ResultsFullError, RunInterrupted
 from iobench.fleet import cluster
 from iobench.fleet.executor import FleetExecutor
 from iobench.fleet.folder import FleetFolder, host_runs, read_fleet
+from iobench.fleet.pairs import Pair, ServedPeer, resolve_pairs, serving
 from iobench.interrupts import Terminated, termination_raises
 from iobench.plan import CaseSpec, Lookup, PlanEntry, plan_cases
 from iobench.record import with_context
@@ -50,6 +51,9 @@ class FleetRequest:
     timeout_s: float = cluster.DEFAULT_TIMEOUT_S
     #: Continue this fleet folder instead of making a new one.
     resume: Path | None = None
+    #: --pairs: the clients of these pairs run the plan, each against an ``iobench serve``
+    #: started on its peer host (which runs no cases); empty: every host on its own.
+    pairs: Sequence[Pair] = ()
 
 
 @dataclass
@@ -72,6 +76,8 @@ class _HostRun:
     #: The case during which the host stopped, and the cases that then did not run.
     stopped_case: str = ""
     not_run: list[CaseSpec] = field(default_factory=list)
+    #: A paired run: the host serving this host's peer (stamped as ``peer_host`` on peer rows).
+    peer_host: str = ""
 
 
 def _gather_facts(client: Any, request: FleetRequest, hosts: Sequence[cluster.Host]) -> dict[str, Any]:
@@ -138,14 +144,32 @@ def fleet_events(request: FleetRequest) -> Iterator[Event]:
 
 def _with_client(client: Any, request: FleetRequest) -> Iterator[Event]:
     available = cluster.workers(client)
+    pairs = resolve_pairs(available, request.pairs)
+    if pairs:  # the same duplicate-name check --hosts makes, over every paired host
+        cluster.choose_hosts(available, ",".join(h.name for pair in pairs for h in pair))
     if request.resume is not None:
         hosts = _resumed_hosts(request.resume, available)
+    elif pairs:
+        hosts = [client_host for client_host, _ in pairs]
     else:
         hosts = cluster.choose_hosts(available, request.hosts)
-    cluster.check_versions(client, hosts)
-    settings = cluster.quiet(client, hosts)
+    peers = [peer_host for _, peer_host in pairs]
+    cluster.check_versions(client, [*hosts, *peers])
+    settings = cluster.quiet(client, [*hosts, *peers])
     facts = _gather_facts(client, request, hosts)
-    fleet, runs, origin = _open(request, hosts, facts, settings)
+    with serving(client, pairs) as served:
+        yield from _run_fleet(client, request, hosts, facts, settings, served)
+
+
+def _run_fleet(
+    client: Any,
+    request: FleetRequest,
+    hosts: Sequence[cluster.Host],
+    facts: dict[str, Any],
+    settings: dict[str, Any],
+    served: dict[str, ServedPeer],
+) -> Iterator[Event]:
+    fleet, runs, origin = _open(request, hosts, facts, settings, served)
     try:
         yield from _measure(client, request, fleet, runs, facts, origin)
     except (KeyboardInterrupt, Terminated):
@@ -171,9 +195,11 @@ def _open(
     hosts: Sequence[cluster.Host],
     facts: dict[str, Any],
     settings: dict[str, Any],
+    served: dict[str, ServedPeer] | None = None,
 ) -> tuple[FleetFolder, dict[str, _HostRun], int]:
     """The fleet folder and each host's run store (new, or reopened to resume)."""
-    warnings = cluster.shared_machines(hosts)
+    served = served or {}
+    warnings = cluster.shared_machines(hosts) + _loopback_pairs(served)
     if request.resume is not None:
         fleet = FleetFolder.reopen(request.resume)
         origin = int(fleet.data.get("clock_origin_unix_ns") or time.time_ns())
@@ -195,12 +221,18 @@ def _open(
         )  # fmt: skip
         stores = {}
     fleet.data["dask"] = settings
+    if served:
+        fleet.data["pairs"] = [{"client": name, "peer": s.peer.name} for name, s in served.items()]
     runs: dict[str, _HostRun] = {}
     try:
         for host in hosts:
             answer = facts[host.name]
             identity = {"host": host.name, "worker": host.address, "cluster": request.cluster,
                         "fleet": fleet.path.name, "dask": settings.get(host.name)}  # fmt: skip
+            pair = served.get(host.name)
+            if pair is not None:
+                identity["peer_host"] = pair.peer.name
+                identity["peer_dask"] = settings.get(pair.peer.name)
             store = stores.get(host.name)
             if store is None:
                 meta = {
@@ -215,20 +247,26 @@ def _open(
                     "warnings": answer["warnings"] + warnings,
                     "fleet": identity,
                 }
+                if pair is not None:
+                    meta["peer"] = pair.record()
                 store = RunStore.create(fleet.path, meta)
             else:
                 store.meta.setdefault("resumed", [{}])[-1].update(answer["facts"])
                 store.meta["fleet"] = identity
+                if pair is not None:  # a new serve: a new port, the same peer host
+                    store.meta["peer"] = pair.record()
                 store.meta.pop("not_run", None)  # they run now
                 for warning in answer["warnings"]:
                     store.warn(warning)
                 store.save_meta()
             done = store.finished_cases()
-            specs = plan_cases(request.entries, done, request.cpu)
+            specs = plan_cases(request.entries, done, request.cpu, pair.address if pair else None)
             total = specs[0].total if specs else len(done)
-            runs[host.name] = _HostRun(host, store, specs, total)
+            runs[host.name] = _HostRun(host, store, specs, total, peer_host=pair.peer.name if pair else "")
             fleet.data["hosts"][host.name] = {"worker": host.address, "ip": host.ip, "run": store.path.name,
                                               "status": "running"}  # fmt: skip
+            if pair is not None:
+                fleet.data["hosts"][host.name]["peer"] = pair.record()
         fleet.save()
     except BaseException:
         for run in runs.values():
@@ -263,7 +301,8 @@ def _measure(
     for outcome in executor.map({run.host: run.specs for run in runs.values()}):
         run = runs[outcome.host.name]
         context = {"host": outcome.host.name, "worker": outcome.host.address}
-        run.store.commit(with_context(outcome.result.rows, context), outcome.result.summary)
+        rows = _with_peer_host(with_context(outcome.result.rows, context), run.peer_host)
+        run.store.commit(rows, outcome.result.summary)
         for warning in case_warnings(outcome.result.summary, outcome.result.rows):
             run.store.warn(warning)
         if outcome.stopped:
@@ -288,6 +327,24 @@ def _measure(
     fleet.finish(status, "; ".join(errors) or None)
     outcome = FleetOutcome(fleet.path, status, fleet.data, {n: r.store.path for n, r in runs.items()})
     yield RunFinished(status, str(fleet.path), outcome)
+
+
+def _with_peer_host(rows: list[dict[str, Any]], peer_host: str) -> list[dict[str, Any]]:
+    """A paired run's rows: those that ran against the pair's serve (a ``peer`` address) name
+    the host serving it; rows without a peer stay as a fleet run's are."""
+    if not peer_host:
+        return rows
+    return [{**row, "peer_host": peer_host} if row.get("peer") else row for row in rows]
+
+
+def _loopback_pairs(served: dict[str, ServedPeer]) -> list[str]:
+    """Warnings for pairs on one machine: their data never leaves it (loopback, not a network)."""
+    return [
+        f"pair {name}:{pair.peer.name} is on one machine ({pair.peer.ip}): its socket cases measure "
+        "loopback, not a network"
+        for name, pair in served.items()
+        if pair.peer.ip == pair.client.ip
+    ]
 
 
 def _finish_hosts(fleet: FleetFolder, runs: dict[str, _HostRun], experiments: list[Any]) -> None:

@@ -8,14 +8,30 @@ only waits in the kernel for the child to exit; the measuring happens in the chi
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import re
+import select
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 from typing import Any
 
 #: How much of the child's stderr a failure message quotes.
 _STDERR_TAIL = 400
+#: Seconds a pair's ``iobench serve`` may take to say it listens, and to stop once told.
+SERVE_START_S = 30.0
+SERVE_STOP_S = 10.0
+_LISTENING = re.compile(r"listening on (\S+) \(iobench ")
+#: The serves this worker process started for fleet pairs, by id: the start task returns while
+#: its serve runs on, a later stop task finds it here. Ids stopped before their start finished
+#: are remembered, so a start that loses that race stops its own serve.
+_SERVES: dict[str, subprocess.Popen] = {}
+_STOPPED: set[str] = set()
+_SERVES_LOCK = threading.Lock()
 
 
 def run_child(request: dict[str, Any]) -> dict[str, Any]:
@@ -41,6 +57,95 @@ def run_child(request: dict[str, Any]) -> dict[str, Any]:
     tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
     detail = f": {tail[0][-_STDERR_TAIL:]}" if tail[0] else ""
     return {"error": f"the measuring process {how}{detail}"}
+
+
+def start_serve(serve_id: str, bind: str, token: str) -> dict[str, Any]:
+    """Start a pair's peer: ``iobench serve --bind BIND --port 0`` as a child of this worker
+    process that outlives the task. The token goes in its environment (never in argv, which
+    every user of the host can read). Its stdin is a pipe whose other end only this process
+    holds: when the worker dies, even by SIGKILL, the serve reads EOF and stops
+    (PR_SET_PDEATHSIG would not do: it fires when the *thread* that forked exits, and Dask's
+    task threads come and go). ``{"address": "IP:PORT", "pid": n}`` once it listens, or
+    ``{"error": ...}``."""
+    # Its stderr: an unlinked file of its own (nobody reads a pipe once it listens, and a full
+    # pipe would stall it); this task quotes its tail when the serve does not start.
+    with tempfile.TemporaryFile() as log:
+        command = [
+            sys.executable,
+            "-m",
+            "iobench",
+            "serve",
+            "--bind",
+            bind,
+            "--port",
+            "0",
+            "--exit-on-stdin-eof",
+        ]
+        try:
+            proc = subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env={**os.environ, "IOBENCH_PEER_TOKEN": token},
+                # Its own session: a Ctrl-C meant for a worker's terminal, or a signal to the
+                # worker's process group, leaves the stopping to the pipe and the stop task.
+                start_new_session=True,
+            )
+        except OSError as exc:
+            return {"error": f"cannot start iobench serve: {exc}"}
+        with _SERVES_LOCK:
+            _SERVES[serve_id] = proc
+        line = _first_line(proc, SERVE_START_S)
+        found = _LISTENING.search(line)
+        with _SERVES_LOCK:
+            cancelled = serve_id in _STOPPED
+        if found is not None and not cancelled:
+            return {"address": found.group(1), "pid": proc.pid}
+        stop_serve(serve_id)
+        if cancelled:
+            return {"error": "stopped before it started"}
+        log.seek(0)
+        tail = log.read().decode(errors="replace").strip().splitlines()[-1:] or [line.strip()]
+    return {"error": f"iobench serve did not start: {tail[0][-_STDERR_TAIL:] or 'no output'}"}
+
+
+def _first_line(proc: subprocess.Popen, timeout_s: float) -> str:
+    """The serve's first stdout line, or "" when it exits or stays silent for ``timeout_s``."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    deadline = time.monotonic() + timeout_s
+    text = b""
+    while b"\n" not in text:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            return ""
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        text += chunk
+    return text.decode(errors="replace").split("\n", 1)[0]
+
+
+def stop_serve(serve_id: str) -> dict[str, Any]:
+    """Stop a pair's serve (SIGTERM: it kills and reaps its handlers; SIGKILL after
+    ``SERVE_STOP_S``); ``{"stopped": pid or None, "status": exit status}``."""
+    with _SERVES_LOCK:
+        proc = _SERVES.pop(serve_id, None)
+        if proc is None:
+            _STOPPED.add(serve_id)  # a start still under way stops its serve itself
+            return {"stopped": None, "status": None}
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(SERVE_STOP_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(SERVE_STOP_S)
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()
+    return {"stopped": proc.pid, "status": proc.returncode}
 
 
 def quiet_worker(dask_worker: Any = None) -> dict[str, Any]:

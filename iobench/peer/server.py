@@ -56,6 +56,9 @@ class ServeConfig:
     token: str | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
     max_clients: int = 1
+    #: Stop when stdin reaches end of file: the process that started the server holds the
+    #: pipe's other end, so its death (even SIGKILL) ends the server (fleet pairs, ``--pairs``).
+    exit_on_stdin_eof: bool = False
 
 
 def is_loopback(host: str) -> bool:
@@ -125,9 +128,17 @@ class Server:
         return _where(self.listener.getsockname())
 
     def serve_forever(self) -> None:
-        """Accept clients until a signal (KeyboardInterrupt or Terminated) ends it."""
+        """Accept clients until a signal (KeyboardInterrupt or Terminated) ends it, or, with
+        ``exit_on_stdin_eof``, until stdin closes."""
         while True:
             self._reap()
+            if self.config.exit_on_stdin_eof:
+                gone, client_waiting = self._watch_stdin()
+                if gone:
+                    self.log("stdin closed: the process that started this server has gone; stopping")
+                    return
+                if not client_waiting:
+                    continue
             try:
                 conn, address = self.listener.accept()
             except TimeoutError:
@@ -140,6 +151,14 @@ class Server:
                 self._dispatch(conn, address)
             finally:
                 conn.close()
+
+    def _watch_stdin(self) -> tuple[bool, bool]:
+        """Wait (at most the accept loop's second) for a client or for stdin: (stdin is at
+        EOF, a client waits to be accepted). Anything written to stdin is read and ignored."""
+        stdin = sys.stdin.fileno()
+        readable, _, _ = select.select([self.listener, stdin], [], [], 1.0)
+        gone = stdin in readable and not os.read(stdin, 4096)
+        return gone, self.listener in readable
 
     def _dispatch(self, conn: socket.socket, address: Any) -> None:
         if len(self.handlers) >= self.config.max_clients:
