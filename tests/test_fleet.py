@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -26,81 +25,12 @@ import iobench
 from iobench.cli import cli
 from iobench.errors import ClusterError
 from iobench.fleet.cluster import Host, choose_hosts
+from tests.dask_processes import DASK, DaskProcesses, needs_dask
 
 BIN = Path(sys.executable).parent
-DASK = BIN / "dask"
 IOBENCH = BIN / "iobench"
-needs_dask = pytest.mark.skipif(
-    not DASK.exists() or __import__("importlib").util.find_spec("distributed") is None,
-    reason="Dask distributed is not installed (pip install 'iobench[fleet]')",
-)
 #: Tiny cases: 2 repetitions of a few thousand getppid() calls.
 TINY = ["--call", "getppid", "--calls", "1000,2000", "--min-reps", "2", "--max-reps", "2", "--warmup", "0"]
-
-
-class DaskProcesses:
-    """A scheduler and named workers, each a process this test owns; all stopped at the end."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.address = ""
-
-    def _start(self, name: str, args: list[str]) -> subprocess.Popen:
-        log = open(self.folder / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
-        self.procs[name] = proc
-        return proc
-
-    def _wait_for(self, name: str, text: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        log = self.folder / f"{name}.log"
-        while time.monotonic() < deadline:
-            if text in log.read_text():
-                return
-            if self.procs[name].poll() is not None:
-                raise RuntimeError(f"{name} exited: {log.read_text()[-2000:]}")
-            time.sleep(0.05)
-        raise RuntimeError(f"{name} did not start: {log.read_text()[-2000:]}")
-
-    def scheduler(self) -> str:
-        file = self.folder / "scheduler.json"
-        args = [str(DASK), "scheduler", "--host", "127.0.0.1", "--port", "0", "--dashboard-address", ":0"]
-        self._start("scheduler", [*args, "--scheduler-file", str(file)])
-        deadline = time.monotonic() + 30
-        while not file.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self.address = json.loads(file.read_text())["address"]
-        return self.address
-
-    def workers(self, *specs: tuple[str, str | None]) -> None:
-        """Start workers (name, preload script or None) at once, then wait for all."""
-        for name, preload in specs:
-            args = [str(DASK), "worker", self.address, "--name", name, "--nthreads", "1", "--no-nanny"]
-            args += ["--dashboard-address", ":0", "--host", "127.0.0.1"]
-            if preload:
-                args += ["--preload", preload]
-            self._start(name, args)
-        for name, _ in specs:
-            self._wait_for(name, "Registered to:")
-
-    def kill(self, name: str) -> None:
-        proc = self.procs.pop(name)
-        proc.kill()
-        proc.wait(10)
-
-    def stop(self) -> None:
-        for proc in reversed(list(self.procs.values())):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-        self.procs.clear()
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from iobench.errors import ClusterError, ParamError
-from iobench.fleet.cluster import Host
+from iobench.fleet.cluster import Host, live_addresses
 from iobench.fleet.task import SERVE_START_S, SERVE_STOP_S
 from iobench.peer.client import PeerAddress, parse_peer
 
@@ -147,7 +147,8 @@ def _answer(future: Any, timeout_s: float) -> dict[str, Any]:
 
 
 def stop_serves(client: Any, started: dict[str, Host]) -> None:
-    """Stop each serve id on its host, all at once; a host that is gone took its serve with it.
+    """Stop each serve id on its host, all at once; a host that is gone took its serve with it
+    (the serve stops when its worker's end of its stdin closes).
 
     The stop tasks are fire-and-forget: they run even when this client leaves before they
     finish (a second Ctrl-C while waiting for them stops only the waiting)."""
@@ -155,8 +156,14 @@ def stop_serves(client: Any, started: dict[str, Host]) -> None:
 
     from iobench.fleet.task import stop_serve
 
+    try:
+        live = live_addresses(client)
+    except Exception:  # the scheduler is gone: so are the tasks that could stop anything
+        return
     futures = []
     for serve_id, host in started.items():
+        if host.address not in live:  # a task pinned to a lost worker would wait forever
+            continue
         with contextlib.suppress(Exception):
             future = client.submit(
                 stop_serve, serve_id, key=f"iobench-stop-{host.name}-{serve_id[:8]}",
