@@ -509,10 +509,10 @@ def _no_peer_on_fleet(peer: str | None) -> None:
 
 def _pairs(pairs: str | None, cluster: str | None, hosts: str | None, peer: str | None) -> list[Pair]:
     """``pairs`` checked against the other options and parsed (ParamError: one line)."""
-    from iobench.fleet.pairs import parse_pairs
-
     if pairs is None or not pairs.strip():
         return []
+    from iobench.fleet.pairs import parse_pairs  # a local run loads nothing of the fleet's
+
     if not cluster:
         raise ParamError("--pairs pairs hosts of a fleet run: give --cluster too")
     if peer:

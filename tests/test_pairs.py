@@ -127,6 +127,8 @@ def test_a_paired_run_measures_against_a_serve_on_the_peer_host_and_stops_it(
          "Error: --pairs pairs hosts of a fleet run: give --cluster too (see 'iobench run sock-buffer --help')"),
         (["--cluster", "tcp://127.0.0.1:9", "--pairs", "h1:h2", "--peer", "127.0.0.1:7300"],
          "Error: --pairs starts each pair's peer on its peer host: give no --peer (see 'iobench run sock-buffer --help')"),
+        (["--cluster", "tcp://127.0.0.1:9", "--peer", "127.0.0.1:7300"],
+         "Error: --peer with --cluster: to run the socket peers on other fleet hosts, give --pairs CLIENT:PEER"),
         (["--cluster", "tcp://127.0.0.1:9", "--pairs", "h1:h2", "--hosts", "h3"],
          "Error: --pairs names the hosts of the run (the pairs' clients): give no --hosts"),
         (["--cluster", "tcp://127.0.0.1:9", "--pairs", "h1"],
