@@ -230,7 +230,12 @@ def _state(pid: int) -> str:
 
 
 @needs_dask
-def test_sigterm_to_the_client_stops_the_serve(dask_cluster: DaskProcesses, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_a_client_ended_by_a_signal_leaves_no_serve(
+    dask_cluster: DaskProcesses, tmp_path: Path, signum: signal.Signals
+) -> None:
+    """SIGTERM: the client stops its serves on the way out. SIGKILL: nothing runs in the client;
+    the scheduler drops its tasks' results, and with the start task's the serve stops."""
     # long enough to still be running when the serve is found: 200 repetitions of 64 MiB
     args = ["run", "sock-buffer", "--transport", "tcp", "--buffers", "unset", "--transfer", "64MiB",
             "--warmup", "0", "--min-reps", "200", "--max-reps", "200", "--cluster", dask_cluster.address,
@@ -246,14 +251,17 @@ def test_sigterm_to_the_client_stops_the_serve(dask_cluster: DaskProcesses, tmp_
     try:
         assert _wait_until(lambda: measuring() or client.poll() is not None, 30)
         assert client.poll() is None, client.communicate()
-        client.send_signal(signal.SIGTERM)
+        client.send_signal(signum)
         _, err = client.communicate(timeout=30)
     finally:
         if client.poll() is None:
             client.kill()
             client.wait(10)
-    assert client.returncode == 130, err
-    assert err.startswith("Error: interrupted; finished cases kept in "), err
+    if signum == signal.SIGTERM:
+        assert client.returncode == 130, err
+        assert err.startswith("Error: interrupted; finished cases kept in "), err
+    else:
+        assert client.returncode == -signal.SIGKILL
     assert _wait_until(lambda: serves_below(peer_worker) == [], 5), [
         cmdline(p) for p in serves_below(peer_worker)
     ]

@@ -107,7 +107,7 @@ def serving(client: Any, pairs: Sequence[tuple[Host, Host]]) -> Iterator[dict[st
     """Start every pair's serve (all at once), yield client host name -> ServedPeer, and stop
     them all on the way out: after the run, a failure, Ctrl-C or SIGTERM. ClusterError when a
     serve does not start (those that did are stopped first)."""
-    from iobench.fleet.task import start_serve
+    from iobench.fleet.task import lease_serve
 
     started: dict[str, Host] = {}  # serve id -> its peer host: every id is stopped at the end
     try:
@@ -116,8 +116,10 @@ def serving(client: Any, pairs: Sequence[tuple[Host, Host]]) -> Iterator[dict[st
             serve_id = uuid.uuid4().hex
             token = secrets.token_urlsafe(24)
             started[serve_id] = peer_host
+            # The future is kept until the end: while it is held, the serve's lease stays on
+            # the worker; if this client dies, Dask drops the lease and the serve stops.
             future = client.submit(
-                start_serve, serve_id, peer_host.ip, token,
+                lease_serve, serve_id, peer_host.ip, token,
                 key=f"iobench-serve-{peer_host.name}-{serve_id[:8]}",
                 workers=[peer_host.address], allow_other_workers=False, pure=False, retries=0,
             )  # fmt: skip
@@ -140,10 +142,11 @@ def serving(client: Any, pairs: Sequence[tuple[Host, Host]]) -> Iterator[dict[st
 def _answer(future: Any, timeout_s: float) -> dict[str, Any]:
     """A start task's answer; ``{"error": ...}`` when the task itself failed or took too long."""
     try:
-        answer = future.result(timeout=timeout_s)
+        lease = future.result(timeout=timeout_s)
     except Exception as exc:  # a lost worker, a timeout: the pair cannot run
         return {"error": f"{type(exc).__name__}: {exc}".rstrip(": ")}
-    return answer if isinstance(answer, dict) else {"error": f"unexpected answer {answer!r}"}
+    answer = getattr(lease, "answer", None)
+    return answer if isinstance(answer, dict) else {"error": f"unexpected answer {lease!r}"}
 
 
 def stop_serves(client: Any, started: dict[str, Host]) -> None:

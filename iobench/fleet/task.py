@@ -7,6 +7,7 @@ only waits in the kernel for the child to exit; the measuring happens in the chi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -108,6 +109,34 @@ def start_serve(serve_id: str, bind: str, token: str) -> dict[str, Any]:
         log.seek(0)
         tail = log.read().decode(errors="replace").strip().splitlines()[-1:] or [line.strip()]
     return {"error": f"iobench serve did not start: {tail[0][-_STDERR_TAIL:] or 'no output'}"}
+
+
+class ServeLease:
+    """What the start task leaves in the worker's memory: the serve's answer, and the serve's
+    lifetime. Dask keeps a task's result on the worker while a client holds its future; when
+    the worker drops it (the fleet client released it, or left the cluster, even killed by
+    SIGKILL), this object goes and stops its serve. Copies sent elsewhere (the client's)
+    stop nothing."""
+
+    def __init__(self, serve_id: str, answer: dict[str, Any], owner: bool = True) -> None:
+        self.serve_id = serve_id
+        self.answer = answer
+        self._owner = owner
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ServeLease, (self.serve_id, self.answer, False))
+
+    def __del__(self) -> None:
+        if self._owner:
+            # Off the thread that dropped it (the worker's event loop): stopping waits. At
+            # interpreter exit no thread can start: the pipe on the serve's stdin does it then.
+            with contextlib.suppress(Exception):
+                threading.Thread(target=stop_serve, args=(self.serve_id,), daemon=True).start()
+
+
+def lease_serve(serve_id: str, bind: str, token: str) -> ServeLease:
+    """``start_serve``, its serve held for as long as Dask keeps this task's result."""
+    return ServeLease(serve_id, start_serve(serve_id, bind, token))
 
 
 def _first_line(proc: subprocess.Popen, timeout_s: float) -> str:
