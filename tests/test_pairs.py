@@ -265,3 +265,42 @@ def test_a_client_ended_by_a_signal_leaves_no_serve(
     assert _wait_until(lambda: serves_below(peer_worker) == [], 5), [
         cmdline(p) for p in serves_below(peer_worker)
     ]
+
+
+@needs_dask
+def test_a_peer_host_lost_mid_case_stops_its_client_and_its_serve_goes_with_it(
+    dask_cluster: DaskProcesses, tmp_path: Path
+) -> None:
+    dask_cluster.workers(("c9", None), ("p9", None))
+    out = tmp_path / "out"
+    # two long cases: the kill lands in the first, the second is not run
+    args = ["run", "sock-buffer", "--transport", "tcp", "--buffers", "unset", "--transfer", "64MiB,32MiB",
+            "--warmup", "0", "--min-reps", "200", "--max-reps", "200", "--cluster", dask_cluster.address,
+            "--pairs", "c9:p9", "--dir", str(tmp_path), "--out", str(out), "-q"]  # fmt: skip
+    client = subprocess.Popen([str(IOBENCH), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "IOBENCH_PARQUET": "0"})  # fmt: skip
+    try:
+        peer_worker, client_worker = dask_cluster.pid("p9"), dask_cluster.pid("c9")
+
+        def measuring() -> bool:  # the serve listens and c9's measuring child runs the case
+            children = [cmdline(p) for p in descendants(client_worker)]
+            return serves_below(peer_worker) != [] and any("iobench.fleet.child" in c for c in children)
+
+        assert _wait_until(lambda: measuring() or client.poll() is not None, 30)
+        serves = serves_below(peer_worker)
+        dask_cluster.kill("p9")
+        _, err = client.communicate(timeout=60)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait(10)
+    assert client.returncode == 3, err
+    assert "host c9: failed, 0 of 1 recorded cases ok (peer host lost during sock-buffer " in err
+    (fleet,) = out.iterdir()
+    data = json.loads((fleet / "fleet.json").read_text())
+    meta = json.loads((fleet / data["hosts"]["c9"]["run"] / "meta.json").read_text())
+    (lost,) = meta["cases"]
+    assert lost["status"] == "failed" and lost["reason"].startswith("peer host lost (p9 at tcp://127.0.0.1:")
+    assert len(meta["not_run"]) == 1 and meta["not_run"][0]["reason"] == "peer host lost earlier in the run"
+    # the worker died by SIGKILL: its serve read EOF on stdin and stopped by itself
+    assert serves and _wait_until(lambda: all(cmdline(p) == "" or _state(p) == "Z" for p in serves), 5)

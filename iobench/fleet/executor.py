@@ -6,7 +6,9 @@ resources count per worker, so two workers on one host would each run a case any
 the client sees every host's queue. (Tasks are also pinned to their worker's address, with
 no other worker allowed.) A worker that leaves the cluster mid-case (killed, crashed, its
 host gone) is noticed by polling the scheduler's worker list: that case is recorded failed
-("worker lost") and the host's remaining cases are not run; other hosts go on.
+("worker lost") and the host's remaining cases are not run; other hosts go on. In a paired
+run (``--pairs``) the same holds for a client host whose peer host left ("peer host lost"):
+the serve it measured against went with that worker.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from iobench.plan import CaseSpec
 #: How often the client looks for finished cases, and for workers that left (seconds).
 POLL_S = 0.1
 LIVENESS_S = 0.5
+#: How long a paired host's failed case waits for the scheduler to notice its peer host left.
+PARTNER_GRACE_S = 1.0
 
 
 @dataclass
@@ -59,14 +63,30 @@ def _from_answer(spec: CaseSpec, answer: Any) -> tuple[CaseResult, str | None]:
     return result, answer.get("space_error")
 
 
+def _blame(result: CaseResult, prefix: str) -> None:
+    """Put ``prefix`` before the failure reason of a failed case's summary and failed rows."""
+    result.summary["reason"] = prefix + str(result.summary.get("reason", ""))
+    for row in result.rows:
+        if row.get("status") == "failed":
+            row["status_reason"] = prefix + str(row.get("status_reason", ""))
+
+
 class FleetExecutor:
     """Drives every host's queue of cases on a Dask cluster; ``map`` yields HostOutcomes as
     cases complete (hosts interleave)."""
 
-    def __init__(self, client: Any, request: Callable[[Host, CaseSpec], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        client: Any,
+        request: Callable[[Host, CaseSpec], dict[str, Any]],
+        partners: Mapping[str, Host] | None = None,
+    ) -> None:
         self.client = client
         #: The child's request for a case on a host (``iobench.fleet.child``).
         self.request = request
+        #: A paired run: host name -> the host serving its peer. When that host leaves the
+        #: cluster its serve went with it: the client host stops as if it were lost itself.
+        self.partners = dict(partners or {})
         self._inflight: dict[Any, tuple[Host, CaseSpec]] = {}
         self._token = uuid.uuid4().hex[:8]
 
@@ -114,6 +134,14 @@ class FleetExecutor:
                 for future in done:
                     host, spec = self._inflight.pop(future)
                     result, stopped = self._finished(future, host, spec)
+                    if (
+                        stopped is None
+                        and result.summary.get("status") == "failed"
+                        and self._partner_lost(host)
+                    ):
+                        # The case failed because its serve went with the peer host's worker.
+                        stopped = "peer host lost"
+                        _blame(result, f"{self._peer_lost_reason(host)}: ")
                     not_run: list[CaseSpec] = []
                     if stopped:
                         not_run = list(queues[host])
@@ -125,19 +153,42 @@ class FleetExecutor:
         finally:
             self.close()
 
+    def _peer_lost_reason(self, host: Host) -> str:
+        partner = self.partners[host.name]
+        return f"peer host lost ({partner.name} at {partner.address} left the cluster during the case)"
+
+    def _partner_lost(self, host: Host) -> bool:
+        """Whether the host serving this host's peer has left the cluster, given the scheduler
+        a moment: a case against a dead worker's serve can fail before the scheduler knows."""
+        partner = self.partners.get(host.name)
+        if partner is None:
+            return False
+        deadline = time.monotonic() + PARTNER_GRACE_S
+        while partner.address in live_addresses(self.client):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(POLL_S)
+        return True
+
     def _lost(self, queues: Mapping[Host, deque[CaseSpec]]) -> Iterator[HostOutcome]:
         """Outcomes for the cases whose worker has left the cluster."""
         live = live_addresses(self.client)
         for future, (host, spec) in list(self._inflight.items()):
-            if host.address in live:
+            partner = self.partners.get(host.name)
+            if host.address in live and (partner is None or partner.address in live):
                 continue
+            if host.address in live:
+                stopped = "peer host lost"
+                reason = self._peer_lost_reason(host)
+            else:
+                stopped = "worker lost"
+                reason = f"worker lost ({host.address} left the cluster during the case)"
             del self._inflight[future]
             with contextlib.suppress(Exception):
                 self.client.cancel(future)
             not_run = list(queues[host])
             queues[host].clear()
-            reason = f"worker lost ({host.address} left the cluster during the case)"
-            yield HostOutcome(host, spec, failed_result(spec, reason), "worker lost", not_run)
+            yield HostOutcome(host, spec, failed_result(spec, reason), stopped, not_run)
 
     def close(self) -> None:
         """Cancel what is still in flight (a child already measuring finishes its case)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from iobench.peer.client import PeerAddress, parse_peer
 #: Seconds, beyond the serve's own bounds, that the start and stop tasks may take to come back
 #: (scheduling, a worker importing iobench for the first time).
 _TASK_SLACK_S = 30.0
+#: How often a start is checked for an answer, or for its worker having left (seconds).
+_POLL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ def serving(client: Any, pairs: Sequence[tuple[Host, Host]]) -> Iterator[dict[st
             futures[client_host.name] = (future, client_host, peer_host, token)
         served = {}
         for name, (future, client_host, peer_host, token) in futures.items():
-            answer = _answer(future, SERVE_START_S + _TASK_SLACK_S)
+            answer = _answer(client, future, peer_host, SERVE_START_S + _TASK_SLACK_S)
             if "error" in answer:
                 raise ClusterError(
                     f"host {peer_host.name}: the peer of {name} did not start: {answer['error']}"
@@ -139,12 +142,21 @@ def serving(client: Any, pairs: Sequence[tuple[Host, Host]]) -> Iterator[dict[st
         stop_serves(client, started)
 
 
-def _answer(future: Any, timeout_s: float) -> dict[str, Any]:
-    """A start task's answer; ``{"error": ...}`` when the task itself failed or took too long."""
+def _answer(client: Any, future: Any, host: Host, timeout_s: float) -> dict[str, Any]:
+    """A start task's answer; ``{"error": ...}`` when the task failed, took too long, or its
+    worker left the cluster (a task pinned to a lost worker would wait forever)."""
+    deadline = time.monotonic() + timeout_s
+    while not future.done():
+        if time.monotonic() > deadline:
+            return {"error": f"no answer within {timeout_s:g} s"}
+        if host.address not in live_addresses(client):
+            return {"error": f"its worker {host.address} left the cluster"}
+        time.sleep(_POLL_S)
     try:
-        lease = future.result(timeout=timeout_s)
+        lease = future.result()
     except Exception as exc:  # a lost worker, a timeout: the pair cannot run
-        return {"error": f"{type(exc).__name__}: {exc}".rstrip(": ")}
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return {"error": f"{type(exc).__name__}: {first}".rstrip(": ")}
     answer = getattr(lease, "answer", None)
     return answer if isinstance(answer, dict) else {"error": f"unexpected answer {lease!r}"}
 

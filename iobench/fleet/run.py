@@ -76,8 +76,13 @@ class _HostRun:
     #: The case during which the host stopped, and the cases that then did not run.
     stopped_case: str = ""
     not_run: list[CaseSpec] = field(default_factory=list)
-    #: A paired run: the host serving this host's peer (stamped as ``peer_host`` on peer rows).
-    peer_host: str = ""
+    #: A paired run: the host serving this host's peer (its name is stamped as ``peer_host``
+    #: on peer rows).
+    partner: cluster.Host | None = None
+
+    @property
+    def peer_host(self) -> str:
+        return self.partner.name if self.partner is not None else ""
 
 
 def _gather_facts(client: Any, request: FleetRequest, hosts: Sequence[cluster.Host]) -> dict[str, Any]:
@@ -262,7 +267,7 @@ def _open(
             done = store.finished_cases()
             specs = plan_cases(request.entries, done, request.cpu, pair.address if pair else None)
             total = specs[0].total if specs else len(done)
-            runs[host.name] = _HostRun(host, store, specs, total, peer_host=pair.peer.name if pair else "")
+            runs[host.name] = _HostRun(host, store, specs, total, partner=pair.peer if pair else None)
             fleet.data["hosts"][host.name] = {"worker": host.address, "ip": host.ip, "run": store.path.name,
                                               "status": "running"}  # fmt: skip
             if pair is not None:
@@ -296,7 +301,8 @@ def _measure(
     done = sum(run.total - len(run.specs) for run in runs.values())
     started = RunStarted(total, done, str(fleet.path))
     yield started
-    executor = FleetExecutor(client, _case_request(request, facts, origin))
+    partners = {name: run.partner for name, run in runs.items() if run.partner is not None}
+    executor = FleetExecutor(client, _case_request(request, facts, origin), partners)
     index = done
     for outcome in executor.map({run.host: run.specs for run in runs.values()}):
         run = runs[outcome.host.name]
