@@ -149,6 +149,16 @@ def test_bad_pairings_and_options_are_refused_with_one_line_before_connecting(
     assert not out.exists()
 
 
+def test_a_resumed_fleet_keeps_its_own_pairs(tmp_path: Path) -> None:
+    args = ["run", "sweep", "--resume", str(tmp_path), "--cluster", "tcp://127.0.0.1:9", "--pairs", "h1:h2"]
+    result = CliRunner().invoke(cli, args, prog_name="iobench")
+    assert result.exit_code == 2
+    assert result.output == (
+        "Error: --resume of a fleet run keeps its own hosts and pairs: give no --hosts or --pairs "
+        "(see 'iobench run sweep --help')\n"
+    )
+
+
 def test_pairs_refused_in_a_real_process_and_through_the_environment(tmp_path: Path) -> None:
     env = {**os.environ, "IOBENCH_PAIRS": "h1:h2,h2:h3", "IOBENCH_CLUSTER": "tcp://127.0.0.1:9"}
     done = subprocess.run([str(IOBENCH), "run", *CASE, "--out", str(tmp_path / "out")],
