@@ -30,6 +30,9 @@ from .peer_server import Served, start_server
 #: Long enough for the client's set-up between a role's 'c'/ready and its first go byte.
 ROLE_TIMEOUT = 5.0
 ONE = {"warmup": 0, "min_reps": 1, "max_reps": 1}
+#: Two repetitions: the second runs on the same control connection (zero-byte-recv: the same
+#: role, a second 'g'; async-send: a second role).
+TWO = {"warmup": 0, "min_reps": 2, "max_reps": 2}
 ZBR = {"connections": 8, "messages": 64, "burst": 4, "recv_buffer": "4KiB", "msg_size": 64, "pool_buffers": 4}
 
 
@@ -64,15 +67,16 @@ def _by(rows: list[dict[str, Any]], *keys: str) -> dict[tuple[Any, ...], dict[st
 
 
 def test_zero_byte_recv_over_a_peer_has_the_forked_rows_shape(served: Served) -> None:
-    values = {**ZBR, "strategy": ["prepost", "zero-byte", "zero-byte-threads", "uring-bufring"], **ONE}
+    values = {**ZBR, "strategy": ["prepost", "zero-byte", "zero-byte-threads", "uring-bufring"], **TWO}
     forked = iobench.run("zero-byte-recv", **values).records()
     remote = iobench.run("zero-byte-recv", peer=served.address, **values).records()
-    assert len(forked) == len(remote) == 4
+    assert len(forked) == len(remote) == 8
     assert [sorted(r) for r in remote] == [sorted(r) for r in forked]
     assert {r["peer"] for r in forked} == {"fork"}
     assert {r["peer"] for r in remote} == {served.address}
     local = _by(forked, "strategy")
-    for key, row in _by(remote, "strategy").items():
+    for row in remote:  # every repetition
+        key = (row["strategy"],)
         assert row["status"] == local[key]["status"], row["status_reason"]
         if row["status"] != "ok":  # uring-bufring on a kernel without provided-buffer rings
             assert row["status_reason"] == local[key]["status_reason"]
@@ -160,19 +164,38 @@ def test_a_dialing_role_waits_for_its_go_byte_no_longer_than_the_server_timeout(
         peer.close()
 
 
+def test_accept_waits_no_longer_than_the_peer_timeout_and_abandons_the_role(served: Served) -> None:
+    peer = RemotePeer(PeerAddress("127.0.0.1", served.port), timeout_s=0.5)
+    listener = peer.listener(backlog=4)
+    try:
+        role = peer.dial("echo-driver", {"port": listener.getsockname()[1], "connections": 1,
+                                         "messages": 1, "msg_size": 4})  # fmt: skip
+        with pytest.raises(PeerError) as caught:
+            role.accept(listener, 3)  # the role makes 2 (sync + 1)
+        assert str(caught.value) == f"the peer {served.address} opened 2 of 3 connections within 0.5 s"
+        with pytest.raises(
+            PeerError, match=r"^the control connection to the peer 127\.0\.0\.1:\d+ is closed$"
+        ):
+            role.wait(1)
+    finally:
+        listener.close()
+        peer.close()
+
+
 # ------------------------------------------------------------------ async-send
 
 
 def test_async_send_over_a_peer_has_the_forked_rows_shape(served: Served) -> None:
     modes = ["echo-selectors", "echo-asyncio", "inflight-random", "uring-linked-waitall"]
-    values = {"mode": modes, "concurrency": 2, "messages": 40, "msg_size": "2KiB", **ONE}
+    values = {"mode": modes, "concurrency": 2, "messages": 40, "msg_size": "2KiB", **TWO}
     forked = iobench.run("async-send", **values).records()
     remote = iobench.run("async-send", peer=served.address, **values).records()
-    assert len(forked) == len(remote) == 4
+    assert len(forked) == len(remote) == 8
     assert [sorted(r) for r in remote] == [sorted(r) for r in forked]
     assert {r["peer"] for r in remote} == {served.address}
     local = _by(forked, "mode")
-    for (mode,), row in _by(remote, "mode").items():
+    for row in remote:  # every repetition
+        mode = row["mode"]
         assert row["status"] == local[(mode,)]["status"], row["status_reason"]
         if row["status"] != "ok":  # uring-* without io_uring
             continue

@@ -272,6 +272,7 @@ class RemoteRole:
             while len(accepted) < count:
                 readable, _, _ = select.select([listener, conn], [], [], timeout)
                 if not readable:
+                    self.peer.close()  # abandon the role: the server kills it
                     raise PeerError(
                         f"the peer {self.peer.name} opened {len(accepted)} of {count} connections "
                         f"within {timeout:g} s"
