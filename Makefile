@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install headers browser run test lint tlpi bench torture baseline bench-check bench-aa bench-fidelity bench-fio clean
+.PHONY: install headers browser run test lint tlpi bench torture baseline bench-check bench-aa bench-fidelity bench-fio bench-network fleet-demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ NATIVE_SOURCES := iobench/loops/_native.c iobench/loops/_async.c iobench/loops/_
 $(STAMP): pyproject.toml setup.py $(NATIVE_SOURCES) | $(BIN)/python
 	@$(MAKE) --no-print-directory headers
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,fleet]'
 	@# an editable install leaves byte-compiling to the first import, which never writes it
 	@# under PYTHONDONTWRITEBYTECODE=1: compile now, as a wheel install does (start-up time)
 	$(BIN)/python -m compileall -q iobench
@@ -142,12 +142,25 @@ bench-fidelity: install
 
 ## bench-fio: iobench's async-io against fio, randread 4 KiB, psync/libaio/io_uring at QD 1..64, on the disk
 ## (O_DIRECT), in the page cache and on tmpfs (buffered), interleaved rounds (fio from Debian's package)
+## bench-network: the socket experiments over an emulated network (bench_configs/network.toml: a virtual
+## host in a network namespace, RTT 0.1-50 ms at 100 Mbit/s; root), then the report. About 3 minutes.
+bench-network: install
+	$(BIN)/iobench run sweep bench_configs/network.toml
+	$(BIN)/iobench report
+
 bench-fio: install
 	@command -v fio >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		{ apt-get install -y -qq fio >/dev/null 2>&1 || \
 		  { apt-get update -qq >/dev/null && apt-get install -y -qq fio >/dev/null 2>&1; }; }; } || \
 		{ echo "bench-fio: fio is not installed and cannot be here (needs root and apt-get)"; exit 2; }
 	$(BIN)/python benchmarks/fio/bench_fio.py --dir . $(if $(CPU),--cpu $(CPU))
+
+## fleet-demo: a Dask scheduler and two workers on this machine (processes: `dask scheduler`,
+## `dask worker`), bench_configs/ci.toml on both at once, the fleet report (per-host series, host vs
+## fleet median); stops everything it started, also on failure or Ctrl-C
+FLEET_OUT ?= results/fleet
+fleet-demo: install
+	benchmarks/fleet_demo.sh $(BIN) $(FLEET_OUT)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -24,6 +24,7 @@ _API = (
     "experiments",
     "Run",
     "Runs",
+    "Fleet",
 )
 
 

@@ -255,6 +255,56 @@ class Runs(list[Run]):
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+class Fleet(Runs):
+    """A fleet run: one Run per host (``hosts``: name -> Run), in a fleet folder (``path``)
+    whose fleet.json is ``meta``."""
+
+    def __init__(self, path: Path, data: Mapping[str, Any], hosts: Mapping[str, Run]) -> None:
+        super().__init__(hosts.values())
+        self.path = path
+        self.meta = Meta(data)
+        self.hosts = dict(hosts)
+
+    def __repr__(self) -> str:
+        return f"<Fleet {self.path.name} {self.status}: hosts {', '.join(self.hosts)}>"
+
+    @property
+    def status(self) -> str:
+        return self.meta.status
+
+    @property
+    def failed_cases(self) -> list[dict[str, Any]]:
+        """Failed cases of every host, each with its ``host``."""
+        return [{**case, "host": name} for name, run in self.hosts.items() for case in run.failed_cases]
+
+    @property
+    def not_run(self) -> list[dict[str, Any]]:
+        """Cases a host did not run because it stopped (its worker was lost), with ``host``."""
+        return [
+            {**case, "host": name} for name, run in self.hosts.items() for case in run.meta.get("not_run", [])
+        ]
+
+    @classmethod
+    def _read(cls, path: Path, lazy: bool) -> Fleet:
+        """The fleet folder: host runs from their journals (``lazy``: no pandas until asked)."""
+        from iobench.fleet.folder import host_runs, read_fleet
+        from iobench.results import load_run, read_journal, read_meta
+
+        hosts: dict[str, Run] = {}
+        for name, run_path in host_runs(path).items():
+            if lazy:
+                meta = read_meta(run_path)
+                journal = read_journal(run_path)
+                records = journal.records if journal is not None else []
+                meta["cases"] = [r["summary"] for r in records]
+                rows = [{"run_id": meta.get("run_id"), **row} for r in records for row in r["rows"]]
+                hosts[name] = Run(None, meta, run_path, rows=rows)
+            else:
+                loaded = load_run(run_path)
+                hosts[name] = Run(loaded.frame, loaded.meta, loaded.path)
+        return cls(Path(path), read_fleet(path), hosts)
+
+
 def _experiments_in(frame: pd.DataFrame) -> list[type[Experiment]]:
     from iobench.errors import UnknownExperimentError
     from iobench.experiments import get_experiment
@@ -364,6 +414,53 @@ def experiment_entry(experiment: str, params: Mapping[str, Any], protocol: Mappi
     return PlanEntry(cls, values, Protocol.from_values(dict(protocol)))
 
 
+def _fleet_iter(
+    entries: Sequence[PlanEntry],
+    config: dict[str, Any],
+    *,
+    cluster: str,
+    hosts: str | None,
+    cluster_timeout: float | None,
+    dir: str | Path,
+    out: str | Path | None,
+    progress: Progress | None,
+    cpu: int | None,
+    max_time: Any,
+    command: list[str] | None,
+    resume: Path | None = None,
+) -> Iterator[Event]:
+    """A fleet run's events; the last is RunFinished whose ``run`` is a Fleet."""
+    from iobench.experiments import get_experiment
+    from iobench.fleet.cluster import DEFAULT_TIMEOUT_S
+    from iobench.fleet.run import FleetRequest, fleet_events
+
+    if max_time is not None:
+        raise ParamError("--max-time is not supported by fleet runs (--cluster) yet")
+    if out is None:
+        raise ParamError("a fleet run (--cluster) writes a fleet folder: give out= a folder")
+    request = FleetRequest(
+        cluster=cluster,
+        entries=list(entries),
+        lookup=get_experiment,
+        config=config,
+        hosts=hosts,
+        target_dir=Path(dir),
+        out_dir=_out_path(out),
+        command=command if command is not None else ["python", "iobench.api"],
+        cpu=cpu,
+        timeout_s=DEFAULT_TIMEOUT_S if cluster_timeout is None else float(cluster_timeout),
+        resume=resume,
+    )
+    with contextlib.closing(fleet_events(request)) as events:
+        for event in events:
+            if progress is not None:
+                progress(event)
+            if isinstance(event, RunFinished):
+                yield RunFinished(event.status, event.path, Fleet._read(event.run.path, lazy=True))
+            else:
+                yield event
+
+
 def run_iter(
     experiment: str,
     *,
@@ -375,13 +472,29 @@ def run_iter(
     command: list[str] | None = None,
     peer: str | None = None,
     peer_token: str | None = None,
+    cluster: str | None = None,
+    hosts: str | None = None,
+    cluster_timeout: float | None = None,
     **values: Any,
 ) -> Iterator[Event]:
-    """``run``, as an iterator of events (RunStarted, CaseFinished..., RunFinished(run=Run))."""
+    """``run``, as an iterator of events (RunStarted, CaseFinished..., RunFinished(run=Run));
+    with ``cluster`` ("tcp://SCHEDULER:8786") a fleet run whose RunFinished carries a Fleet."""
     protocol, params = _split_protocol(values)
     entry = experiment_entry(experiment, params, protocol)
     config = {"file": None, "entries": [entry.describe()]}
+    if cluster:
+        _no_peer_on_fleet(peer)
+        return _fleet_iter(
+            [entry], config, cluster=cluster, hosts=hosts, cluster_timeout=cluster_timeout, dir=dir,
+            out="results" if out is None else out, progress=progress, cpu=cpu, max_time=max_time, command=command,
+        )  # fmt: skip
     return _drive(_request([entry], config, dir, out, progress, cpu, max_time, command, peer, peer_token))
+
+
+def _no_peer_on_fleet(peer: str | None) -> None:
+    """A fleet run measures every host on its own; pairing hosts as peers is not built yet."""
+    if peer:
+        raise ParamError("--peer with --cluster: pairing fleet hosts as socket peers is not supported yet")
 
 
 def run(experiment: str, **kwargs: Any) -> Run:
@@ -408,9 +521,12 @@ def sweep_iter(
     command: list[str] | None = None,
     peer: str | None = None,
     peer_token: str | None = None,
+    cluster: str | None = None,
+    hosts: str | None = None,
+    cluster_timeout: float | None = None,
     **protocol: Any,
 ) -> Iterator[Event]:
-    """``sweep``, as an iterator of events."""
+    """``sweep``, as an iterator of events (with ``cluster``: a fleet run's)."""
     from iobench.config import find_config, load_config
 
     unknown = sorted(set(protocol) - _PROTOCOL_NAMES)
@@ -419,11 +535,18 @@ def sweep_iter(
             f"unknown protocol setting {unknown[0]!r} (allowed: {', '.join(sorted(_PROTOCOL_NAMES))})"
         )
     plan = load_config(find_config(None if config is None else str(config)), protocol, only=only)
+    peer = plan.peer if peer is None else peer  # the command line wins over the file
     description = {
         "file": str(plan.source),
         "description": plan.description,
         "entries": [entry.describe() for entry in plan.entries],
     }
+    if cluster:
+        _no_peer_on_fleet(peer)
+        return _fleet_iter(
+            plan.entries, description, cluster=cluster, hosts=hosts, cluster_timeout=cluster_timeout,
+            dir=dir, out=out, progress=progress, cpu=cpu, max_time=max_time, command=command,
+        )  # fmt: skip
     return _drive(
         _request(plan.entries, description, dir, out, progress, cpu, max_time, command, peer, peer_token)
     )
@@ -444,14 +567,31 @@ def resume_iter(
     command: list[str] | None = None,
     peer: str | None = None,
     peer_token: str | None = None,
+    cluster: str | None = None,
+    cluster_timeout: float | None = None,
 ) -> Iterator[Event]:
-    """``resume``, as an iterator of events."""
+    """``resume``, as an iterator of events. A fleet folder resumes on its cluster (``cluster``,
+    default: the address it recorded): each host runs only the cases it is missing."""
     from iobench.experiments import get_experiment
+    from iobench.fleet.folder import is_fleet, read_fleet
     from iobench.results import RunStore
+
+    if is_fleet(Path(path)):
+        data = read_fleet(Path(path))
+        entries = [PlanEntry.from_description(e, get_experiment) for e in data["config"]["entries"]]
+        return _fleet_iter(
+            entries, data["config"], cluster=cluster or str(data.get("cluster")), hosts=None,
+            cluster_timeout=cluster_timeout, dir=dir, out=Path(path).parent, progress=progress, cpu=cpu,
+            max_time=max_time, command=command, resume=Path(path),
+        )  # fmt: skip
+    if cluster:
+        raise ParamError(f"{path} is not a fleet run: resume it without --cluster")
 
     store = RunStore.reopen(Path(path), command or ["python", "iobench.resume"])
     try:
         entries = [PlanEntry.from_description(e, get_experiment) for e in store.meta["config"]["entries"]]
+        if peer is None:  # the peer the run started with (its token is never recorded)
+            peer = (store.meta.get("peer") or {}).get("address")
         request = _request(
             entries, store.meta["config"], dir, None, progress, cpu, max_time, command, peer, peer_token
         )
@@ -480,10 +620,14 @@ def _remove_leftover_scratch(scratch: Any) -> None:
 
 
 def load(path: str | Path) -> Run | Runs:
-    """A run folder (-> Run) or a folder of runs (-> Runs)."""
+    """A run folder (-> Run), a fleet folder (-> Fleet: one Run per host) or a folder of runs
+    (-> Runs)."""
+    from iobench.fleet.folder import is_fleet
     from iobench.results import META, load_run, load_runs
 
     path = Path(path)
+    if is_fleet(path):
+        return Fleet._read(path, lazy=False)
     if (path / META).is_file():
         loaded = load_run(path)
         return Run(loaded.frame, loaded.meta, loaded.path)

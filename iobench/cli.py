@@ -252,7 +252,49 @@ def _run_options() -> list[click.Option]:
         ),
         _param_option(TIME_BUDGET, envvar="IOBENCH_MAX_TIME"),
         *_protocol_options(),
+        *_cluster_options(),
     ]
+
+
+def _cluster_options() -> list[click.Option]:
+    """A fleet run: the same plan on every worker of a Dask cluster (``iobench[fleet]``)."""
+    return [
+        click.Option(
+            ["--cluster"],
+            metavar="tcp://HOST:PORT",
+            envvar="IOBENCH_CLUSTER",
+            show_envvar=True,
+            help="Run on every worker of this Dask scheduler at once, one case at a time per host; "
+            "results go to a fleet folder (fleet.json + one run per host) under --out.",
+        ),
+        click.Option(
+            ["--hosts"],
+            metavar="NAME[,...]",
+            help="With --cluster: only these workers (names, or patterns such as node-*). [default: all]",
+        ),
+        click.Option(
+            ["--cluster-timeout"],
+            type=click.FloatRange(min=0.1, max=3600),
+            default=10.0,
+            envvar="IOBENCH_CLUSTER_TIMEOUT",
+            show_envvar=True,
+            help="Seconds to reach the scheduler before giving up (exit 2). [default: 10]",
+        ),
+    ]
+
+
+def _pop_cluster(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Remove the cluster options from ``kwargs``; the API's keywords (none without --cluster)."""
+    cluster = kwargs.pop("cluster", None)
+    hosts = kwargs.pop("hosts", None)
+    timeout = kwargs.pop("cluster_timeout", None)
+    if not cluster:
+        if hosts:
+            raise click.UsageError("--hosts chooses workers of a --cluster: give --cluster too")
+        return {}
+    if not cluster.strip():
+        raise click.UsageError("--cluster: give the scheduler's address (tcp://HOST:8786)")
+    return {"cluster": cluster.strip(), "hosts": hosts, "cluster_timeout": timeout}
 
 
 def _pop_protocol(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -603,7 +645,38 @@ def _drive(events: Any, quiet: bool, as_json: bool, with_rows: bool, note: str |
         if renderer is not None and hasattr(renderer, "close"):
             renderer.close()
     assert run is not None
-    _report_run(run, as_json, with_rows)
+    if hasattr(run, "hosts"):
+        _report_fleet(run, as_json, with_rows)
+    else:
+        _report_run(run, as_json, with_rows)
+
+
+def _report_fleet(fleet: Any, as_json: bool, with_rows: bool) -> None:
+    """Per host: its status and what did not run; where the fleet is; exit 3 when a case failed."""
+    if as_json:
+        data = {
+            "fleet": str(fleet.path),
+            "status": fleet.status,
+            "hosts": {name: run.summary_records(with_rows) for name, run in fleet.hosts.items()},
+        }
+        click.echo(json.dumps(data, indent=2, default=str))
+    for name, run in fleet.hosts.items():
+        cases = run.meta.get("cases", [])
+        ok = sum(1 for c in cases if c.get("status") == "ok")
+        line = f"host {name}: {run.status}, {ok} of {len(cases)} recorded cases ok"
+        if run.meta.get("error"):
+            line += f" ({run.meta['error']})"
+        click.echo(line, err=True)
+    for warning in fleet.meta.get("warnings") or []:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"results: {fleet.path} (report: iobench report {fleet.path})", err=as_json)
+    failed = fleet.failed_cases
+    if failed:
+        click.echo(
+            f"{len(failed)} case(s) failed; exit status {int(ExitCode.CASES_FAILED)}",
+            err=True,
+        )
+        sys.exit(ExitCode.CASES_FAILED)
 
 
 def _interrupted_between_events(started: Any, recorded: int, run: Any) -> RunInterrupted:
@@ -701,6 +774,7 @@ def _experiment_command(experiment: Any) -> click.Command:
         from iobench.api import current_command, run_iter
 
         protocol = _pop_protocol(kwargs)
+        fleet = _pop_cluster(kwargs)
         note = _min_reps_note(protocol, sweep=False)
         params = {k: v for k, v in kwargs.items() if v is not None}
         events = run_iter(
@@ -712,6 +786,7 @@ def _experiment_command(experiment: Any) -> click.Command:
             command=current_command(),
             peer=peer,
             peer_token=peer_token,
+            **fleet,
             **params,
             **protocol,
         )
@@ -766,11 +841,14 @@ def _sweep(
     from iobench.api import current_command, resume_iter, sweep_iter
 
     protocol = _pop_protocol(kwargs)
+    fleet = _pop_cluster(kwargs)
     if resume is not None:
         if config is not None or only is not None:
             raise click.UsageError("--resume continues a run with its own config: give no CONFIG or --only")
         if protocol:
             raise click.UsageError("--resume keeps the run's own protocol: give no protocol options")
+        if fleet.get("hosts"):
+            raise click.UsageError("--resume of a fleet run keeps its own hosts: give no --hosts")
         events = resume_iter(
             _run_path(resume, out_dir),
             dir=target_dir,
@@ -779,6 +857,8 @@ def _sweep(
             command=current_command(),
             peer=peer,
             peer_token=peer_token,
+            cluster=fleet.get("cluster"),
+            cluster_timeout=fleet.get("cluster_timeout"),
         )
         _drive(events, quiet, as_json, rows)
         return
@@ -798,6 +878,7 @@ def _sweep(
         command=current_command(),
         peer=peer,
         peer_token=peer_token,
+        **fleet,
         **protocol,
     )
     _drive(events, quiet, as_json, rows, note)
@@ -879,19 +960,33 @@ def report_command(
 
     Example: iobench report 20261121-170102-3fa9 20261122-091500-77aa --format html,md
     """
+    from iobench.fleet.folder import host_runs, is_fleet
     from iobench.report import build_report, parse_formats
     from iobench.results import latest_run, load_run
 
     chosen = parse_formats(formats)
     paths = [_run_path(r, results_dir) for r in runs] or [latest_run(results_dir)]
-    loaded = [load_run(p) for p in paths]
+    fleet = None
+    if any(is_fleet(p) for p in paths):
+        if len(paths) > 1:
+            raise click.UsageError("report one fleet folder at a time (its hosts are its series)")
+        fleet = {name: load_run(path) for name, path in host_runs(paths[0]).items()}
+        if not fleet:
+            raise IobenchError(f"{paths[0]} is a fleet folder without any host's run")
+        loaded = list(fleet.values())
+    else:
+        loaded = [load_run(p) for p in paths]
     destination = out_dir or (paths[0] / "report")
     try:
-        written = build_report(loaded, destination, chosen, md_images=md_images)
+        written = build_report(loaded, destination, chosen, md_images=md_images, fleet=fleet)
     except OSError as exc:
         raise IobenchError(f"cannot write the report in {destination}: {exc.strerror or exc}") from None
     for path in written:
         click.echo(str(path))
+    if fleet is not None:
+        from iobench.report.fleet import describe, fleet_section
+
+        click.echo(describe(fleet_section(fleet)), err=True)
 
 
 @cli.command("compare", params=[_results_option("for run ids")])
@@ -964,11 +1059,16 @@ def compare_command(
     Example: iobench compare results/baselines/ci results/20261121-170102-3fa9 --format md
     """
     from iobench.compare import compare, render_markdown
+    from iobench.fleet.folder import is_fleet
     from iobench.results import load_runs
 
     limit = Param("threshold", Kind.PERCENT, 5.0, "", minimum=0, maximum=1000).parse(threshold, "--threshold")
-    base_runs = load_runs(_run_path(base, results_dir))
-    new_runs = load_runs(_run_path(new, results_dir))
+    base_path, new_path = _run_path(base, results_dir), _run_path(new, results_dir)
+    if is_fleet(base_path) or is_fleet(new_path):
+        options = (metric, limit / 100, output_format, fail_on_noisy, allow_missing, cross_machine)
+        ctx.exit(_compare_fleets(base_path, new_path, *options))
+    base_runs = load_runs(base_path)
+    new_runs = load_runs(new_path)
     result = compare(base_runs, new_runs, metric, limit / 100, cross_machine=cross_machine)
     if output_format == "json":
         data = result.as_dict(allow_missing, fail_on_noisy)
@@ -979,6 +1079,63 @@ def compare_command(
         _print_comparison(result, allow_missing, fail_on_noisy)
     failed = result.gate_failures(allow_missing, fail_on_noisy)
     ctx.exit(ExitCode.REGRESSION if failed else ExitCode.OK)
+
+
+def _compare_fleets(
+    base: Path,
+    new: Path,
+    metric: str,
+    limit: float,
+    output_format: str,
+    fail_on_noisy: bool,
+    allow_missing: bool,
+    cross_machine: bool,
+) -> int:
+    """Two fleet runs compared host by host (each host's run against its own earlier run);
+    the exit status is the worst host's. A host in only one fleet is named, and fails the
+    gate unless --allow-missing."""
+    from iobench.compare import compare, render_markdown
+    from iobench.fleet.folder import host_runs, is_fleet
+    from iobench.results import load_runs
+
+    if not (is_fleet(base) and is_fleet(new)):
+        one = base if is_fleet(base) else new
+        raise click.UsageError(
+            f"{one} is a fleet run: compare it with another fleet run (host by host), or pick one "
+            f"host's run folder inside it"
+        )
+    base_hosts, new_hosts = host_runs(base), host_runs(new)
+    common = [name for name in base_hosts if name in new_hosts]
+    missing = [name for name in base_hosts if name not in new_hosts]
+    if not common:
+        raise IobenchError(f"the fleets {base} and {new} have no host in common")
+    status = ExitCode.OK
+    as_json: dict[str, Any] = {"hosts": {}, "missing_hosts": missing}
+    for name in common:
+        result = compare(
+            load_runs(base_hosts[name]),
+            load_runs(new_hosts[name]),
+            metric,
+            limit,
+            cross_machine=cross_machine,
+        )
+        if result.gate_failures(allow_missing, fail_on_noisy):
+            status = ExitCode.REGRESSION
+        if output_format == "json":
+            as_json["hosts"][name] = result.as_dict(allow_missing, fail_on_noisy)
+        elif output_format == "md":
+            click.echo(f"## Host `{name}`\n")
+            click.echo(render_markdown(result, allow_missing, fail_on_noisy), nl=False)
+        else:
+            click.echo(f"host {name}:")
+            _print_comparison(result, allow_missing, fail_on_noisy)
+    if output_format == "json":
+        click.echo(json.dumps(as_json, indent=2, default=str))
+    for name in missing:
+        click.echo(f"warning: host {name} of {base} is missing in {new}", err=True)
+    if missing and not allow_missing:
+        status = ExitCode.REGRESSION
+    return int(status)
 
 
 #: The colour of each verdict in the terminal table.

@@ -34,7 +34,7 @@ from iobench.params import resolve
 from iobench.plan import PlanEntry
 
 DEFAULT_CONFIG = "quick.toml"
-_TOP_KEYS = {"description", "protocol", "experiment"}
+_TOP_KEYS = {"description", "protocol", "experiment", "peer"}
 #: Larger than any hand-written sweep; refusing more keeps a wrong path (a disk image) quick.
 MAX_CONFIG_BYTES = 1 << 20
 
@@ -47,6 +47,9 @@ class SweepPlan:
     description: str
     entries: list[PlanEntry]
     raw: dict[str, Any]
+    #: ``peer = "netns"`` (or "HOST[:PORT]"): where the socket experiments' peer runs unless
+    #: the command line says otherwise (``--peer``).
+    peer: str | None = None
 
 
 def config_search_path() -> list[Path]:
@@ -131,7 +134,17 @@ def load_config(
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise ConfigError(f"{label}: description must be text")
-    return SweepPlan(source=path, description=description, entries=entries, raw=raw)
+    peer = raw.get("peer")
+    if peer is not None:
+        from iobench.peer.client import parse_peer
+
+        if not isinstance(peer, str):
+            raise ConfigError(f"{label}: peer must be text (netns or HOST[:PORT])")
+        try:
+            parse_peer(peer)
+        except IobenchError as exc:
+            raise ConfigError(f"{label}: {exc}") from None
+    return SweepPlan(source=path, description=description, entries=entries, raw=raw, peer=peer)
 
 
 def fit_min_reps(values: Mapping[str, Any], where: str = "") -> dict[str, Any]:

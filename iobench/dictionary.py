@@ -26,6 +26,7 @@ _PARAM_UNITS = {
     Kind.CHOICE: "text",
     Kind.DURATION: "duration",
     Kind.PERCENT: "percent",
+    Kind.BITRATE: "count",
 }
 _UNIT_WORDS = {
     "duration": "nanoseconds",

@@ -60,6 +60,11 @@ class RunLockedError(IobenchError):
     """Another live process is writing the run folder."""
 
 
+class ClusterError(IobenchError):
+    """A fleet run's cluster: the scheduler cannot be reached, no worker matches --hosts, or a
+    worker runs another iobench (or none)."""
+
+
 class UnsupportedCase(Exception):
     """Raised by an experiment when this host cannot run a case; the reason is recorded."""
 

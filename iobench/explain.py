@@ -95,6 +95,30 @@ def plateau(rows: pd.DataFrame, x: str, metric: str = "bytes_per_s", gain: float
     return None
 
 
+#: The emulated link's case parameters (``--peer netns``), as ``peer.netns.LINK_PARAMS``.
+LINK_PARAMS = ("rtt", "rate", "loss")
+
+
+def by_link(experiment: Any, summary: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The summary split by emulated link (``--rtt/--rate/--loss``), each part with its label
+    (``RTT 10ms, rate 1gbit``; "" for a run without a link): sentences that compare cases must
+    compare them over the same link."""
+    names = [name for name in LINK_PARAMS if name in summary]
+    linked = [name for name in names if any(finite(v) and v for v in summary[name])]
+    if not linked:
+        return [("", summary)]
+    parts = []
+    for key, part in summary.groupby(names, sort=True, dropna=False):
+        values = dict(zip(names, key if isinstance(key, tuple) else (key,), strict=True))
+        label = ", ".join(
+            f"{'RTT' if name == 'rtt' else name} {fmt(experiment, name, values[name])}"
+            for name in names
+            if name == "rtt" or values[name]
+        )
+        parts.append((f"Over the emulated link ({label})", part))
+    return parts
+
+
 def fmt(experiment: Any, name: str, value: Any) -> str:
     """A parameter value as the experiment (the class) spells it (4KiB, O_SYNC)."""
     return format_param(experiment, name, value)

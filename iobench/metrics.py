@@ -99,8 +99,71 @@ COMMON_METRICS: tuple[Metric, ...] = (
         "peer",
         "Peer",
         "text",
-        "Socket experiments: where the peer ran: fork (a child on this host) or HOST:PORT of "
-        "an 'iobench serve' (--peer); empty for a case without a peer.",
+        "Socket experiments: where the peer ran: fork (a child on this host), HOST:PORT of "
+        "an 'iobench serve' (--peer), or netns (the virtual host of --peer netns); empty for a "
+        "case without a peer.",
+        kind="identity",
+    ),
+    _m(
+        "link_emulator",
+        "Link emulator",
+        "text",
+        "--peer netns: what emulated the link: netem (the kernel's qdisc on a veth pair) or "
+        "tun-relay (iobench's packet-level delay line between two TUN devices).",
+        kind="identity",
+    ),
+    _m(
+        "link_rtt_ns",
+        "Link RTT set",
+        "duration",
+        "--peer netns: the round-trip time the emulated link adds (--rtt).",
+    ),
+    _m(
+        "link_rate_bps",
+        "Link rate set",
+        "count",
+        "--peer netns: the emulated link's rate in bits per second (--rate; 0: no limit).",
+    ),
+    _m(
+        "link_loss",
+        "Link loss set",
+        "percent",
+        "--peer netns: packets dropped at random per direction (--loss).",
+    ),
+    _m(
+        "link_rtt_measured_ns",
+        "Link RTT measured",
+        "duration",
+        "--peer netns: median round trip of 20 one-byte TCP_NODELAY ping-pongs over the link, "
+        "measured before its first case (what the link really was).",
+        "lower",
+    ),
+    _m(
+        "link_rtt_min_ns",
+        "Link RTT min",
+        "duration",
+        "--peer netns: the shortest of those ping-pong round trips.",
+        "lower",
+    ),
+    _m(
+        "link_bulk_bytes_per_s",
+        "Link bulk rate",
+        "rate",
+        "--peer netns: one second of autotuned bulk TCP over the link, measured before its first case.",
+        "higher",
+    ),
+    _m(
+        "host",
+        "Host",
+        "text",
+        "Fleet runs: the host that measured the row (its Dask worker's name); empty in a local run.",
+        kind="identity",
+    ),
+    _m(
+        "worker",
+        "Worker",
+        "text",
+        "Fleet runs: the address of the Dask worker that ran the case (tcp://IP:PORT); empty in a local run.",
         kind="identity",
     ),
     _m(
@@ -309,7 +372,7 @@ _COMMON_BY_NAME = {m.name: m for m in (*COMMON_METRICS, *DERIVED_METRICS, *SHARE
 #: Row columns that identify a case rather than measure it.
 IDENTITY_COLUMNS = frozenset(m.name for m in COMMON_METRICS if m.kind == "identity")
 #: Identity columns a case's summary keeps (each case has one value; "mixed" otherwise).
-_SUMMARY_IDENTITY = ("engine", "peer")
+_SUMMARY_IDENTITY = ("engine", "peer", "link_emulator")
 
 #: Kernel tick assumed for the user/system split when the host's is unknown (HZ=100).
 DEFAULT_TICK_NS = 10_000_000

@@ -31,6 +31,8 @@ class Kind(Enum):
     CHOICE = "choice"
     DURATION = "duration"
     PERCENT = "percent"
+    #: A link rate in bits per second (tc's spelling: 100mbit, 1gbit).
+    BITRATE = "bitrate"
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class Param:
             Kind.CHOICE: "|".join(self.choices),
             Kind.DURATION: "TIME",
             Kind.PERCENT: "PCT",
+            Kind.BITRATE: "RATE",
         }[self.kind]
         return f"{base}[,...]" if self.sweep else base
 
@@ -112,6 +115,8 @@ class Param:
             return units.parse_percent(raw)
         if self.kind is Kind.INT:
             return units.parse_count(raw)
+        if self.kind is Kind.BITRATE:
+            return units.parse_bitrate(raw)
         # CHOICE
         if not isinstance(raw, str):
             raise units.UnitError(f"{units.shown(raw)} is not one of {', '.join(self.choices)}")
@@ -132,6 +137,8 @@ class Param:
             return units.format_duration(value).replace(" ", "")
         if self.kind is Kind.PERCENT:
             return f"{value:g}%"
+        if self.kind is Kind.BITRATE:
+            return units.format_bitrate(int(value))
         return str(value)
 
     def describe_default(self) -> str:

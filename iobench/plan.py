@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from iobench.engine.protocol import Protocol
 from iobench.params import case_id, expand_cases, left_out_of_id, resolve
 from iobench.peer.client import PeerAddress
+from iobench.peer.netns import LINK_PARAM_NAMES, NetnsPeer
 
 if TYPE_CHECKING:
     from iobench.experiments.base import Experiment
@@ -60,6 +61,8 @@ class PlanEntry:
         unique: dict[tuple, dict[str, Any]] = {}
         for case in expand_cases(self.experiment.params, self.values):
             ignored = self.experiment.irrelevant_params(case)
+            if not self.experiment.uses_peer(case):
+                ignored |= LINK_PARAM_NAMES  # no peer, no link: one case, not one per RTT
             key = tuple((name, value) for name, value in case.items() if name not in ignored)
             unique.setdefault(key, case)
         return list(unique.values())
@@ -80,7 +83,8 @@ class CaseSpec:
     #: Pin the measuring process to this CPU (None: free).
     cpu: int | None = None
     #: Where socket experiments run their peer (``--peer``; None: forked on this host).
-    peer: PeerAddress | None = None
+    #: ``NetnsPeer``: the virtual host of ``--peer netns`` (the executor builds its links).
+    peer: PeerAddress | NetnsPeer | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -99,7 +103,7 @@ def plan_cases(
     entries: Sequence[PlanEntry],
     done: Collection[tuple[str, str]] = (),
     cpu: int | None = None,
-    peer: PeerAddress | None = None,
+    peer: PeerAddress | NetnsPeer | None = None,
 ) -> list[CaseSpec]:
     """The cases still to run, in plan order: every entry's cases minus ``done``
     ((experiment, case id) pairs). A case listed by two entries runs once."""

@@ -75,9 +75,17 @@ class MemorySink(CaseRecords):
         """Nothing to release."""
 
 
+def with_context(rows: list[dict[str, Any]], context: dict[str, Any]) -> list[dict[str, Any]]:
+    """``rows`` with the run-wide constant columns of ``context`` in each (a row's own value
+    of the same name wins: the engine's identity columns are never overwritten)."""
+    if not context:
+        return rows
+    return [{**context, **row} for row in rows]
+
+
 def record(sink: Sink, result: CaseResult) -> None:
     """Put one finished case into the sink (a run folder commits it crash-safely)."""
     sink.commit(result.rows, result.summary)
 
 
-__all__ = ["MemorySink", "RunStore", "Sink", "record"]
+__all__ = ["MemorySink", "RunStore", "Sink", "record", "with_context"]

@@ -29,8 +29,9 @@ from iobench.execute import Executor, LocalExecutor
 from iobench.interrupts import Terminated, termination_raises
 from iobench.loops.engines import native_available, native_unavailable_reason
 from iobench.peer.client import PeerAddress, RemotePeer, parse_peer
+from iobench.peer.netns import NetnsPeer, link_requested
 from iobench.plan import CaseSpec, Lookup, PlanEntry, plan_cases
-from iobench.record import MemorySink, Sink
+from iobench.record import MemorySink, Sink, with_context
 from iobench.results import COLUMNS_DOC, RunStore
 from iobench.scratch import check_target_dir, note_run, private_scratch, restore_left_settings
 from iobench.units import format_size
@@ -73,6 +74,9 @@ class RunRequest:
     peer: str | None = None
     #: ``--peer-token``: the token that server wants.
     peer_token: str | None = None
+    #: Run-wide constant columns merged into every row before it is recorded (a fleet run's
+    #: host and worker; declare each in iobench/metrics.py).
+    row_context: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -181,18 +185,29 @@ class _Prepared:
 @contextlib.contextmanager
 def open_peer(
     value: str | None, token: str | None = None
-) -> Iterator[tuple[PeerAddress | None, dict[str, Any]]]:
+) -> Iterator[tuple[PeerAddress | NetnsPeer | None, dict[str, Any]]]:
     """The peer every case of the run uses, and what the run records about it (meta "peer").
 
     None/"" -> (None, {}): peers are forked here. ``HOST[:PORT]`` -> its address, after one
     handshake that fails the run before anything is made when the server cannot be reached,
-    runs another version, wants another token or is busy (PeerRefused, one line). This is the
-    place for peers that must be started and stopped around the run (``--peer netns``): set
-    up before the yield, torn down after it.
+    runs another version, wants another token or is busy (PeerRefused, one line). ``netns``
+    -> the virtual host: the executor builds each case's link (``peer.netns.NetnsLinks``);
+    where it cannot (not root...), the cases that need it are unsupported with the reason.
     """
-    address = parse_peer(value, token)  # "netns" is refused there, with one line, until it exists
+    address = parse_peer(value, token)
     if address is None:
         yield None, {}
+        return
+    if isinstance(address, NetnsPeer):
+        from iobench.errors import LinkUnsupported
+        from iobench.netemu import check_support
+
+        try:
+            check_support()
+        except LinkUnsupported as exc:
+            yield address, {"address": "netns", "unsupported": str(exc)}
+        else:
+            yield address, {"address": "netns"}
         return
     peer = RemotePeer(address)
     try:
@@ -202,12 +217,18 @@ def open_peer(
     yield address, {"address": str(address), "host": host}
 
 
-def _prepare(request: RunRequest, peer: PeerAddress | None = None) -> _Prepared:
+def _prepare(request: RunRequest, peer: PeerAddress | NetnsPeer | None = None) -> _Prepared:
     """Check the target, pin, plan the cases still to run, check space, read host facts."""
     target_dir = check_target_dir(request.target_dir)
     cpu = pin_cpu(request.cpu)
     done = request.resume.finished_cases() if request.resume is not None else set()
     specs = plan_cases(request.entries, done, cpu, peer)
+    if not isinstance(peer, NetnsPeer):
+        linked = next((spec for spec in specs if link_requested(spec.params)), None)
+        if linked is not None:
+            raise ParamError(
+                f"{linked.label}: --rtt, --rate and --loss describe an emulated link; they need --peer netns"
+            )
     _check_space(specs, request.lookup, target_dir)
     # Settings a killed run changed (read_ahead_kb, THP mode...) go back before facts are read.
     restored = restore_left_settings()
@@ -277,7 +298,12 @@ def _measure(
     started = RunStarted(ready.total, ready.done, str(sink.path) if sink.path else None)
     events.emit(started)
     yield started
-    status, error = yield from _run_cases(request, ready.specs, executor, sink, events, ready.total)
+    try:
+        status, error = yield from _run_cases(request, ready.specs, executor, sink, events, ready.total)
+    finally:
+        links = getattr(executor, "links", None)
+        if links is not None and links.history:
+            sink.meta["links"] = links.history  # each emulated link and its relay counters
     # The measuring process's own footprint, before any post-processing loads libraries.
     sink.meta["peak_rss_measuring_bytes"] = hostinfo.peak_rss_bytes()
     sink.finish(status, error)
@@ -334,10 +360,10 @@ def _run_cases(
         except StopIteration:
             return "complete", None
         except CaseSpaceError as exc:
-            sink.commit(exc.result.rows, exc.result.summary)
+            sink.commit(with_context(exc.result.rows, request.row_context), exc.result.summary)
             sink.finish("failed", str(exc))
             raise
-        sink.commit(result.rows, result.summary)
+        sink.commit(with_context(result.rows, request.row_context), result.summary)
         ran += 1
         for warning in case_warnings(result.summary, result.rows):
             sink.warn(warning)

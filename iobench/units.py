@@ -26,6 +26,7 @@ _SIZE_RE = re.compile(rf"^{_NUMBER}\s*([a-zA-Z]*)$", re.ASCII)
 _DURATION_RE = re.compile(rf"^{_NUMBER}\s*([a-zA-Z\u00b5\u03bc]*)$", re.ASCII)
 _PERCENT_RE = re.compile(rf"^{_NUMBER}\s*%?$", re.ASCII)
 _COUNT_RE = re.compile(r"^([+-]?)(\d+)$", re.ASCII)
+_BITRATE_RE = re.compile(rf"^{_NUMBER}\s*([a-zA-Z]*)$", re.ASCII)
 
 _BINARY = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _IEC = {"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
@@ -54,6 +55,9 @@ _DURATION_NS = {
     "min": 60 * 10**9,
     "h": 3600 * 10**9,
 }
+
+#: tc's spellings of link rates (bits per second, powers of 1000), as `tc qdisc ... rate` takes them.
+_BITRATE = {"": 1, "bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9, "tbit": 10**12}
 
 _SHOWN = reprlib.Repr()
 _SHOWN.maxstring = 40
@@ -193,6 +197,39 @@ def parse_count(text: str | int) -> int:
     if abs(value) > LARGEST:
         raise UnitError(f"{shown(text)} is too large")
     return value
+
+
+def parse_bitrate(text: str | int) -> int:
+    """Parse a link rate as tc spells it, ``100mbit``, ``1gbit``, ``2.5gbit`` or a bare number of
+    bits per second, into bits per second (0: no limit)."""
+    if isinstance(text, bool):
+        raise UnitError(f"{text!r} is not a rate")
+    if isinstance(text, int):
+        if not 0 <= text <= LARGEST:
+            raise UnitError(f"{shown(text)} is not a valid rate")
+        return text
+    if not isinstance(text, str):
+        raise UnitError(f"{shown(text)} is not a rate")
+    match = _BITRATE_RE.match(text.strip())
+    unit = match.group(2).lower() if match else ""
+    if not match or unit not in _BITRATE:
+        raise UnitError(f"{shown(text)} is not a rate (examples: 100mbit, 1gbit, 2.5gbit){_hint(text)}")
+    value = _decimal(match.group(1), text) * _BITRATE[unit]
+    if value.denominator != 1:
+        raise UnitError(f"{shown(text)} is not a whole number of bits per second")
+    if value > LARGEST:
+        raise UnitError(f"{shown(text)} is too large")
+    return int(value)
+
+
+def format_bitrate(bits_per_second: int) -> str:
+    """The shortest exact tc spelling: 10**9 -> '1gbit', 2500000 -> '2500kbit', 0 -> '0'."""
+    if not bits_per_second:
+        return "0"
+    for unit in ("tbit", "gbit", "mbit", "kbit"):
+        if bits_per_second % _BITRATE[unit] == 0:
+            return f"{bits_per_second // _BITRATE[unit]}{unit}"
+    return f"{bits_per_second}bit"
 
 
 def format_size(num_bytes: float) -> str:

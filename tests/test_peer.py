@@ -188,23 +188,12 @@ def test_parse_peer(value: str | None, expected: PeerAddress | None) -> None:
         ("127.0.0.1:http", "the port must be a number from 1 to 65535"),
         ("host name", "is not a host name or an IP address"),
         ("[::1", "needs its ']'"),
-        ("netns", "--peer netns: a peer in a network namespace is not available in this version"),
+        ("", "--peer-token: give a non-empty token"),
     ],
 )
 def test_parse_peer_refuses(value: str, message: str) -> None:
     with pytest.raises(ParamError, match=re.escape(message)):
-        parse_peer(value)
-
-
-def test_peer_netns_is_a_one_line_usage_error(tmp_path: Path) -> None:
-    args = ["run", "sock-buffer", "--peer", "netns", "--out", str(tmp_path), "-q"]
-    result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 2
-    assert result.output.strip().splitlines() == [
-        "Error: --peer netns: a peer in a network namespace is not available in this version; "
-        "give HOST[:PORT] of a host running 'iobench serve'"
-    ]
-    assert not any(tmp_path.iterdir())
+        parse_peer(value or "127.0.0.1", token=None if value else "")
 
 
 def test_an_unreachable_peer_stops_the_run_before_it_starts(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from iobench.errors import InsufficientSpaceError, IobenchError, UnsupportedCase
 from iobench.loops.engines import engine_for, loops_for
 from iobench.params import case_id
 from iobench.peer.client import PeerAddress, peer_for
+from iobench.peer.netns import PeerUnavailable
 from iobench.stats import RunningMean
 from iobench.units import format_size
 
@@ -79,7 +80,7 @@ def run_case(
     events: Events | None = None,
     target_fs: str = "",
     clock_origin_ns: int | None = None,
-    peer: PeerAddress | None = None,
+    peer: PeerAddress | PeerUnavailable | None = None,
 ) -> CaseResult:
     """Measure one case: prepare, warm up, repeat until the protocol says stop, tear down.
 
@@ -105,6 +106,7 @@ def run_case(
     origin = time.perf_counter_ns() if clock_origin_ns is None else clock_origin_ns
     probe = CounterProbe(experiment.counter_scope)
     try:
+        peer_object.check()
         check_space(case_dir, instance.space_needed())
         instance.prepare()
         started = time.perf_counter_ns()

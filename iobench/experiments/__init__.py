@@ -19,6 +19,7 @@ from typing import Any
 from iobench.errors import UnknownExperimentError
 from iobench.experiments.base import Experiment
 from iobench.params import Param
+from iobench.peer.netns import LINK_PARAM_NAMES, LINK_PARAMS
 
 ENTRY_POINT_GROUP = "iobench.experiments"
 
@@ -31,6 +32,10 @@ def register(cls: type[Experiment]) -> type[Experiment]:
     existing = _REGISTRY.get(cls.name)
     if existing is not None and existing is not cls:
         raise ValueError(f"two experiments are named {cls.name!r}: {existing} and {cls}")
+    if cls.remote_peer and not any(p.name in LINK_PARAM_NAMES for p in cls.params):
+        # Its peer can be remote, so it can run over an emulated link (--peer netns): the
+        # link's parameters come first, so a sweep builds each link once for all its cases.
+        cls.params = (*LINK_PARAMS, *cls.params)
     _REGISTRY[cls.name] = cls
     return cls
 

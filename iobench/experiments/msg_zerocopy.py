@@ -483,7 +483,7 @@ class MsgZerocopy(Experiment):
             report, _ = self._child.wait(SOCKET_TIMEOUT_S)
             received, peer_cpu_ns = report["bytes"], report["cpu_ns"]
         else:
-            (received, peer_cpu_ns, _), _ = self._child.wait(SOCKET_TIMEOUT_S)
+            (received, peer_cpu_ns, *_), _ = self._child.wait(SOCKET_TIMEOUT_S)
         self._child = None
         self._close_go()
         self._sender.close()

@@ -75,6 +75,9 @@ class SockBuffer(Experiment):
         Column("Requested rcv", "requested_rcvbuf", "size"),
         Column("Effective rcv", "effective_rcvbuf", "size"),
         Column("Rcv at end", "effective_rcvbuf_end", "size"),
+        Column("Window", "peer_window_bytes", "size"),
+        Column("Link RTT", "link_rtt_min_ns", "duration"),
+        Column("Window/RTT", "peer_window_bytes", "rate", per="link_rtt_min_ns", scale=1e9),
         Column("Requested snd", "requested_sndbuf", "size"),
         Column("Effective snd", "effective_sndbuf", "size"),
         Column("Throughput", "bytes_per_s", "rate"),
@@ -133,6 +136,14 @@ class SockBuffer(Experiment):
             "SO_SNDBUF as getsockopt reported it before the transfer.",
         ),
         M(
+            "peer_window_bytes",
+            "Receive window",
+            "size",
+            "The receiver's TCP window clamp after the transfer (TCP_WINDOW_CLAMP): the most it "
+            "could advertise; with SO_RCVBUF set, SO_RCVBUF x payload share (Linux >= 6.6). "
+            "Throughput <= window / RTT. Empty for Unix sockets.",
+        ),
+        M(
             "effective_rcvbuf_end",
             "SO_RCVBUF after",
             "size",
@@ -143,52 +154,14 @@ class SockBuffer(Experiment):
     @classmethod
     def explain(cls, summary: pd.DataFrame) -> list[str]:
         """What 0 and other requests became, case by case (doubled, capped or raised to the
-        minimum: from requested vs effective), the documented rules cited, and 0 against unset."""
+        minimum: from requested vs effective), the documented rules cited, and 0 against unset;
+        over an emulated link (--peer netns), the bandwidth-delay law, link by link."""
         from iobench import explain as ex
 
         out = []
-        zero: list[str] = []
-        zero_left: list[bool] = []
-        for option, metric, wanted in (
-            ("SO_RCVBUF", "effective_rcvbuf", ("rcvbuf", "both")),
-            ("SO_SNDBUF", "effective_sndbuf", ("sndbuf", "both")),
-        ):
-            got: dict[str, float] = {}
-            for transport in ("tcp", "unix"):
-                for which in wanted:
-                    found = ex.one(summary, metric, transport=transport, buffers=which, bufsize=0)
-                    if found is not None:
-                        got[_LABEL[transport]] = found
-                        break
-            zero_left += [v > 0 for v in got.values()]
-            if len(set(got.values())) == 1:
-                zero.append(f"{option}=0 became {next(iter(got.values())):,.0f} bytes on {' and '.join(got)}")
-            else:
-                zero += [f"{option}=0 became {v:,.0f} bytes on {t}" for t, v in got.items()]
-        if zero:
-            out.append(
-                "; ".join(zero)
-                + ". "
-                + ex.cite(
-                    ex.WINSOCK_CHAPTER,
-                    ex.WINSOCK_BOOK,
-                    "on Windows SO_RCVBUF=0 means no kernel receive buffer: data goes straight into the "
-                    "receive buffers the application posted",
-                )
-                + (
-                    ". On Linux a request of 0 still left a kernel buffer of the sizes above."
-                    if all(zero_left)
-                    else ". On Linux some requests of 0 left no buffer at all (0 bytes above)."
-                )
-            )
-        for option in ("SO_RCVBUF", "SO_SNDBUF"):
-            sentence = _requests(cls, summary, option)
-            if sentence:
-                out.append(sentence)
-        for transport in ("tcp", "unix"):
-            sentence = _zero_vs_unset(cls, summary, transport)
-            if sentence:
-                out.append(sentence)
+        for label, part in ex.by_link(cls, summary):
+            sentences = _explain_one_link(cls, part) + _bandwidth_delay(cls, part)
+            out += [f"{label}: {sentence}" if label else sentence for sentence in sentences]
         return out
 
     _listener: socket.socket | None = None
@@ -287,9 +260,10 @@ class SockBuffer(Experiment):
                 "peer_user_ns": usage["user_ns"],
                 "peer_sys_ns": usage["sys_ns"],
                 "effective_rcvbuf_end": report["rcvbuf_end"],
+                "peer_window_bytes": report.get("window_clamp"),
                 "integrity_ok": report["bytes"] == self.transfer,
             }
-        (received, peer_cpu_ns, rcvbuf_end), usage = self._child.wait(SOCKET_TIMEOUT_S)
+        (received, peer_cpu_ns, rcvbuf_end, clamp), usage = self._child.wait(SOCKET_TIMEOUT_S)
         self._child = None
         self._sender.close()
         self._sender = None
@@ -298,6 +272,7 @@ class SockBuffer(Experiment):
             "peer_user_ns": int(usage.ru_utime * 1e9),
             "peer_sys_ns": int(usage.ru_stime * 1e9),
             "effective_rcvbuf_end": rcvbuf_end,
+            "peer_window_bytes": clamp,
             "integrity_ok": received == self.transfer,
         }
 
@@ -309,6 +284,113 @@ class SockBuffer(Experiment):
             if sock is not None:
                 sock.close()
         self._sender = self._receiver = self._listener = None
+
+
+def _explain_one_link(experiment: Any, summary: pd.DataFrame) -> list[str]:
+    """The explanation of cases over one link (or loopback): requests and what they became."""
+    from iobench import explain as ex
+
+    cls = experiment
+    out: list[str] = []
+    zero: list[str] = []
+    zero_left: list[bool] = []
+    for option, metric, wanted in (
+        ("SO_RCVBUF", "effective_rcvbuf", ("rcvbuf", "both")),
+        ("SO_SNDBUF", "effective_sndbuf", ("sndbuf", "both")),
+    ):
+        got: dict[str, float] = {}
+        for transport in ("tcp", "unix"):
+            for which in wanted:
+                found = ex.one(summary, metric, transport=transport, buffers=which, bufsize=0)
+                if found is not None:
+                    got[_LABEL[transport]] = found
+                    break
+        zero_left += [v > 0 for v in got.values()]
+        if len(set(got.values())) == 1:
+            zero.append(f"{option}=0 became {next(iter(got.values())):,.0f} bytes on {' and '.join(got)}")
+        else:
+            zero += [f"{option}=0 became {v:,.0f} bytes on {t}" for t, v in got.items()]
+    if zero:
+        out.append(
+            "; ".join(zero)
+            + ". "
+            + ex.cite(
+                ex.WINSOCK_CHAPTER,
+                ex.WINSOCK_BOOK,
+                "on Windows SO_RCVBUF=0 means no kernel receive buffer: data goes straight into the "
+                "receive buffers the application posted",
+            )
+            + (
+                ". On Linux a request of 0 still left a kernel buffer of the sizes above."
+                if all(zero_left)
+                else ". On Linux some requests of 0 left no buffer at all (0 bytes above)."
+            )
+        )
+    for option in ("SO_RCVBUF", "SO_SNDBUF"):
+        sentence = _requests(cls, summary, option)
+        if sentence:
+            out.append(sentence)
+    for transport in ("tcp", "unix"):
+        sentence = _zero_vs_unset(cls, summary, transport)
+        if sentence:
+            out.append(sentence)
+    return out
+
+
+def _bandwidth_delay(experiment: Any, summary: pd.DataFrame) -> list[str]:
+    """Over one emulated link: its bandwidth-delay product (from the rate set, or the bulk rate
+    measured, and the measured RTT) against the receive windows, and each TCP case's throughput
+    against window / RTT, the most a window allows per round trip."""
+    from iobench import explain as ex
+    from iobench.units import format_duration, format_rate, format_size
+
+    tcp = ex.select(summary, transport="tcp")
+    if tcp.empty or "link_rtt_min_ns" not in tcp:
+        return []
+    rtt = ex.one(tcp, "link_rtt_min_ns")
+    if rtt is None or rtt <= 0:
+        return []
+    rate_set = ex.one(tcp, "link_rate_bps") or 0
+    bulk = ex.one(tcp, "link_bulk_bytes_per_s")
+    capacity = rate_set / 8 if rate_set else bulk
+    measured = ex.one(tcp, "link_rtt_measured_ns")
+    link = f"the link's round trip was {format_duration(rtt)} at least"
+    if measured is not None:
+        link += f" ({format_duration(measured)} median, 20 ping-pongs before the cases)"
+    if capacity:
+        source = "its rate set" if rate_set else "its bulk test"
+        link += (
+            f"; at {format_rate(capacity)} ({source}) its bandwidth-delay product is "
+            f"{format_size(capacity * rtt / 1e9)}: the window a sender needs in flight to fill it"
+        )
+    cases = []
+    for _, row in tcp.sort_values(["buffers", "bufsize", "transfer"]).iterrows():
+        window, got = row.get("peer_window_bytes"), row.get("bytes_per_s")
+        if not (ex.finite(window) and ex.finite(got) and window > 0):
+            continue
+        limit = window / rtt * 1e9
+        if row.get("buffers") == "unset":
+            end = row.get("effective_rcvbuf_end")
+            grown = f" grew SO_RCVBUF to {format_size(end)}," if ex.finite(end) else ""
+            who = f"unset (autotuning{grown} window {format_size(window)} at the end"
+        else:
+            who = f"SO_RCVBUF {ex.fmt(experiment, 'bufsize', row['bufsize'])} (window {format_size(window)}"
+        who += f", {format_size(row['transfer'])} sent)"
+        if capacity and limit >= capacity:
+            verdict = (
+                f"{got / capacity:.2f} of the link: window/RTT = {format_rate(limit)} is above the link, "
+                "so the link limits"
+            )
+        else:
+            verdict = f"{got / limit:.2f} of window/RTT = {format_rate(limit)}: the window limits"
+        cases.append(f"{who}: {format_rate(got)}, {verdict}")
+    if not cases:
+        return [link[0].upper() + link[1:] + "."]
+    return [
+        link[0].upper() + link[1:] + ". TCP has at most one receive window in flight per round "
+        "trip, so throughput <= min(window / RTT, link rate) (short transfers stay below both: slow "
+        "start): " + "; ".join(cases) + "."
+    ]
 
 
 def _cpu_per_gib(row: pd.Series) -> float | None:

@@ -39,7 +39,7 @@ def _drain(port: int) -> tuple[int, int]:
     sock = socket.create_connection(("127.0.0.1", port), timeout=SOCKET_TIMEOUT_S)
     sock.settimeout(None)
     set_blocking_timeouts(sock, SOCKET_TIMEOUT_S)
-    total, cpu_ns, _ = drain_to_eof(sock, [])
+    total, cpu_ns, *_ = drain_to_eof(sock, [])
     return total, cpu_ns
 
 

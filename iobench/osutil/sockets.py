@@ -144,12 +144,13 @@ def tcp_kernel_memory_bytes() -> int | None:
 
 def drain_to_eof(
     sock: socket.socket, others: list[socket.socket], start_fd: int | None = None
-) -> tuple[int, int, int]:
+) -> tuple[int, int, int, int | None]:
     """The receiving child: read to EOF, send the byte count back.
 
     ``start_fd``: wait for one byte (or EOF) on this pipe before reading anything. Calls
     ``children.ready()`` once set up, before it waits for anything.
-    Returns (bytes, CPU ns of the receive loop, SO_RCVBUF at the end: autotuning grows it).
+    Returns (bytes, CPU ns of the receive loop, SO_RCVBUF at the end: autotuning grows it,
+    the TCP window clamp at the end: ``window_clamp``).
     """
     for other in others:  # only our own end: if the parent dies we see EOF, not a hang
         other.close()
@@ -164,6 +165,17 @@ def drain_to_eof(
         total += got
     cpu_ns = time.thread_time_ns() - cpu_start
     rcvbuf_end = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    clamp = window_clamp(sock)
     sock.sendall(struct.pack("q", total))
     sock.close()
-    return total, cpu_ns, rcvbuf_end
+    return total, cpu_ns, rcvbuf_end, clamp
+
+
+def window_clamp(sock: socket.socket) -> int | None:
+    """The largest receive window a TCP socket may advertise (TCP_WINDOW_CLAMP), None for other
+    sockets. With SO_RCVBUF set, Linux >= 6.6 keeps it at sk_rcvbuf * scaling_ratio / 256 (the
+    share of the buffer that payload gets, measured from the packets received), so read it after
+    data arrived: it is the window of the bandwidth-delay law, throughput <= window / RTT."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
+        return None
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_WINDOW_CLAMP)

@@ -18,14 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iobench import __version__
-from iobench.errors import IobenchError, ParamError
+from iobench.errors import IobenchError, ParamError, UnsupportedCase
 from iobench.osutil.sockets import SOCKET_TIMEOUT_S, set_blocking_timeouts, set_buffers
 from iobench.peer import protocol
+from iobench.peer.netns import NETNS, NetnsPeer, PeerUnavailable
 from iobench.peer.protocol import ProtocolError
 from iobench.peer.server import DEFAULT_PORT, boot_id
 
-#: The value of --peer that will start a peer in a network namespace (not available yet).
-NETNS = "netns"
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
 
 
@@ -50,17 +49,15 @@ class PeerAddress:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-def parse_peer(value: str | None, token: str | None = None) -> PeerAddress | None:
-    """``--peer`` as an address: ``HOST``, ``HOST:PORT``, ``[IPv6]:PORT`` or a bare IPv6 address;
-    None or "" means no peer (everything on this host). ParamError names what is wrong."""
+def parse_peer(value: str | None, token: str | None = None) -> PeerAddress | NetnsPeer | None:
+    """``--peer`` as an address: ``HOST``, ``HOST:PORT``, ``[IPv6]:PORT`` or a bare IPv6 address,
+    or ``netns`` (a virtual host on this machine: ``peer.netns``); None or "" means no peer
+    (everything on this host). ParamError names what is wrong."""
     if value is None or not value.strip():
         return None
     text = value.strip()
     if text == NETNS:
-        raise ParamError(
-            "--peer netns: a peer in a network namespace is not available in this version; "
-            "give HOST[:PORT] of a host running 'iobench serve'"
-        )
+        return NetnsPeer()
     host, port_text = text, None
     if text.startswith("["):
         close = text.find("]")
@@ -94,6 +91,9 @@ class LocalPeer:
     remote = False
     name = "fork"
 
+    def check(self) -> None:
+        """Always there."""
+
     def close(self) -> None:
         """Nothing to release."""
 
@@ -113,6 +113,9 @@ class RemotePeer:
         self.name = str(address)
         self.host: dict[str, Any] = {}
         self._conn: socket.socket | None = None
+
+    def check(self) -> None:
+        """Reached at first use (``connect``), not before."""
 
     def connect(self, version: str = __version__) -> dict[str, Any]:
         """Open the control connection and shake hands; the server's host facts.
@@ -328,6 +331,30 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def peer_for(address: PeerAddress | None) -> LocalPeer | RemotePeer:
+class UnavailablePeer:
+    """The peer of a case that cannot have one here (``--peer netns`` without root...):
+    ``check`` makes the case unsupported with the reason before anything is set up."""
+
+    remote = True
+
+    def __init__(self, reason: str, failed: bool = False, name: str = NETNS) -> None:
+        self.reason = reason
+        self.failed = failed
+        self.name = name
+
+    def check(self) -> None:
+        if self.failed:
+            raise PeerError(self.reason)
+        raise UnsupportedCase(self.reason)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def peer_for(address: PeerAddress | PeerUnavailable | None) -> LocalPeer | RemotePeer | UnavailablePeer:
     """The peer object an experiment instance gets for a case."""
-    return LOCAL_PEER if address is None else RemotePeer(address)
+    if address is None:
+        return LOCAL_PEER
+    if isinstance(address, PeerUnavailable):
+        return UnavailablePeer(address.reason, address.failed)
+    return RemotePeer(address)

@@ -103,10 +103,18 @@ def drain(sock: socket.socket, params: dict[str, Any]) -> dict[str, Any]:
     """The receiver: read to EOF with the forked peer's loop, send the 8-byte count back.
 
     The result has the bytes, the receive loop's CPU, and the socket's effective buffer sizes
-    at the start (after accept) and SO_RCVBUF at the end (autotuning may grow it)."""
+    at the start (after accept), SO_RCVBUF at the end (autotuning may grow it) and the TCP
+    window clamp at the end (``osutil.sockets.window_clamp``)."""
     rcvbuf, sndbuf = effective_buffers(sock)
-    total, cpu_ns, rcvbuf_end = drain_to_eof(sock, [])
-    return {"bytes": total, "cpu_ns": cpu_ns, "rcvbuf": rcvbuf, "sndbuf": sndbuf, "rcvbuf_end": rcvbuf_end}
+    total, cpu_ns, rcvbuf_end, clamp = drain_to_eof(sock, [])
+    return {
+        "bytes": total,
+        "cpu_ns": cpu_ns,
+        "rcvbuf": rcvbuf,
+        "sndbuf": sndbuf,
+        "rcvbuf_end": rcvbuf_end,
+        "window_clamp": clamp,
+    }
 
 
 ROLES: dict[str, Role] = {

@@ -8,7 +8,7 @@ caches under $HOME and takes a second to load).
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,12 +39,14 @@ def build_report(
     out_dir: Path,
     formats: Iterable[str] = DEFAULT_FORMATS,
     md_images: str = "links",
+    fleet: Mapping[str, ResultSet] | None = None,
 ) -> list[Path]:
     """Write the report of ``runs`` into ``out_dir`` in the given formats; returns the files.
 
     ``md_images``: "links" points report.md at the PNG (or SVG) files written beside it (none
     when neither format is written), "inline" embeds each figure as a PNG data URI so the one
-    file carries them, "none" leaves figures out of report.md.
+    file carries them, "none" leaves figures out of report.md. ``fleet`` (host name -> that
+    host's run, the runs of a fleet run) adds the "host vs fleet median" table.
     """
     from iobench.report.figures import save_figure
     from iobench.report.html import render_html
@@ -57,6 +59,10 @@ def build_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     inline = md_images == "inline" and "md" in formats
     model = build_model(runs, draw=inline or any(f in formats for f in ("html", "png", "svg")))
+    if fleet is not None:
+        from iobench.report.fleet import fleet_section
+
+        model.fleet = fleet_section(fleet)
     written: list[Path] = []
     images: dict[str, str] = {}
     for section in model.sections:

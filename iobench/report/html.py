@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 from html import escape
+from typing import Any
 
 import pandas as pd
 
@@ -136,11 +137,23 @@ def _section(section: Section) -> str:
     return "\n".join(parts)
 
 
+def _fleet(fleet: Any) -> str:
+    """The host vs fleet median table, outliers first."""
+    parts = ['<h2 id="fleet">Hosts vs fleet median</h2>', f"<p>{escape(fleet.notes[0])}</p>"]
+    if not fleet.table.empty:
+        parts.append(_table(fleet.table))
+    parts += [f'<p class="muted">{escape(note)}</p>' for note in fleet.notes[1:]]
+    return "\n".join(parts)
+
+
 def render_html(model: ReportModel) -> str:
     """The whole report as one HTML document."""
     title = "iobench report: " + ", ".join(run.label for run in model.runs)
     toc = "".join(f'<li><a href="#{escape(s.anchor)}">{escape(s.name)}</a></li>' for s in model.sections)
-    body = ["<h1>iobench report</h1>", *(_run_header(run) for run in model.runs)]
+    body = ["<h1>iobench report</h1>"]
+    if model.fleet is not None:
+        body.append(_fleet(model.fleet))
+    body += [_run_header(run) for run in model.runs]
     if model.sections:
         body.append(f"<nav><h2>Experiments</h2><ol>{toc}</ol></nav>")
         body += [_section(section) for section in model.sections]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
 from iobench.report.model import ReportModel, RunHeader, Section, not_run_summary
@@ -53,6 +55,13 @@ def _section(section: Section, images: dict[str, str]) -> list[str]:
     return lines
 
 
+def _fleet(fleet: Any) -> list[str]:
+    lines = ["## Hosts vs fleet median", "", fleet.notes[0], ""]
+    if not fleet.table.empty:
+        lines += [frame_to_markdown(fleet.table), ""]
+    return [*lines, *(f"<sub>{note}</sub>" for note in fleet.notes[1:]), ""]
+
+
 def render_markdown(model: ReportModel, images: dict[str, str] | None = None) -> str:
     """The whole report as Markdown. ``images`` maps figure stems to image sources (a file
     written beside the report, or a data URI); figures without one are left out, so no link
@@ -60,6 +69,8 @@ def render_markdown(model: ReportModel, images: dict[str, str] | None = None) ->
     """
     images = images or {}
     lines = ["# iobench report", ""]
+    if model.fleet is not None:
+        lines += _fleet(model.fleet)
     for run in model.runs:
         lines += _run_header(run)
     if not model.sections:

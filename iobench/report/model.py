@@ -61,6 +61,8 @@ class ReportModel:
 
     runs: list[RunHeader]
     sections: list[Section]
+    #: A fleet run's host vs fleet median table (``iobench.report.fleet``); None otherwise.
+    fleet: Any = None
 
 
 def _git(run: ResultSet) -> str | None:
@@ -84,6 +86,9 @@ def run_labels(runs: list[ResultSet]) -> dict[str, str]:
     """
     if len(runs) == 1:
         return {runs[0].run_id: runs[0].run_id}
+    hosts = [fleet_host(run) for run in runs]
+    if all(hosts) and len(set(hosts)) == len(runs):
+        return {run.run_id: str(host) for run, host in zip(runs, hosts, strict=True)}
     facts: list[Any] = [
         lambda run: run.meta.get("host", {}).get("hostname"),
         _git,
@@ -104,12 +109,19 @@ def run_labels(runs: list[ResultSet]) -> dict[str, str]:
     return labels
 
 
+def fleet_host(run: ResultSet) -> str | None:
+    """The host a fleet run's run was measured on (its worker's name); None for a local run."""
+    fleet = run.meta.get("fleet")
+    return str(fleet["host"]) if isinstance(fleet, dict) and fleet.get("host") is not None else None
+
+
 def _facts(run: ResultSet) -> list[tuple[str, str]]:
     meta = run.meta
     host = meta.get("host", {})
     target = meta.get("target", {})
     pinned = meta.get("cpu_pinned")
     return [
+        *_fleet_facts(meta),
         ("command", " ".join(meta.get("command", []))),
         ("time", f"{meta.get('started')} to {meta.get('finished', '-')}"),
         ("host", hostinfo.host_line(host)),
@@ -123,16 +135,38 @@ def _facts(run: ResultSet) -> list[tuple[str, str]]:
     ]
 
 
+def _fleet_facts(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    fleet = meta.get("fleet")
+    if not isinstance(fleet, dict):
+        return []
+    dask = fleet.get("dask") or {}
+    stopped = ", ".join(dask.get("stopped") or []) or "nothing"
+    return [
+        (
+            "fleet",
+            f"host {fleet.get('host')}, worker {fleet.get('worker')}, scheduler {fleet.get('cluster')}",
+        ),
+        ("dask", f"distributed {dask.get('distributed', '?')}; stopped on the worker: {stopped}"),
+    ]
+
+
 def _not_run(run: ResultSet) -> list[tuple[str, str, str, str]]:
     frame = run.frame
     if frame.empty or "status" not in frame:
         return []
     bad = frame[frame["status"] != "ok"].drop_duplicates(subset=["experiment", "case"])
     reasons = bad["status_reason"] if "status_reason" in bad else pd.Series([""] * len(bad), index=bad.index)
-    return [
+    listed = [
         (str(r["experiment"]), str(r["case"]), str(r["status"]), str(reason) if reason == reason else "")
         for (_, r), reason in zip(bad.iterrows(), reasons, strict=True)
     ]
+    # A fleet host that stopped (its worker lost) lists the cases it then did not run.
+    listed += [
+        (str(c.get("experiment")), str(c.get("case")), "not run", str(c.get("reason", "")))
+        for c in run.meta.get("not_run") or []
+        if isinstance(c, dict)
+    ]
+    return listed
 
 
 def _shape(reason: str) -> str:
