@@ -215,10 +215,13 @@ class _FailsOverTheLink(Experiment):
 
 
 @needs_link
-def test_a_failed_case_still_tears_the_link_down(tmp_path: Path) -> None:
-    from iobench.experiments import register
+def test_a_failed_case_still_tears_the_link_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from iobench import experiments
 
-    experiment = register(_FailsOverTheLink)
+    # A registry copy: the test experiment must not outlive this test (test_timed_windows
+    # checks that every registered experiment is covered).
+    monkeypatch.setattr(experiments, "_REGISTRY", dict(experiments._REGISTRY))
+    experiment = experiments.register(_FailsOverTheLink)
     assert {p.name for p in experiment.params} == LINK_PARAM_NAMES
     entry = PlanEntry(experiment, {"rtt": (MS,), "rate": (0,), "loss": (0.0,)}, Protocol(**TINY))
     specs = plan_cases([entry], peer=NetnsPeer())
