@@ -658,7 +658,8 @@ class AsyncSend(Experiment):
             role = self._child = self.peer.dial(
                 "echo-driver", self._echo_params(self._listener.getsockname()[1])
             )
-            self._sync, *self._conns = role.accept(self._listener, 1 + self.concurrency)
+            self._sync = role.accept_sync(self._listener)
+            self._conns = role.accept(self._listener, self.concurrency)
             self._go = self._sync.fileno()  # 'g' goes on the sync connection (closed by _close_rep)
             for conn in self._conns:  # as accept_with_timeouts leaves them
                 set_blocking_timeouts(conn, SOCKET_TIMEOUT_S)

@@ -414,7 +414,7 @@ class ZeroByteRecv(Experiment):
         except RoleError as exc:
             raise UnsupportedCase(f"--peer: {exc}") from None
         self._role = self.peer.dial("zero-byte-sender", params)
-        (self._sync,) = self._role.accept(self._listener, 1)
+        self._sync = self._role.accept_sync(self._listener)
         self._go = self._ack = self._sync.fileno()
         kernel_before = tcp_kernel_memory_bytes()
         self._conns = self._role.accept(self._listener, self.n)

@@ -302,6 +302,14 @@ class RemoteRole:
             raise
         return accepted
 
+    def accept_sync(self, listener: socket.socket) -> socket.socket:
+        """A dialing role's first connection, its sync connection, with TCP_NODELAY: a go or
+        ack byte leaves at once, as it would through a pipe (Nagle would hold one back while
+        the previous byte waits for a delayed ACK)."""
+        (sync,) = self.accept(listener, 1)
+        sync.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sync
+
     def ready(self) -> None:
         """Wait for a dialing role's ``ready`` (it made its connections and waits for its go)."""
         if not self._ready:

@@ -294,6 +294,8 @@ class Handler:
         def work() -> dict[str, Any]:
             conn.close()  # only the handler talks on the control connection
             sync = dial(peer, params["port"], local, timeout)
+            # Go/ack bytes leave at once (as through a pipe), never held back by Nagle.
+            sync.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sync.settimeout(None)
             set_blocking_timeouts(sync, timeout)
             return role.work(sync, params)
