@@ -537,6 +537,43 @@ _BAD_INTS = (
     ("the same value twice", "2,2"),
     ("with a unit", "10KiB"),
 )
+_BAD_DURATIONS = (
+    ("negative", "-1ms"),
+    ("unknown unit", "10xs"),
+    ("exponent", "1e3ms"),
+    ("underscore", "1_0ms"),
+    ("5000 digits", HUGE_INT + "ms"),
+    ("full-width digits", "１０ms"),
+    ("word", "soon"),
+    ("empty", ""),
+    ("the same value twice", "10ms,0.01s"),
+    ("inf", "inf"),
+    ("NUL", "10\x00ms"),
+    ("above the maximum", "1h"),
+)
+_BAD_PERCENTS = (
+    ("negative", "-1%"),
+    ("unit", "1ms"),
+    ("two signs", "1%%"),
+    ("exponent", "1e1%"),
+    ("word", "some"),
+    ("empty", ""),
+    ("the same value twice", "1%,1"),
+    ("nan", "nan"),
+    ("above the maximum", "51%"),
+)
+_BAD_RATES = (
+    ("negative", "-1gbit"),
+    ("bytes, not bits", "1GB"),
+    ("fraction of a bit", "1.5bit"),
+    ("exponent", "1e9"),
+    ("underscore", "1_000mbit"),
+    ("word", "fast"),
+    ("empty", ""),
+    ("the same value twice", "1gbit,1000mbit"),
+    ("2**64", str(2**64)),
+    ("above the maximum", "101gbit"),
+)
 _BAD_CHOICES = (
     ("unknown", "nosuch"),
     ("upper case", "READ"),
@@ -561,7 +598,13 @@ def _param_cases() -> list[Hostile]:
         for param in experiment.params:
             # The tiny value is dropped: a repeated option is a case of its own.
             rest = _without(base, param.option) if param.option in base else base
-            bad = {Kind.SIZE: _BAD_SIZES, Kind.INT: _BAD_INTS}.get(param.kind, _BAD_CHOICES)
+            bad = {
+                Kind.SIZE: _BAD_SIZES,
+                Kind.INT: _BAD_INTS,
+                Kind.DURATION: _BAD_DURATIONS,
+                Kind.PERCENT: _BAD_PERCENTS,
+                Kind.BITRATE: _BAD_RATES,
+            }.get(param.kind, _BAD_CHOICES)
             for label, value in bad:
                 if value is None:
                     value = f"{param.choices[0]},{param.choices[0]}"
@@ -569,15 +612,18 @@ def _param_cases() -> list[Hostile]:
                     continue
                 name = f"{experiment.name} {param.option} {label}"
                 cases.append(_h(name, [*rest, param.option, value], "usage", says=param.option))
-            if param.maximum is not None and param.kind is not Kind.CHOICE:
+            # Bare numbers are bytes or counts only (a bare duration is seconds): the lists above
+            # hold the other kinds' limits.
+            if param.maximum is not None and param.kind in (Kind.SIZE, Kind.INT):
                 above = [*rest, param.option, str(int(param.maximum) + 1)]
                 name = f"{experiment.name} {param.option} above maximum"
                 cases.append(_h(name, above, "usage", says=f"{param.option}: {int(param.maximum) + 1}"))
-            if param.minimum is not None and param.minimum > 0 and param.kind is not Kind.CHOICE:
+            if param.minimum is not None and param.minimum > 0 and param.kind in (Kind.SIZE, Kind.INT):
                 below = [*rest, param.option, str(int(param.minimum) - 1)]
                 name = f"{experiment.name} {param.option} below minimum"
                 cases.append(_h(name, below, "usage", says="below the minimum"))
-        first = experiment.params[0]
+        # An option the tiny command already gives (the link parameters come first and are not).
+        first = next((p for p in experiment.params if p.option in base), experiment.params[0])
         again = [*base, first.option, first.format(first.default)]
         cases.append(
             _h(f"{experiment.name} {first.option} given twice", again, "usage", says="given 2 times")
