@@ -578,9 +578,10 @@ def serve_command(
 ) -> None:
     """Run the peer end of the socket experiments for a client on another host.
 
-    Serves sock-buffer, zero-copy (file to TCP socket) and msg-zerocopy's receiver to
-    `iobench run ... --peer HOST[:PORT]`. Prints one line once listening; Ctrl-C or SIGTERM
-    stops it.
+    Serves sock-buffer, zero-copy (file to TCP socket) and msg-zerocopy's receiver,
+    zero-byte-recv's sender and async-send's echo client and receiver to
+    `iobench run ... --peer HOST[:PORT]` (the sender and echo client connect back to the
+    client's address). Prints one line once listening; Ctrl-C or SIGTERM stops it.
 
     \b
     Examples:
