@@ -236,12 +236,13 @@ def _run_options() -> list[click.Option]:
         ),
         click.Option(
             ["--peer"],
-            metavar="HOST[:PORT]",
+            metavar="HOST[:PORT]|netns",
             default=None,
             envvar="IOBENCH_PEER",
             show_envvar=True,
             help="Socket experiments: run the peer on the 'iobench serve' at HOST (port 7300 unless "
-            "given) instead of forking it here.",
+            "given) instead of forking it here; 'netns': on a virtual host in a network namespace "
+            "behind an emulated link (--rtt, --rate, --loss; needs root).",
         ),
         click.Option(
             ["--peer-token"],
