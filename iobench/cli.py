@@ -236,12 +236,13 @@ def _run_options() -> list[click.Option]:
         ),
         click.Option(
             ["--peer"],
-            metavar="HOST[:PORT]",
+            metavar="HOST[:PORT]|netns",
             default=None,
             envvar="IOBENCH_PEER",
             show_envvar=True,
             help="Socket experiments: run the peer on the 'iobench serve' at HOST (port 7300 unless "
-            "given) instead of forking it here.",
+            "given) instead of forking it here; 'netns': on a virtual host in a network namespace "
+            "behind an emulated link (--rtt, --rate, --loss; needs root).",
         ),
         click.Option(
             ["--peer-token"],
@@ -602,9 +603,10 @@ def serve_command(
 ) -> None:
     """Run the peer end of the socket experiments for a client on another host.
 
-    Serves sock-buffer, zero-copy (file to TCP socket) and msg-zerocopy's receiver to
-    `iobench run ... --peer HOST[:PORT]`. Prints one line once listening; Ctrl-C or SIGTERM
-    stops it.
+    Serves sock-buffer, zero-copy (file to TCP socket) and msg-zerocopy's receiver,
+    zero-byte-recv's sender and async-send's echo client and receiver to
+    `iobench run ... --peer HOST[:PORT]` (the sender and echo client connect back to the
+    client's address). Prints one line once listening; Ctrl-C or SIGTERM stops it.
 
     \b
     Examples:

@@ -11,13 +11,11 @@ import contextlib
 import os
 import re
 import select
-import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -32,10 +30,8 @@ from iobench.peer.client import PeerAddress, PeerRefused, RemotePeer, parse_peer
 from iobench.peer.server import DEFAULT_PORT
 
 from .helpers import IOBENCH
+from .peer_server import LINE, TIMEOUT, Served, start_server
 
-#: The servers' --timeout in these tests (seconds): a frame, an idle gap, a role's accept.
-TIMEOUT = 0.5
-LINE = re.compile(r"^iobench serve: listening on 127\.0\.0\.1:(\d+) \(iobench (\S+)\)$")
 SMALL = {
     "transport": "tcp",
     "transfer": "256KiB",
@@ -44,51 +40,6 @@ SMALL = {
     "min_reps": 2,
     "max_reps": 2,
 }
-
-
-@dataclass
-class Served:
-    """A running ``iobench serve`` subprocess."""
-
-    proc: subprocess.Popen
-    port: int
-    line: str
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def stop(self) -> tuple[int, str, str]:
-        """SIGTERM, then its exit status, the rest of stdout and its stderr."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            out, err = self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, err = self.proc.communicate()
-        return self.proc.returncode, out, err
-
-
-def start_server(*args: str) -> Served:
-    """Start ``iobench serve --port 0`` and wait (at most 20 s) for its one line."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "iobench", "serve", "--port", "0", "--timeout", str(TIMEOUT), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], 20)
-    if not ready:
-        proc.kill()
-        pytest.fail("iobench serve printed nothing within 20 s")
-    line = proc.stdout.readline().rstrip("\n")
-    match = LINE.match(line)
-    if not match:
-        proc.kill()
-        pytest.fail(f"unexpected first line {line!r}; stderr: {proc.stderr.read() if proc.stderr else ''}")
-    return Served(proc, int(match.group(1)), line)
 
 
 @pytest.fixture
@@ -437,13 +388,26 @@ def _fuzz_inputs(seed: int = 16) -> list[tuple[str, bytes, bool]]:
         {"type": "hello", "version": __version__, "token": None},
         {"type": "report", "result": {}, "rusage": {}},
     ]
+    # The roles that dial the client or check frames (tests/test_peer_roles.py): each parameter
+    # wrong one way at a time, from otherwise valid requests.
+    for role, good, wrongs in _NEW_ROLE_PARAMS:
+        for name, value in wrongs:
+            params = (
+                {**good, name: value}
+                if value is not _MISSING
+                else {k: v for k, v in good.items() if k != name}
+            )
+            bad_runs.append({"type": "run", "role": role, "params": params})
     for message in bad_runs:
         add("bad-role", _HELLO + _frame(json.dumps(message).encode()))
     for _ in range(160):  # random frames with random fields, before and after the handshake
+        values = [None, 0, -1, 1 << 62, "", "drain", "hello", "run", [], {}, {"rcvbuf": rng.randrange(-5, 5)}]
+        # The new roles' names and parameters, never a complete set (a dialing role would dial).
+        values += [role for role, _, _ in _NEW_ROLE_PARAMS]
+        values.append({"port": rng.randrange(-5, 70000), "connections": rng.choice([0, 1, 2.5, "1"])})
+        values.append({"mode": rng.choice(["inflight-random", "threads-sendall", 5]), "burst": 1})
         fields = {
-            rng.choice(["type", "role", "params", "version", "token", "x"]): rng.choice(
-                [None, 0, -1, 1 << 62, "", "drain", "hello", "run", [], {}, {"rcvbuf": rng.randrange(-5, 5)}]
-            )
+            rng.choice(["type", "role", "params", "version", "token", "x"]): rng.choice(values)
             for _ in range(rng.randrange(0, 5))
         }
         prefix = _HELLO if rng.random() < 0.5 else b""
@@ -452,6 +416,34 @@ def _fuzz_inputs(seed: int = 16) -> list[tuple[str, bytes, bool]]:
         add("stalled", _frame(b'{"type":"hel'), close=False)
         add("stalled", _HELLO, close=False)
     return cases
+
+
+_MISSING = object()
+#: (role, valid parameters, [(parameter, a wrong value or _MISSING)]) for the fuzzer.
+_NEW_ROLE_PARAMS = [
+    (
+        "zero-byte-sender",
+        {"port": 9, "connections": 2, "messages": 10, "msg_size": 64, "burst": 2},
+        [("port", 0), ("port", 65536), ("port", "9"), ("port", True), ("port", 9.0), ("port", None),
+         ("port", _MISSING), ("connections", 0), ("connections", 100_001), ("messages", 10**7 + 1),
+         ("msg_size", 7), ("msg_size", (64 << 20) + 1), ("burst", 0), ("burst", [2]), ("host", "192.0.2.1"),
+         ("path", "/etc/passwd")],
+    ),
+    (
+        "echo-driver",
+        {"port": 9, "connections": 2, "messages": 10, "msg_size": 64},
+        [("port", -1), ("connections", 1025), ("connections", False), ("messages", 0),
+         ("msg_size", 0), ("msg_size", (16 << 20) + 1), ("msg_size", "64"), ("messages", _MISSING),
+         ("host", "127.0.0.1")],
+    ),
+    (
+        "receive-frames",
+        {"mode": "inflight-random", "messages": 10, "msg_size": 64, "rcvbuf": None},
+        [("mode", "threads-sendall"), ("mode", "echo-threads"), ("mode", "../../bin/sh"), ("mode", 1),
+         ("mode", None), ("mode", _MISSING), ("messages", 10**6 + 1), ("msg_size", 1.5), ("rcvbuf", -1),
+         ("rcvbuf", (1 << 30) + 1), ("port", 9)],
+    ),
+]  # fmt: skip
 
 
 def _answer_and_close(sock: socket.socket, limit_s: float) -> tuple[list[bytes], float]:

@@ -35,6 +35,8 @@ from iobench.osutil.sockets import (
     set_blocking_timeouts,
 )
 from iobench.params import Kind, Param, choice_param, size_param
+from iobench.peer.client import RemotePeer, RemoteRole
+from iobench.peer.roles import RoleError, check_limits, validate
 from iobench.stats import percentiles
 from iobench.units import format_size
 
@@ -154,7 +156,14 @@ def interleaving(data: bytes, writers: int, size: int) -> dict[str, Any]:
     }
 
 
-def _receive_all(sock: socket.socket, others: list[socket.socket], total: int) -> bytes:
+def stream_size(sizes: list[int]) -> int:
+    """Bytes of the frames of ``sizes`` (header and payload each) on the wire."""
+    return sum(sizes) + _HEADER.size * len(sizes)
+
+
+def receive_all(sock: socket.socket, others: list[socket.socket], total: int) -> bytes:
+    """The receiver (forked here, or the receive-frames role on a peer host): up to ``total``
+    bytes, to EOF; ``others`` are the parent's sockets it closes first."""
     for other in others:
         other.close()
     data = bytearray(total)
@@ -168,7 +177,14 @@ def _receive_all(sock: socket.socket, others: list[socket.socket], total: int) -
 
 def _echo_driver(port: int, connections: int, messages: int, size: int, go: int) -> dict[str, Any]:
     """The client child: N connections, each a closed loop of ``messages`` round trips."""
-    socks = [connect_loopback(port) for _ in range(connections)]
+    return drive_echo([connect_loopback(port) for _ in range(connections)], messages, size, go)
+
+
+def drive_echo(socks: list[socket.socket], messages: int, size: int, go: int) -> dict[str, Any]:
+    """The echo client's loop (forked here, or the echo-driver role on a peer host, where ``go``
+    is its sync connection): once 'g' comes on ``go``, each connection is a closed loop of
+    ``messages`` round trips of ``size`` bytes. Calls ``ready()`` once set up."""
+    connections = len(socks)
     selector = selectors.DefaultSelector()
     try:
         for sock in socks:
@@ -302,6 +318,7 @@ class AsyncSend(Experiment):
 
     name = "async-send"
     has_peers = True
+    remote_peer = True
     summary = "several sends in flight on one socket: order and sizes; echo throughput/latency by model"
     seed_idea = (
         "overlapped sends of 100, 200 and 150 bytes on one socket arrive whole and in order "
@@ -516,7 +533,9 @@ class AsyncSend(Experiment):
 
     _listener: socket.socket | None = None
     _sender: socket.socket | None = None
-    _child: Child | None = None
+    _child: Child | RemoteRole | None = None
+    #: echo-* with --peer: the echo-driver role's sync connection ('g' goes there).
+    _sync: socket.socket | None = None
     _conns: list[socket.socket] = []  # noqa: RUF012 - replaced per instance
     _go: int | None = None
     _threads: list[threading.Thread] = []  # noqa: RUF012 - replaced per instance
@@ -552,7 +571,14 @@ class AsyncSend(Experiment):
             self._loop_factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
         else:
             self._loop_factory = new_selector_loop
-        self._listener = loopback_listener(backlog=max(self.concurrency, 16))
+        if self.peer.remote:
+            self._check_remote()
+        if not self.peer.remote:
+            self._listener = loopback_listener(backlog=max(self.concurrency, 16))
+        elif self.mode in ECHO_MODES:
+            assert isinstance(self.peer, RemotePeer)
+            # On the address the peer reached us from; one more for the role's sync connection.
+            self._listener = self.peer.listener(backlog=max(self.concurrency + 1, 16))
         if self.mode in URING_MODES:
             # The ring first: a kernel or build without io_uring makes the case unsupported.
             self._ring = rings.open_uring(self.loops, self.concurrency)
@@ -588,7 +614,67 @@ class AsyncSend(Experiment):
             self.size = self.case["msg_size"]
             self.total = self.size * self.messages * self.concurrency
 
+    def _check_remote(self) -> None:
+        """UnsupportedCase for what cannot run against a peer host, or that its role refuses."""
+        if self.mode in WRITER_MODES:
+            raise UnsupportedCase(
+                f"{self.mode} writes to an AF_UNIX socketpair on this host: it cannot reach a peer host (--peer)"
+            )
+        if self.mode in ECHO_MODES:
+            role, params = "echo-driver", self._echo_params(port=1)
+        else:
+            role, params = "receive-frames", self._frames_params()
+        try:
+            validate(role, params)
+            check_limits(role, params)
+        except RoleError as exc:
+            raise UnsupportedCase(f"--peer: {exc}") from None
+
+    def _echo_params(self, port: int) -> dict[str, Any]:
+        return {
+            "port": port,
+            "connections": self.concurrency,
+            "messages": self.messages,
+            "msg_size": self.case["msg_size"],
+        }
+
+    def _frames_params(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "messages": self.messages,
+            "msg_size": self.case["msg_size"],
+            # uring-*: the smallest receive window, as the forked receiver asks before connect().
+            "rcvbuf": 0 if self.mode in URING_MODES else None,
+        }
+
+    def _before_remote_rep(self) -> dict[str, Any]:
+        """The peer of this repetition is a role on the peer host. echo-*: the echo-driver
+        dials its sync connection and CONCURRENCY connections to our listener, then waits for
+        'g' on the sync connection as the forked driver waits on its pipe. In-flight and
+        uring-*: the receive-frames role listens (SO_RCVBUF before listen()) and we connect."""
+        assert isinstance(self.peer, RemotePeer)
+        if self.mode in ECHO_MODES:
+            assert self._listener is not None
+            role = self._child = self.peer.dial(
+                "echo-driver", self._echo_params(self._listener.getsockname()[1])
+            )
+            self._sync = role.accept_sync(self._listener)
+            self._conns = role.accept(self._listener, self.concurrency)
+            self._go = self._sync.fileno()  # 'g' goes on the sync connection (closed by _close_rep)
+            for conn in self._conns:  # as accept_with_timeouts leaves them
+                set_blocking_timeouts(conn, SOCKET_TIMEOUT_S)
+            role.ready()
+            self._prepare_server()
+            return {}
+        role = self._child = self.peer.start("receive-frames", self._frames_params())
+        self._sender = role.connect()
+        self._sender.settimeout(None)
+        set_blocking_timeouts(self._sender, SOCKET_TIMEOUT_S)
+        return self._prepare_sender()
+
     def before_rep(self) -> dict[str, Any]:
+        if self.peer.remote:
+            return self._before_remote_rep()
         assert self._listener is not None
         port = self._listener.getsockname()[1]
         if self.mode in ECHO_MODES:
@@ -622,9 +708,14 @@ class AsyncSend(Experiment):
             if self._sender is None:
                 self._sender = accept_with_timeouts(self._listener)
             others, total = [self._sender, self._listener], self.total
-            self._child = fork_child(lambda: _receive_all(receiver, others, total), wait_ready=True)
+            self._child = fork_child(lambda: receive_all(receiver, others, total), wait_ready=True)
         finally:
             receiver.close()
+        return self._prepare_sender()
+
+    def _prepare_sender(self) -> dict[str, Any]:
+        """The sending socket's options for the mode, the writer threads parked."""
+        assert self._sender is not None
         if self.mode in INFLIGHT_MODES or self.mode in URING_MODES:
             # The smallest send buffer Linux allows: sends come back short, and the writer must
             # resume mid-frame (what the receiver's order and size checks can then catch).
@@ -753,8 +844,11 @@ class AsyncSend(Experiment):
         # The receiver verifies every byte after the last one arrives; allow for that at a
         # slow 20 MiB/s (one pinned CPU, gigabytes in the threads modes), never less than 30 s.
         result, _ = self._child.wait(max(SOCKET_TIMEOUT_S, self.total / (20 << 20)))
+        remote = isinstance(self._child, RemoteRole)
         self._child = None
         self._close_rep()
+        if remote and self.mode not in ECHO_MODES:
+            return result  # receive-frames checked the stream where it arrived: the same columns
         if self.mode in ECHO_MODES:
             return {
                 **result,
@@ -777,6 +871,9 @@ class AsyncSend(Experiment):
         self._threads, self._start, self._finish = [], None, None
 
     def _close_rep(self) -> None:
+        if self._sync is not None:
+            self._sync.close()  # _go is its descriptor
+            self._sync, self._go = None, None
         if self._go is not None:
             os.close(self._go)
             self._go = None

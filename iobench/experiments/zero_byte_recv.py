@@ -34,6 +34,8 @@ from iobench.osutil.sockets import (
     tcp_kernel_memory_bytes,
 )
 from iobench.params import Kind, Param, choice_param, size_param
+from iobench.peer.client import PeerError, RemotePeer, RemoteRole
+from iobench.peer.roles import RoleError, validate
 from iobench.stats import percentiles
 
 if TYPE_CHECKING:
@@ -52,12 +54,18 @@ _THREAD_STACK = 256 << 10
 
 
 def _sender(port: int, connections: int, messages: int, msg_size: int, burst: int, go: int, ack: int) -> int:
-    """The traffic child: open N connections, then per repetition ('g' on ``go``) send
-    ``messages`` messages of ``msg_size`` bytes to random connections, ``burst`` at a time,
-    waiting for the parent's ack ('a' on ``go``) after each burst; 'p' sends one probe byte on
-    the first connection. Returns its CPU ns."""
+    """The traffic child: open N connections, 'c' on ``ack``, then ``send_traffic``."""
     socks = [connect_loopback(port) for _ in range(connections)]
     os.write(ack, b"c")  # all connected
+    return send_traffic(socks, messages, msg_size, burst, go)
+
+
+def send_traffic(socks: list[socket.socket], messages: int, msg_size: int, burst: int, go: int) -> int:
+    """The sender's loop (forked here, or the zero-byte-sender role on a peer host, where ``go``
+    is its sync connection): per repetition ('g' on ``go``) send ``messages`` messages of
+    ``msg_size`` bytes to random connections, ``burst`` at a time, waiting for the receiver's
+    ack ('a' on ``go``) after each burst; 'p' sends one probe byte on the first connection.
+    Anything else (EOF) ends it; the connections are closed. Returns its CPU ns."""
     rng = random.Random(5)
     message = bytearray(msg_size)
     clock = time.monotonic_ns
@@ -84,6 +92,7 @@ class ZeroByteRecv(Experiment):
 
     name = "zero-byte-recv"
     has_peers = True
+    remote_peer = True
     summary = "N sparse connections: a posted buffer per connection vs readiness + shared pool"
     seed_idea = (
         "with IOCP a server posts a receive buffer per connection and Windows locks it; a "
@@ -280,6 +289,10 @@ class ZeroByteRecv(Experiment):
     _threads: list[threading.Thread] = []  # noqa: RUF012 - replaced per instance
     _ring: Any = None
     _ring_buffers: mmap.mmap | None = None
+    _role: RemoteRole | None = None
+    _sync: socket.socket | None = None
+    #: The sender's stamps are on this host's clock (forked, or a peer on the same kernel).
+    _same_clock = True
 
     @classmethod
     def check_case(cls, case: dict[str, Any]) -> None:
@@ -311,6 +324,42 @@ class ZeroByteRecv(Experiment):
             )
         self._old_nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
         self.fd_soft, self.fd_hard = raise_fd_limit(self.n + _SPARE_FDS)
+        if self.peer.remote:
+            kernel_before = self._connect_remote_sender()
+        else:
+            kernel_before = self._fork_sender()
+        conns = self._conns
+        kernel_idle = tcp_kernel_memory_bytes()
+        # System-wide (other sockets move it too): what N idle connections added, ~0 on Linux.
+        self.kernel_idle = (
+            None if kernel_before is None or kernel_idle is None else kernel_idle - kernel_before
+        )
+        self.recv0 = self._probe_zero_length_recv(conns[0])
+        rss_before = rss_bytes()
+        if self.strategy == "prepost":
+            # One buffer per connection, allocated and touched now: held while the socket idles.
+            self.buffers = [bytearray(self.size) for _ in range(self.n)]
+            self.pool: list[bytearray] = []
+        elif self.strategy == "uring-bufring":
+            self.buffers, self.pool = [], []
+            self._setup_bufring(conns)
+        else:
+            self.buffers = []
+            self.pool = [bytearray(self.size) for _ in range(self.case["pool_buffers"])]
+        self.views = [memoryview(b) for b in self.buffers]
+        self.latencies = array("q", bytes(8 * self.messages))
+        if self.strategy == "zero-byte-threads":
+            self._start_receivers()
+        elif self.strategy != "uring-bufring":
+            self._selector = selectors.EpollSelector()
+            for index, conn in enumerate(conns):
+                self._selector.register(conn, selectors.EVENT_READ, index)
+        # Prepost's buffers; the pool; for zero-byte-threads the pool and the threads' stacks.
+        self.rss_buffers = rss_bytes() - rss_before
+
+    def _fork_sender(self) -> int | None:
+        """The sender forked here, its N connections accepted (non-blocking) and its 'c' read;
+        returns the kernel's TCP memory before the connections were accepted."""
         self._listener = loopback_listener(backlog=min(self.n, 4096))
         go_r, go_w = os.pipe()
         self._fds = [go_r, go_w]  # kept at once: teardown closes them if the next pipe fails
@@ -344,33 +393,39 @@ class ZeroByteRecv(Experiment):
             conns.append(conn)
         if os.read(ack_r, 1) != b"c":
             raise RuntimeError("the sender child did not connect")
-        kernel_idle = tcp_kernel_memory_bytes()
-        # System-wide (other sockets move it too): what N idle connections added, ~0 on Linux.
-        self.kernel_idle = (
-            None if kernel_before is None or kernel_idle is None else kernel_idle - kernel_before
-        )
-        self.recv0 = self._probe_zero_length_recv(conns[0])
-        rss_before = rss_bytes()
-        if self.strategy == "prepost":
-            # One buffer per connection, allocated and touched now: held while the socket idles.
-            self.buffers = [bytearray(self.size) for _ in range(self.n)]
-            self.pool: list[bytearray] = []
-        elif self.strategy == "uring-bufring":
-            self.buffers, self.pool = [], []
-            self._setup_bufring(conns)
-        else:
-            self.buffers = []
-            self.pool = [bytearray(self.size) for _ in range(self.case["pool_buffers"])]
-        self.views = [memoryview(b) for b in self.buffers]
-        self.latencies = array("q", bytes(8 * self.messages))
-        if self.strategy == "zero-byte-threads":
-            self._start_receivers()
-        elif self.strategy != "uring-bufring":
-            self._selector = selectors.EpollSelector()
-            for index, conn in enumerate(conns):
-                self._selector.register(conn, selectors.EVENT_READ, index)
-        # Prepost's buffers; the pool; for zero-byte-threads the pool and the threads' stacks.
-        self.rss_buffers = rss_bytes() - rss_before
+        return kernel_before
+
+    def _connect_remote_sender(self) -> int | None:
+        """The sender is the zero-byte-sender role on the peer: it dials the sync connection
+        and then N connections to our listener (on the address the peer reached us from), says
+        'c' on the sync connection and waits there for the same go/probe/ack bytes the forked
+        sender reads from its pipe. Every wait is bounded by the peer's timeout."""
+        assert isinstance(self.peer, RemotePeer)
+        self._listener = self.peer.listener(backlog=min(self.n + 1, 4096))
+        params = {
+            "port": self._listener.getsockname()[1],
+            "connections": self.n,
+            "messages": self.messages,
+            "msg_size": self.msg,
+            "burst": self.burst,
+        }
+        try:
+            validate("zero-byte-sender", params)
+        except RoleError as exc:
+            raise UnsupportedCase(f"--peer: {exc}") from None
+        self._role = self.peer.dial("zero-byte-sender", params)
+        self._sync = self._role.accept_sync(self._listener)
+        self._go = self._ack = self._sync.fileno()
+        kernel_before = tcp_kernel_memory_bytes()
+        self._conns = self._role.accept(self._listener, self.n)
+        for conn in self._conns:
+            set_blocking_timeouts(conn, 0)
+            conn.setblocking(False)  # readiness decides when to read; no call ever waits
+        if self._sync.recv(1) != b"c":  # the sync socket has the peer's timeouts
+            raise RuntimeError("the zero-byte-sender role did not connect")
+        self._role.ready()
+        self._same_clock = self.peer.same_clock()
+        return kernel_before
 
     def _probe_zero_length_recv(self, conn: socket.socket) -> dict[str, Any]:
         """Real 0-byte recv(2) calls on one of the measured TCP connections: without data
@@ -583,6 +638,9 @@ class ZeroByteRecv(Experiment):
 
     def after_rep(self) -> dict[str, Any]:
         p50, p99 = percentiles(self.latencies, 0.50, 0.99)
+        if not self._same_clock:
+            # The stamps are the peer's CLOCK_MONOTONIC: another kernel's clock means nothing here.
+            p50 = p99 = None
         held = sum(len(b) for b in self.buffers) + sum(len(b) for b in self.pool) + self.partial_peak
         if self._ring_buffers is not None:
             held += len(self._ring_buffers)  # K x B, whatever the number of connections
@@ -618,6 +676,13 @@ class ZeroByteRecv(Experiment):
         for fd in self._fds:
             os.close(fd)  # the child reads EOF on its go pipe and leaves
         self._fds = []
+        if self._sync is not None:
+            self._sync.close()  # the role reads EOF on its sync connection and leaves
+            self._sync = None
+        if self._role is not None:
+            with contextlib.suppress(PeerError):  # teardown goes on; the runner closes the peer
+                self._role.wait(SOCKET_TIMEOUT_S)
+            self._role = None
         if self._child is not None:
             # Teardown must go on whatever the child did; kill() below reaps it in any case.
             with contextlib.suppress(ChildError):

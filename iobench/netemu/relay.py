@@ -12,7 +12,6 @@ import contextlib
 import fcntl
 import json
 import os
-import select
 import signal
 import struct
 import time
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iobench.netemu.ns import LinkError, entered
+from iobench.osutil.children import read_until
 
 try:
     from iobench.netemu import _relay  # type: ignore[attr-defined]
@@ -68,18 +68,9 @@ class RelayProcess:
             return self.counters
         with contextlib.suppress(OSError):
             os.write(self.control_fd, b"s")
-        deadline = time.monotonic() + timeout_s
-        chunks = []
         try:
-            while (left := deadline - time.monotonic()) > 0:
-                ready, _, _ = select.select([self.result_fd], [], [], left)
-                if not ready:
-                    continue
-                chunk = os.read(self.result_fd, 1 << 16)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-            else:
+            data, ended = read_until(self.result_fd, time.monotonic() + timeout_s)
+            if not ended:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(self.pid, signal.SIGKILL)
         finally:
@@ -87,7 +78,7 @@ class RelayProcess:
             os.close(self.control_fd)
         _, status, usage = os.wait4(self.pid, 0)
         try:
-            ok, value = json.loads(b"".join(chunks) or b"[false, null]")
+            ok, value = json.loads(data or b"[false, null]")
         except ValueError:
             ok, value = False, "unreadable result"
         if not ok:

@@ -69,26 +69,15 @@ class Child:
         """The child's return value and rusage; ChildError if it failed or timed out."""
         if self._early is not None:
             return self._early
-        deadline = time.monotonic() + timeout_s
-        chunks = []
         try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    self.kill()
-                    raise ChildError(f"child {self.pid} did not finish within {timeout_s:g} s")
-                ready, _, _ = select.select([self.result_fd], [], [], remaining)
-                if not ready:
-                    continue
-                chunk = os.read(self.result_fd, 1 << 16)
-                if not chunk:
-                    break
-                chunks.append(chunk)
+            data, ended = read_until(self.result_fd, time.monotonic() + timeout_s)
+            if not ended:
+                self.kill()
+                raise ChildError(f"child {self.pid} did not finish within {timeout_s:g} s")
         finally:
             self._close_result_fd()
         _, status, usage = os.wait4(self.pid, 0)
         self._reaped = True
-        data = b"".join(chunks)
         if not data:
             raise ChildError(f"child {self.pid} exited without a result ({_describe(status)})")
         ok, value = pickle.loads(data)
@@ -105,6 +94,24 @@ class Child:
             os.kill(self.pid, signal.SIGKILL)
         os.waitpid(self.pid, 0)
         self._reaped = True
+
+
+def read_until(fd: int, deadline: float, stop: bytes | None = None) -> tuple[bytes, bool]:
+    """Read ``fd`` until end of file (or until what was read holds ``stop``) or until the
+    monotonic ``deadline``: (what was read, True) when it ended, (what was read, False) when
+    the time ran out first."""
+    chunks: list[bytes] = []
+    while (left := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(chunks), True
+        chunks.append(chunk)
+        if stop is not None and stop in chunk:
+            return b"".join(chunks), True
+    return b"".join(chunks), False
 
 
 def _exception_text(exc: BaseException) -> str:

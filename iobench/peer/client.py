@@ -12,17 +12,18 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import re
+import select
 import socket
 from dataclasses import dataclass, field
 from typing import Any
 
 from iobench import __version__
 from iobench.errors import IobenchError, ParamError, UnsupportedCase
-from iobench.osutil.sockets import SOCKET_TIMEOUT_S, set_buffers
+from iobench.osutil.sockets import SOCKET_TIMEOUT_S, set_blocking_timeouts, set_buffers
 from iobench.peer import protocol
 from iobench.peer.netns import NETNS, NetnsPeer, PeerUnavailable
 from iobench.peer.protocol import ProtocolError
-from iobench.peer.server import DEFAULT_PORT
+from iobench.peer.server import DEFAULT_PORT, boot_id
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
 
@@ -169,6 +170,41 @@ class RemotePeer:
         answer = self._exchange(conn, {"type": "run", "role": role, "params": params}, "listening")
         return RemoteRole(self, answer["port"])
 
+    def dial(self, role: str, params: dict[str, Any]) -> RemoteRole:
+        """Ask the server to run a role that connects to this host (``params["port"]``, on
+        the address ``listener`` bound); returns at once: accept its connections with
+        ``RemoteRole.accept``, then ``RemoteRole.ready``."""
+        conn = self._control()
+        try:
+            protocol.send(conn, {"type": "run", "role": role, "params": params}, self.timeout_s)
+        except (ProtocolError, OSError) as exc:
+            self.close()
+            raise PeerError(f"the peer {self.name} stopped answering: {exc}") from None
+        return RemoteRole(self, params["port"])
+
+    def listener(self, backlog: int) -> socket.socket:
+        """A TCP listener for a dialing role: on this end's address of the control connection
+        (the address the peer reached us from, so it can reach it back), a kernel-chosen port,
+        accept() bounded by the peer's timeout."""
+        local = self._control().getsockname()
+        family = socket.AF_INET6 if len(local) == 4 else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.bind((local[0], 0, *local[2:]))
+            sock.listen(backlog)
+            sock.settimeout(self.timeout_s)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def same_clock(self) -> bool:
+        """Whether the peer runs on this kernel (same boot id): only then does one
+        CLOCK_MONOTONIC stamp from the peer mean the same instant here."""
+        self.connect()
+        theirs = self.host.get("boot_id")
+        return bool(theirs) and theirs == boot_id()
+
     def _exchange(self, conn: socket.socket, message: dict[str, Any] | None, wanted: str) -> dict[str, Any]:
         try:
             if message is not None:
@@ -206,6 +242,7 @@ class RemoteRole:
     def __init__(self, peer: RemotePeer, port: int) -> None:
         self.peer = peer
         self.port = port
+        self._ready = False
 
     def connect(self, rcvbuf: int | None = None, sndbuf: int | None = None) -> socket.socket:
         """The data socket (buffers requested before connect()), returned once the role's
@@ -224,6 +261,60 @@ class RemoteRole:
             sock.close()
             raise
         return sock
+
+    def accept(self, listener: socket.socket, count: int) -> list[socket.socket]:
+        """``count`` connections a dialing role made to ``listener``, in the order it made them
+        (blocking sockets with the peer's timeout as kernel send/receive timeouts). Each waits at
+        most the peer's timeout; an error frame from the peer (the role failed) ends it with
+        PeerError at once. Connections from other addresses than the peer's are closed."""
+        conn = self.peer._live()
+        expected = ipaddress.ip_address(conn.getpeername()[0].split("%")[0])
+        timeout = self.peer.timeout_s
+        accepted: list[socket.socket] = []
+        try:
+            while len(accepted) < count:
+                readable, _, _ = select.select([listener, conn], [], [], timeout)
+                if not readable:
+                    self.peer.close()  # abandon the role: the server kills it
+                    raise PeerError(
+                        f"the peer {self.peer.name} opened {len(accepted)} of {count} connections "
+                        f"within {timeout:g} s"
+                    )
+                if conn in readable:
+                    # ``ready`` may come before we accepted everything (the kernel completes
+                    # connections in the backlog); an error frame (the role failed) raises.
+                    self.peer._exchange(conn, None, "ready")
+                    if self._ready:
+                        raise PeerError(f"the peer {self.peer.name} sent ready twice")
+                    self._ready = True
+                if listener not in readable:
+                    continue
+                sock, address = listener.accept()
+                if ipaddress.ip_address(address[0].split("%")[0]) != expected:
+                    sock.close()  # not the peer: a stranger on a non-loopback address
+                    continue
+                sock.settimeout(None)
+                set_blocking_timeouts(sock, timeout)
+                accepted.append(sock)
+        except BaseException:
+            for sock in accepted:
+                sock.close()
+            raise
+        return accepted
+
+    def accept_sync(self, listener: socket.socket) -> socket.socket:
+        """A dialing role's first connection, its sync connection, with TCP_NODELAY: a go or
+        ack byte leaves at once, as it would through a pipe (Nagle would hold one back while
+        the previous byte waits for a delayed ACK)."""
+        (sync,) = self.accept(listener, 1)
+        sync.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sync
+
+    def ready(self) -> None:
+        """Wait for a dialing role's ``ready`` (it made its connections and waits for its go)."""
+        if not self._ready:
+            self.peer._exchange(self.peer._live(), None, "ready")
+            self._ready = True
 
     def wait(self, timeout_s: float = SOCKET_TIMEOUT_S) -> tuple[dict[str, Any], dict[str, Any]]:
         """The role's result and its child's rusage (user_ns, sys_ns, ctx_vol, ...)."""

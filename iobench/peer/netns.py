@@ -18,7 +18,6 @@ import contextlib
 import os
 import re
 import secrets
-import select
 import subprocess
 import sys
 import tempfile
@@ -235,19 +234,10 @@ def _start_serve(link: VirtualLink, token: str) -> int:
 
 
 def _first_line(process: subprocess.Popen[bytes], timeout_s: float) -> bytes:
-    """The first line ``process`` writes to stdout, or what it wrote before it exited or the
-    time ran out."""
+    """The first line ``process`` writes to stdout, or what it wrote before it exited (its
+    stdout closed) or the time ran out."""
+    from iobench.osutil.children import read_until
+
     assert process.stdout is not None
-    deadline = time.monotonic() + timeout_s
-    line = b""
-    while not line.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        if left <= 0 or process.poll() is not None:
-            break
-        ready, _, _ = select.select([process.stdout], [], [], left)
-        if ready:
-            chunk = os.read(process.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            line += chunk
+    line, _ = read_until(process.stdout.fileno(), time.monotonic() + timeout_s, stop=b"\n")
     return line

@@ -8,13 +8,22 @@ server, so both ends measure the same way. Parameters come from the network only
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import socket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from iobench.osutil.sockets import drain_to_eof, effective_buffers, set_buffers
+from iobench.osutil.children import ready
+from iobench.osutil.sockets import (
+    SOCKET_TIMEOUT_S,
+    drain_to_eof,
+    effective_buffers,
+    raise_fd_limit,
+    set_buffers,
+)
 
 
 class RoleError(ValueError):
@@ -42,15 +51,52 @@ class SizeRule:
 _BUFFER = SizeRule(0, 1 << 30)
 
 
+class Rule(Protocol):
+    """What ``validate`` asks of a parameter's rule: the checked value, or RoleError."""
+
+    def check(self, name: str, value: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class IntRule:
+    """A required integer in [minimum, maximum] (null, booleans, floats and strings refused)."""
+
+    minimum: int
+    maximum: int
+
+    def check(self, name: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise RoleError(f"parameter {name!r} must be an integer")
+        if not self.minimum <= value <= self.maximum:
+            raise RoleError(f"parameter {name!r}={value} is outside {self.minimum}..{self.maximum}")
+        return value
+
+
+@dataclass(frozen=True)
+class ChoiceRule:
+    """A required string out of a fixed set."""
+
+    choices: tuple[str, ...]
+
+    def check(self, name: str, value: Any) -> str:
+        if not isinstance(value, str) or value not in self.choices:
+            raise RoleError(f"parameter {name!r} must be one of {', '.join(self.choices)}")
+        return value
+
+
 @dataclass(frozen=True)
 class Role:
     """One peer role: its parameters and what it does with the accepted data socket."""
 
     name: str
-    params: dict[str, SizeRule]
+    params: dict[str, Rule]
     #: (accepted socket, validated params) -> the report's ``result``; runs in the role's child.
     work: Callable[[socket.socket, dict[str, Any]], dict[str, Any]]
     help: str
+    #: The role connects to the client instead of listening: to the client's own address (the
+    #: far end of the control connection) at ``params["port"]``, never to a host it is told;
+    #: ``work`` gets that first connection (the sync connection) and may dial more the same way.
+    dials: bool = False
 
 
 def drain(sock: socket.socket, params: dict[str, Any]) -> dict[str, Any]:
@@ -79,6 +125,179 @@ ROLES: dict[str, Role] = {
         "receive to EOF and answer with the byte count (sock-buffer, zero-copy, msg-zerocopy)",
     ),
 }
+
+
+# ---------------------------------------------------------------- roles that dial the client
+# zero-byte-recv and async-send's echo modes fork a peer that connects to the experiment's
+# listener. On a peer host it does the same: the handler's child connects the sync connection
+# to the client's own address (the far end of the control connection) at params["port"] and
+# hands it to the role, which dials its data connections to the same address. Go/ack bytes
+# travel on the sync connection as they do on pipes locally. The experiments' loops are
+# imported inside the roles: the experiments import this module (through peer.client).
+
+#: Descriptors a dialing role needs beyond its connections (the experiments keep as many).
+_SPARE_FDS = 64
+#: Bind without choosing the port yet (Linux): connect() then picks one per destination.
+_IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+#: Most bytes a role may hold for one run (receive-frames keeps the whole stream to verify it).
+MAX_HELD_BYTES = 1 << 30
+#: Most round trips the echo driver records (8 bytes each).
+MAX_ROUND_TRIPS = 1 << 24
+#: async-send's modes whose receiver checks frames (kept in step by tests/test_peer_roles.py).
+FRAME_MODES = (
+    "inflight-100-200-150",
+    "inflight-random",
+    "uring-unlinked",
+    "uring-linked",
+    "uring-unlinked-waitall",
+    "uring-linked-waitall",
+)
+_PORT = IntRule(1, 65535)
+
+
+def dial(peer: tuple[Any, ...], port: int, local: tuple[Any, ...], timeout_s: float) -> socket.socket:
+    """A TCP connection from ``local``'s address to ``peer``'s address at ``port`` (both are
+    the control connection's ends: a role reaches only the client that asked for it), with
+    ``timeout_s`` as the socket's timeout (connect included)."""
+    family = socket.AF_INET6 if len(peer) == 4 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
+        # From the address the client reached: the client accepts only from that address.
+        sock.bind((local[0], 0, *local[2:]))
+        sock.settimeout(timeout_s)
+        sock.connect((peer[0], port, *peer[2:]))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def socket_timeout(sock: socket.socket) -> float:
+    """The kernel receive timeout of ``sock`` in seconds (SOCKET_TIMEOUT_S when none is set)."""
+    size = struct.calcsize("ll")
+    seconds, micros = struct.unpack("ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, size))
+    return seconds + micros / 1e6 or SOCKET_TIMEOUT_S
+
+
+def dial_back(sync: socket.socket, count: int) -> list[socket.socket]:
+    """``count`` more connections to where ``sync`` is connected (the client's listener), from
+    the same local address, each with sync's timeout (as the forked peer's connect_loopback)."""
+    peer, local, timeout = sync.getpeername(), sync.getsockname(), socket_timeout(sync)
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            socks.append(dial(peer, peer[1], local, timeout))
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
+def zero_byte_sender(sync: socket.socket, params: dict[str, Any]) -> dict[str, Any]:
+    """zero-byte-recv's sender: CONNECTIONS connections to the client's listener, ``c`` on the
+    sync connection once they are up, then the forked sender's loop with the go (``g``, ``p``,
+    ``a``) bytes read from the sync connection; it ends at EOF there. Result: its CPU ns."""
+    from iobench.experiments.zero_byte_recv import send_traffic
+
+    raise_fd_limit(params["connections"] + _SPARE_FDS)
+    socks = dial_back(sync, params["connections"])
+    try:
+        sync.sendall(b"c")
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    ready()
+    cpu_ns = send_traffic(socks, params["messages"], params["msg_size"], params["burst"], sync.fileno())
+    return {"cpu_ns": cpu_ns}
+
+
+def echo_driver(sync: socket.socket, params: dict[str, Any]) -> dict[str, Any]:
+    """async-send's echo client: CONNECTIONS connections to the client's listener, each a
+    closed loop of MESSAGES round trips of MSG_SIZE bytes once ``g`` comes on the sync
+    connection (the forked driver's loop). Result: RTT percentiles, round trips, its context
+    switches during the loop."""
+    from iobench.experiments.async_send import drive_echo
+
+    check_limits("echo-driver", params)
+    raise_fd_limit(params["connections"] + _SPARE_FDS)
+    socks = dial_back(sync, params["connections"])
+    return drive_echo(socks, params["messages"], params["msg_size"], sync.fileno())
+
+
+def receive_frames(sock: socket.socket, params: dict[str, Any]) -> dict[str, Any]:
+    """async-send's receiver of the in-flight and io_uring modes: receive the whole stream (the
+    forked receiver's loop) and check it here, where the bytes are: order, sizes, count."""
+    from iobench.experiments.async_send import message_sizes, receive_all, stream_size, verify_frames
+
+    check_limits("receive-frames", params)
+    sizes = message_sizes(params["mode"], params["messages"], params["msg_size"])
+    data = receive_all(sock, [], stream_size(sizes))
+    return {**verify_frames(data, sizes), "received_bytes": len(data)}
+
+
+def check_limits(role: str, params: dict[str, Any]) -> None:
+    """RoleError when validated parameters together ask more memory of a role than it may hold.
+    Roles check before they start; experiments check before they ask (then the case is
+    unsupported rather than failed)."""
+    if role == "echo-driver" and params["connections"] * params["messages"] > MAX_ROUND_TRIPS:
+        raise RoleError(
+            f"echo-driver records at most {MAX_ROUND_TRIPS:,} round trips (connections x messages)"
+        )
+    if role == "receive-frames":
+        from iobench.experiments.async_send import message_sizes, stream_size
+
+        total = stream_size(message_sizes(params["mode"], params["messages"], params["msg_size"]))
+        if total > MAX_HELD_BYTES:
+            raise RoleError(
+                f"receive-frames holds the whole stream to check it: {total:,} bytes is more than "
+                f"the {MAX_HELD_BYTES:,} a role may hold"
+            )
+
+
+ROLES.update(
+    {
+        "zero-byte-sender": Role(
+            "zero-byte-sender",
+            {
+                "port": _PORT,
+                "connections": IntRule(1, 100_000),
+                "messages": IntRule(1, 10**7),
+                "msg_size": IntRule(8, 64 << 20),
+                "burst": IntRule(1, 10**7),
+            },
+            zero_byte_sender,
+            "dial N connections to the client and send sparse timestamped messages (zero-byte-recv)",
+            dials=True,
+        ),
+        "echo-driver": Role(
+            "echo-driver",
+            {
+                "port": _PORT,
+                "connections": IntRule(1, 1024),
+                "messages": IntRule(1, 10**7),
+                "msg_size": IntRule(1, 16 << 20),
+            },
+            echo_driver,
+            "dial N connections to the client's echo server and time round trips (async-send)",
+            dials=True,
+        ),
+        "receive-frames": Role(
+            "receive-frames",
+            {
+                "mode": ChoiceRule(FRAME_MODES),
+                "messages": IntRule(1, 10**6),
+                "msg_size": IntRule(1, 16 << 20),
+                "rcvbuf": _BUFFER,
+            },
+            receive_frames,
+            "receive a stream of numbered frames and check order and sizes (async-send)",
+        ),
+    }
+)
 
 
 def validate(role: Any, params: Any) -> tuple[Role, dict[str, Any]]:

@@ -29,11 +29,11 @@ from typing import Any
 
 from iobench import __version__
 from iobench.errors import ParamError
-from iobench.osutil.children import ChildError, fork_child
+from iobench.osutil.children import Child, ChildError, fork_child
 from iobench.osutil.sockets import set_blocking_timeouts
 from iobench.peer import protocol
 from iobench.peer.protocol import ProtocolError
-from iobench.peer.roles import Role, RoleError, role_listener, rusage_report, validate
+from iobench.peer.roles import Role, RoleError, dial, role_listener, rusage_report, validate
 
 #: The default control port. iperf3 took 5201; 7300 is not in /etc/services, is below the
 #: ephemeral range (32768+) so the kernel never hands it to a client socket, and needs no root.
@@ -90,7 +90,17 @@ def check_config(config: ServeConfig) -> None:
 def host_facts() -> dict[str, Any]:
     """What the welcome frame says about the serving host."""
     uname = os.uname()
-    return {"hostname": uname.nodename, "kernel": uname.release, "cpus": os.cpu_count()}
+    # boot_id: a client on the same boot shares CLOCK_MONOTONIC (one-way latencies are valid).
+    return {"hostname": uname.nodename, "kernel": uname.release, "cpus": os.cpu_count(), "boot_id": boot_id()}
+
+
+def boot_id() -> str | None:
+    """This boot's id: equal on both ends only when they run on one kernel (one clock)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as source:
+            return source.read().strip()
+    except OSError:
+        return None
 
 
 def _log(text: str) -> None:
@@ -272,8 +282,9 @@ class Handler:
         protocol.send(self.conn, welcome, self.config.timeout_s)
         return True
 
-    def _run_role(self, role: Role, params: dict[str, Any]) -> bool:
-        """One role run; False when the connection must close (the client left, a failure)."""
+    def _start_listening(self, role: Role, params: dict[str, Any]) -> Child | None:
+        """A data listener, ``listening`` with its port, a child that accepts and runs the role
+        (returned once it waits for data); None after an error frame."""
         timeout = self.config.timeout_s
         listener = role_listener(self.conn.getsockname()[0], params, timeout)
         try:
@@ -288,13 +299,41 @@ class Handler:
                 set_blocking_timeouts(data, timeout)
                 return role.work(data, params)
 
-            try:
-                child = fork_child(work, wait_ready=True)
-            except ChildError as exc:
-                self._refuse("role", f"role {role.name} did not start: {exc}")
-                return False
+            return self._fork(role, work)
         finally:
             listener.close()
+
+    def _start_dialing(self, role: Role, params: dict[str, Any]) -> Child | None:
+        """A child that connects to the client's own address (this connection's far end) at
+        ``params["port"]``, from the address the client reached, and runs the role with that
+        sync connection (returned once the role is set up); None after an error frame."""
+        timeout = self.config.timeout_s
+        conn, peer, local = self.conn, self.conn.getpeername(), self.conn.getsockname()
+
+        def work() -> dict[str, Any]:
+            conn.close()  # only the handler talks on the control connection
+            sync = dial(peer, params["port"], local, timeout)
+            # Go/ack bytes leave at once (as through a pipe), never held back by Nagle.
+            sync.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sync.settimeout(None)
+            set_blocking_timeouts(sync, timeout)
+            return role.work(sync, params)
+
+        return self._fork(role, work)
+
+    def _fork(self, role: Role, work: Callable[[], dict[str, Any]]) -> Child | None:
+        try:
+            return fork_child(work, wait_ready=True)
+        except ChildError as exc:
+            self._refuse("role", f"role {role.name} did not start: {exc}")
+            return None
+
+    def _run_role(self, role: Role, params: dict[str, Any]) -> bool:
+        """One role run; False when the connection must close (the client left, a failure)."""
+        timeout = self.config.timeout_s
+        child = self._start_dialing(role, params) if role.dials else self._start_listening(role, params)
+        if child is None:
+            return False
         try:
             protocol.send(self.conn, {"type": "ready"}, timeout)
             deadline = time.monotonic() + timeout * ROLE_TIMEOUTS
