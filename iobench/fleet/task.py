@@ -12,7 +12,6 @@ import json
 import os
 import pickle
 import re
-import select
 import signal
 import subprocess
 import sys
@@ -141,18 +140,10 @@ def lease_serve(serve_id: str, bind: str, token: str) -> ServeLease:
 
 def _first_line(proc: subprocess.Popen, timeout_s: float) -> str:
     """The serve's first stdout line, or "" when it exits or stays silent for ``timeout_s``."""
+    from iobench.osutil.children import read_until
+
     assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    deadline = time.monotonic() + timeout_s
-    text = b""
-    while b"\n" not in text:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-            return ""
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            break
-        text += chunk
+    text, _ = read_until(proc.stdout.fileno(), time.monotonic() + timeout_s, stop=b"\n")
     return text.decode(errors="replace").split("\n", 1)[0]
 
 
