@@ -98,11 +98,13 @@ class ServedPeer:
     peer: Host
     address: PeerAddress
     pid: int
+    #: The serving host's facts (hostname, kernel, cpus), as a local --peer run records them.
+    facts: dict[str, Any]
 
     def record(self) -> dict[str, Any]:
         """What meta.json and fleet.json say about it (never the token)."""
-        return {"address": str(self.address), "peer_host": self.peer.name, "worker": self.peer.address,
-                "pid": self.pid}  # fmt: skip
+        return {"address": str(self.address), "host": self.facts, "peer_host": self.peer.name,
+                "worker": self.peer.address, "pid": self.pid}  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -136,7 +138,9 @@ def serving(client: Any, pairs: Sequence[tuple[Host, Host]]) -> Iterator[dict[st
                 )
             address = parse_peer(str(answer["address"]), token)
             assert isinstance(address, PeerAddress)
-            served[name] = ServedPeer(client_host, peer_host, address, int(answer["pid"]))
+            served[name] = ServedPeer(
+                client_host, peer_host, address, int(answer["pid"]), answer.get("host") or {}
+            )
         yield served
     finally:
         stop_serves(client, started)

@@ -61,12 +61,13 @@ def run_child(request: dict[str, Any]) -> dict[str, Any]:
 
 def start_serve(serve_id: str, bind: str, token: str) -> dict[str, Any]:
     """Start a pair's peer: ``iobench serve --bind BIND --port 0`` as a child of this worker
-    process that outlives the task. The token goes in its environment (never in argv, which
-    every user of the host can read). Its stdin is a pipe whose other end only this process
-    holds: when the worker dies, even by SIGKILL, the serve reads EOF and stops
-    (PR_SET_PDEATHSIG would not do: it fires when the *thread* that forked exits, and Dask's
-    task threads come and go). ``{"address": "IP:PORT", "pid": n}`` once it listens, or
-    ``{"error": ...}``."""
+        process that outlives the task. The token goes in its environment (never in argv, which
+        every user of the host can read). Its stdin is a pipe whose other end only this process
+        holds: when the worker dies, even by SIGKILL, the serve reads EOF and stops
+        (PR_SET_PDEATHSIG would not do: it fires when the *thread* that forked exits, and Dask's
+        task threads come and go). ``{"address": "IP:PORT", "pid": n, "host": {...}}`` (what the
+    serve's welcome says about its host) once it listens, or
+        ``{"error": ...}``."""
     # Its stderr: an unlinked file of its own (nobody reads a pipe once it listens, and a full
     # pipe would stall it); this task quotes its tail when the serve does not start.
     with tempfile.TemporaryFile() as log:
@@ -101,7 +102,9 @@ def start_serve(serve_id: str, bind: str, token: str) -> dict[str, Any]:
         with _SERVES_LOCK:
             cancelled = serve_id in _STOPPED
         if found is not None and not cancelled:
-            return {"address": found.group(1), "pid": proc.pid}
+            from iobench.peer.server import host_facts
+
+            return {"address": found.group(1), "pid": proc.pid, "host": host_facts()}
         stop_serve(serve_id)
         if cancelled:
             return {"error": "stopped before it started"}
