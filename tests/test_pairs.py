@@ -89,7 +89,6 @@ def test_a_paired_run_measures_against_a_serve_on_the_peer_host_and_stops_it(
     assert sorted(peer) == ["address", "host", "peer_host", "pid", "worker"]  # never the token
     expected = {"hostname": os.uname().nodename, "kernel": os.uname().release, "cpus": os.cpu_count()}
     assert {key: peer["host"].get(key) for key in expected} == expected  # the serve's host facts
-    }
     assert ADDRESS.match(peer["address"]) and peer["peer_host"] == "h2"
     assert peer["worker"] == data["hosts"]["h1"]["peer"]["worker"] != data["hosts"]["h1"]["worker"]
     assert meta["fleet"]["peer_host"] == "h2"
