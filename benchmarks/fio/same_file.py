@@ -1,0 +1,95 @@
+"""fio, iobench's native engine and a plain C loop (psync only: qd1_pread.c) reading the SAME
+O_DIRECT file at queue depth 1, interleaved in rotating order: whether a QD1 gap to fio is the
+file, iobench's harness, or something fio does that a hand-written C loop does not.
+
+    python benchmarks/fio/same_file.py --engine psync --rounds 6 --dir . --cpu 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+from pathlib import Path
+
+import iobench.experiments.async_io as async_io
+from iobench import api
+from iobench.osutil.files import create_random_file
+
+HERE = Path(__file__).resolve().parent
+
+
+def fio(path: Path, size: int, engine: str) -> float:
+    """fio's IOPS over two passes of the file."""
+    args = [
+        "fio", "--name=same-file", f"--filename={path}", "--rw=randread", "--bs=4k", f"--size={size}",
+        f"--ioengine={engine}", "--iodepth=1", "--direct=1", "--invalidate=0", "--loops=2",
+        "--output-format=json",
+    ]  # fmt: skip
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    return float(json.loads(out[out.index("{") :])["jobs"][0]["read"]["iops"])
+
+
+def c_loop(binary: Path, path: Path, size: int) -> float:
+    """The C loop's median IOPS of two passes."""
+    out = subprocess.run([str(binary), str(path), str(size), "2"], capture_output=True, text=True, check=True)
+    return statistics.median(float(line) for line in out.stdout.split())
+
+
+def iobench(folder: Path, size: int, engine: str) -> float:
+    """iobench's median IOPS of two repetitions (after one warm-up), on the shared file."""
+    run = api.run(
+        "async-io", method=engine, qd=1, rw="randread", bs=4096, direct="on", file_size=size,
+        dir=str(folder), out=None, warmup=1, min_reps=2, max_reps=2, target_ci=0, engine="native",
+        max_case_time="3600s", submit="each",
+    )  # fmt: skip
+    rows = run.records()
+    if not all(row["status"] == "ok" for row in rows):
+        raise RuntimeError(f"iobench failed: {rows[0].get('status_reason')}")
+    return statistics.median(float(row["iops"]) for row in rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engine", choices=("psync", "libaio", "io_uring"), default="psync")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--size", type=int, default=64 << 20)
+    parser.add_argument("--dir", default=".")
+    parser.add_argument("--cpu", type=int, default=None, help="pin this process and its children")
+    args = parser.parse_args()
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix="iobench-same-file-") as name:
+        folder = Path(name)
+        shared = folder / "shared.bin"
+        create_random_file(shared, args.size)
+        # The case's own file becomes a link to the shared one: same blocks on the device.
+        async_io.create_random_file = lambda path, size: os.link(shared, path)  # type: ignore[assignment]
+        tools = {
+            "fio": lambda: fio(shared, args.size, args.engine),
+            "iobench": lambda: iobench(folder, args.size, args.engine),
+        }
+        if args.engine == "psync":
+            binary = folder / "qd1_pread"
+            subprocess.run(["gcc", "-O2", "-o", str(binary), str(HERE / "qd1_pread.c")], check=True)
+            tools["c"] = lambda: c_loop(binary, shared, args.size)
+        found: dict[str, list[float]] = {name: [] for name in tools}
+        order = list(tools)
+        for index in range(args.rounds):
+            for name in order[index % len(order) :] + order[: index % len(order)]:
+                found[name].append(tools[name]())
+    medians = {name: statistics.median(values) for name, values in found.items()}
+    for name, values in found.items():
+        print(f"{name:8} median {medians[name]:,.0f} IOPS  rounds {[round(v) for v in values]}")
+    for name in medians:
+        if name != "fio":
+            print(f"{name}/fio {medians[name] / medians['fio']:.3f}")
+    if "c" in medians:
+        print(f"iobench/c {medians['iobench'] / medians['c']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
