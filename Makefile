@@ -140,14 +140,14 @@ bench-fidelity: install
 		apt-get install -y -qq fio >/dev/null 2>&1; } || echo "fio not installed: its column stays empty"
 	$(BIN)/python benchmarks/fidelity/fidelity.py --dir . $(if $(CPU),--cpu $(CPU))
 
-## bench-fio: iobench's async-io against fio, randread 4 KiB, psync/libaio/io_uring at QD 1..64, on the disk
-## (O_DIRECT), in the page cache and on tmpfs (buffered), interleaved rounds (fio from Debian's package)
 ## bench-network: the socket experiments over an emulated network (bench_configs/network.toml: a virtual
 ## host in a network namespace, RTT 0.1-50 ms at 100 Mbit/s; root), then the report. About 3 minutes.
 bench-network: install
 	$(BIN)/iobench run sweep bench_configs/network.toml
 	$(BIN)/iobench report
 
+## bench-fio: iobench's async-io against fio, randread 4 KiB, psync/libaio/io_uring at QD 1..64, on the disk
+## (O_DIRECT), in the page cache and on tmpfs (buffered), interleaved rounds (fio from Debian's package)
 bench-fio: install
 	@command -v fio >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		{ apt-get install -y -qq fio >/dev/null 2>&1 || \
