@@ -613,7 +613,8 @@ def serve_command(
       iobench serve                               # 127.0.0.1:7300
       iobench serve --bind 0.0.0.0 --token s3cret
     """
-    from iobench.peer.server import DEFAULT_PORT, DEFAULT_TIMEOUT_S, ServeConfig, serve
+    from iobench.peer.address import DEFAULT_PORT
+    from iobench.peer.server import DEFAULT_TIMEOUT_S, ServeConfig, serve
 
     config = ServeConfig(
         bind=bind,

@@ -136,7 +136,7 @@ def load_config(
         raise ConfigError(f"{label}: description must be text")
     peer = raw.get("peer")
     if peer is not None:
-        from iobench.peer.client import parse_peer
+        from iobench.peer.address import parse_peer
 
         if not isinstance(peer, str):
             raise ConfigError(f"{label}: peer must be text (netns or HOST[:PORT])")

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from iobench.engine.events import CaseStarted, Events
 from iobench.engine.runner import CaseResult, run_case
-from iobench.peer.netns import NetnsLinks, NetnsPeer
+from iobench.peer.address import NetnsPeer
+from iobench.peer.netns import NetnsLinks
 from iobench.plan import CaseSpec, Lookup
 
 if TYPE_CHECKING:

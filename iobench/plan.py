@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from iobench.engine.protocol import Protocol
 from iobench.params import case_id, expand_cases, left_out_of_id, resolve
-from iobench.peer.client import PeerAddress
-from iobench.peer.netns import LINK_PARAM_NAMES, NetnsPeer
+from iobench.peer.address import NetnsPeer, PeerAddress
+from iobench.peer.netns import LINK_PARAM_NAMES
 
 if TYPE_CHECKING:
     from iobench.experiments.base import Experiment

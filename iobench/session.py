@@ -28,8 +28,9 @@ from iobench.errors import InsufficientSpaceError, ParamError, ResultsFullError,
 from iobench.execute import Executor, LocalExecutor
 from iobench.interrupts import Terminated, termination_raises
 from iobench.loops.engines import native_available, native_unavailable_reason
-from iobench.peer.client import PeerAddress, RemotePeer, parse_peer
-from iobench.peer.netns import NetnsPeer, link_requested
+from iobench.peer.address import NetnsPeer, PeerAddress, parse_peer
+from iobench.peer.client import RemotePeer
+from iobench.peer.netns import link_requested
 from iobench.plan import CaseSpec, Lookup, PlanEntry, plan_cases
 from iobench.record import MemorySink, Sink, with_context
 from iobench.results import COLUMNS_DOC, RunStore

@@ -28,8 +28,8 @@ from iobench.experiments.base import Experiment
 from iobench.netemu import check_support, ns
 from iobench.osutil.children import run_in_child
 from iobench.params import Kind, Param
-from iobench.peer.client import parse_peer
-from iobench.peer.netns import LINK_PARAM_NAMES, LINK_PARAMS, NetnsPeer
+from iobench.peer.address import NetnsPeer, parse_peer
+from iobench.peer.netns import LINK_PARAM_NAMES, LINK_PARAMS
 from iobench.plan import PlanEntry, plan_cases
 from iobench.units import UnitError, format_bitrate, parse_bitrate
 

@@ -26,8 +26,8 @@ from iobench import __version__
 from iobench.cli import cli
 from iobench.errors import ParamError
 from iobench.peer import protocol
-from iobench.peer.client import PeerAddress, PeerRefused, RemotePeer, parse_peer
-from iobench.peer.server import DEFAULT_PORT
+from iobench.peer.address import DEFAULT_PORT, PeerAddress, parse_peer
+from iobench.peer.client import PeerRefused, RemotePeer
 
 from .helpers import IOBENCH
 from .peer_server import LINE, TIMEOUT, Served, start_server

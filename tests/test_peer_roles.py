@@ -21,7 +21,8 @@ import iobench
 from iobench.experiments.async_send import INFLIGHT_MODES, URING_MODES
 from iobench.peer import client as peer_client
 from iobench.peer import protocol
-from iobench.peer.client import PeerAddress, PeerError, RemotePeer
+from iobench.peer.address import PeerAddress
+from iobench.peer.client import PeerError, RemotePeer
 from iobench.peer.roles import FRAME_MODES, MAX_ROUND_TRIPS, RoleError, check_limits, validate
 
 from .helpers import IOBENCH, ONE_REP

@@ -26,8 +26,8 @@ from iobench.engine.protocol import Protocol
 from iobench.errors import InsufficientSpaceError, IobenchError, UnsupportedCase
 from iobench.loops.engines import engine_for, loops_for
 from iobench.params import case_id
-from iobench.peer.client import PeerAddress, peer_for
-from iobench.peer.netns import PeerUnavailable
+from iobench.peer.address import PeerAddress, PeerUnavailable
+from iobench.peer.client import peer_for
 from iobench.stats import RunningMean
 from iobench.units import format_size
 

@@ -5,15 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
-import resource
 import select
 import selectors
 import socket
-import struct
 import threading
-import time
-from array import array
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +20,7 @@ from iobench.experiments.base import Column, Experiment, FigureSpec
 from iobench.loops import rings
 from iobench.metrics import LAT_P50, LAT_P99
 from iobench.metrics import Metric as M
-from iobench.osutil.children import Child, fork_child, ready
+from iobench.osutil.children import Child, fork_child
 from iobench.osutil.sockets import (
     SOCKET_TIMEOUT_S,
     accept_with_timeouts,
@@ -36,35 +31,26 @@ from iobench.osutil.sockets import (
 )
 from iobench.params import Kind, Param, choice_param, size_param
 from iobench.peer.client import RemotePeer, RemoteRole
+from iobench.peer.loops import (
+    FRAME_HEADER,
+    INFLIGHT_MODES,
+    URING_MODES,
+    drive_echo,
+    fill,
+    message_sizes,
+    receive_all,
+    verify_frames,
+)
 from iobench.peer.roles import RoleError, check_limits, validate
-from iobench.stats import percentiles
 from iobench.units import format_size
 
 if TYPE_CHECKING:
     import pandas as pd
 
-INFLIGHT_MODES = ("inflight-100-200-150", "inflight-random")
 WRITER_MODES = ("threads-sendall", "threads-locked")
 ECHO_MODES = ("echo-threads", "echo-selectors", "echo-asyncio", "echo-uvloop")
 #: io_uring sends in flight: independent SQEs or an IOSQE_IO_LINK chain, with or without MSG_WAITALL.
-URING_MODES = ("uring-unlinked", "uring-linked", "uring-unlinked-waitall", "uring-linked-waitall")
-_HEADER = struct.Struct("!II")  # seq, payload size
 _IOV_BATCH = 512  # below IOV_MAX (1024)
-
-
-def _fill(seq: int) -> int:
-    return seq % 251 + 1
-
-
-def message_sizes(mode: str, messages: int, max_size: int) -> list[int]:
-    """Payload sizes of the in-flight modes: 100, 200, 150 repeated, or seeded random sizes; the
-    io_uring modes: 100, 200, 150 and a random size (up to max_size), in turn."""
-    if mode == "inflight-100-200-150":
-        return [(100, 200, 150)[i % 3] for i in range(messages)]
-    rng = random.Random(4)
-    if mode in URING_MODES:
-        return [(100, 200, 150)[i % 4] if i % 4 < 3 else rng.randint(1, max_size) for i in range(messages)]
-    return [rng.randint(1, max_size) for _ in range(messages)]
 
 
 def advance(pending: list[memoryview], sent: int) -> list[memoryview]:
@@ -106,27 +92,6 @@ def send_frames(sock: socket.socket, frames: list[bytes], batch: int = _IOV_BATC
     return {"send_calls": calls, "short_sends": short, "send_waits": waits}
 
 
-def verify_frames(data: bytes, sizes: list[int]) -> dict[str, Any]:
-    """Check the single-writer stream: frames in order, each with its full size and pattern."""
-    order_ok = sizes_ok = True
-    offset = seq = 0
-    while offset < len(data) and seq < len(sizes):
-        if offset + _HEADER.size > len(data):
-            sizes_ok = False
-            break
-        got_seq, size = _HEADER.unpack_from(data, offset)
-        order_ok &= got_seq == seq
-        payload = data[offset + _HEADER.size : offset + _HEADER.size + size]
-        sizes_ok &= size == sizes[seq] and payload == bytes([_fill(got_seq)]) * size
-        offset += _HEADER.size + size
-        seq += 1
-    return {
-        "order_ok": order_ok and seq == len(sizes),
-        "sizes_ok": sizes_ok and offset == len(data),
-        "messages_verified": seq,
-    }
-
-
 def interleaving(data: bytes, writers: int, size: int) -> dict[str, Any]:
     """Writer w's bytes are all w+1: split the stream into runs of one writer and count the
     messages whose bytes are not contiguous (torn by another writer's bytes)."""
@@ -156,88 +121,9 @@ def interleaving(data: bytes, writers: int, size: int) -> dict[str, Any]:
     }
 
 
-def stream_size(sizes: list[int]) -> int:
-    """Bytes of the frames of ``sizes`` (header and payload each) on the wire."""
-    return sum(sizes) + _HEADER.size * len(sizes)
-
-
-def receive_all(sock: socket.socket, others: list[socket.socket], total: int) -> bytes:
-    """The receiver (forked here, or the receive-frames role on a peer host): up to ``total``
-    bytes, to EOF; ``others`` are the parent's sockets it closes first."""
-    for other in others:
-        other.close()
-    data = bytearray(total)
-    view, have = memoryview(data), 0
-    ready()
-    while have < total and (got := sock.recv_into(view[have:])):
-        have += got
-    sock.close()
-    return bytes(data[:have])
-
-
 def _echo_driver(port: int, connections: int, messages: int, size: int, go: int) -> dict[str, Any]:
     """The client child: N connections, each a closed loop of ``messages`` round trips."""
     return drive_echo([connect_loopback(port) for _ in range(connections)], messages, size, go)
-
-
-def drive_echo(socks: list[socket.socket], messages: int, size: int, go: int) -> dict[str, Any]:
-    """The echo client's loop (forked here, or the echo-driver role on a peer host, where ``go``
-    is its sync connection): once 'g' comes on ``go``, each connection is a closed loop of
-    ``messages`` round trips of ``size`` bytes. Calls ``ready()`` once set up."""
-    connections = len(socks)
-    selector = selectors.DefaultSelector()
-    try:
-        for sock in socks:
-            sock.setblocking(False)
-            selector.register(sock, selectors.EVENT_READ)
-        payload = b"e" * size
-        rtts = array("q", bytes(8 * connections * messages))
-        clock = time.perf_counter_ns
-        state = {}
-        ready()  # connected and set up: the server's clock may start
-        if os.read(go, 1) != b"g":
-            return {}
-        before = resource.getrusage(resource.RUSAGE_SELF)
-        done = 0
-        for sock in socks:
-            sock.sendall(payload)
-            state[sock] = [clock(), 0, 0]  # sent at, bytes back, round trips done
-        active = connections
-        while active:
-            events = selector.select(SOCKET_TIMEOUT_S)
-            if not events:
-                raise TimeoutError("echo server went silent")
-            for key, _ in events:
-                sock, entry = key.fileobj, state[key.fileobj]
-                got = len(sock.recv(size - entry[1]))
-                if not got:
-                    raise ConnectionError("echo server closed early")
-                entry[1] += got
-                if entry[1] < size:
-                    continue
-                rtts[done] = clock() - entry[0]
-                done += 1
-                entry[1], entry[2] = 0, entry[2] + 1
-                if entry[2] == messages:
-                    selector.unregister(sock)
-                    sock.shutdown(socket.SHUT_WR)
-                    active -= 1
-                else:
-                    entry[0] = clock()
-                    sock.sendall(payload)
-        after = resource.getrusage(resource.RUSAGE_SELF)
-        p50, p99 = percentiles(rtts[:done], 0.50, 0.99)
-        return {
-            "lat_p50_ns": p50,
-            "lat_p99_ns": p99,
-            "round_trips": done,
-            "peer_ctx_vol": after.ru_nvcsw - before.ru_nvcsw,
-            "peer_ctx_invol": after.ru_nivcsw - before.ru_nivcsw,
-        }
-    finally:
-        selector.close()
-        for sock in socks:
-            sock.close()
 
 
 class _EchoProtocol(asyncio.Protocol):
@@ -585,7 +471,8 @@ class AsyncSend(Experiment):
             self.sizes = message_sizes(self.mode, self.messages, self.case["msg_size"])
             # One buffer per message (header and payload): one SQE each.
             self.frames = [
-                _HEADER.pack(seq, size) + bytes([_fill(seq)]) * size for seq, size in enumerate(self.sizes)
+                FRAME_HEADER.pack(seq, size) + bytes([fill(seq)]) * size
+                for seq, size in enumerate(self.sizes)
             ]
             self.total = sum(map(len, self.frames))
         elif self.mode in INFLIGHT_MODES:
@@ -593,8 +480,8 @@ class AsyncSend(Experiment):
             self.sizes = sizes
             frames = []
             for seq, size in enumerate(sizes):
-                frames.append(_HEADER.pack(seq, size))
-                frames.append(bytes([_fill(seq)]) * size)
+                frames.append(FRAME_HEADER.pack(seq, size))
+                frames.append(bytes([fill(seq)]) * size)
             self.frames = frames
             self.total = sum(map(len, frames))
         elif self.mode in WRITER_MODES:

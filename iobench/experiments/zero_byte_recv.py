@@ -5,11 +5,9 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
-import random
 import resource
 import selectors
 import socket
-import struct
 import threading
 import time
 from array import array
@@ -35,13 +33,13 @@ from iobench.osutil.sockets import (
 )
 from iobench.params import Kind, Param, choice_param, size_param
 from iobench.peer.client import PeerError, RemotePeer, RemoteRole
+from iobench.peer.loops import STAMP, send_traffic
 from iobench.peer.roles import RoleError, validate
 from iobench.stats import percentiles
 
 if TYPE_CHECKING:
     import pandas as pd
 
-_STAMP = struct.Struct("q")  # each message starts with the sender's CLOCK_MONOTONIC ns
 #: Descriptors beyond the N connections: listener, pipes, stdio, Python's own.
 _SPARE_FDS = 64
 STRATEGIES = ("prepost", "zero-byte", "zero-byte-threads", "uring-bufring")
@@ -58,32 +56,6 @@ def _sender(port: int, connections: int, messages: int, msg_size: int, burst: in
     socks = [connect_loopback(port) for _ in range(connections)]
     os.write(ack, b"c")  # all connected
     return send_traffic(socks, messages, msg_size, burst, go)
-
-
-def send_traffic(socks: list[socket.socket], messages: int, msg_size: int, burst: int, go: int) -> int:
-    """The sender's loop (forked here, or the zero-byte-sender role on a peer host, where ``go``
-    is its sync connection): per repetition ('g' on ``go``) send ``messages`` messages of
-    ``msg_size`` bytes to random connections, ``burst`` at a time, waiting for the receiver's
-    ack ('a' on ``go``) after each burst; 'p' sends one probe byte on the first connection.
-    Anything else (EOF) ends it; the connections are closed. Returns its CPU ns."""
-    rng = random.Random(5)
-    message = bytearray(msg_size)
-    clock = time.monotonic_ns
-    try:
-        while (command := os.read(go, 1)) in (b"g", b"p"):
-            if command == b"p":  # one probe byte on the first connection (see _probe_zero_length_recv)
-                socks[0].sendall(b"p")
-                continue
-            for start in range(0, messages, burst):
-                for _ in range(min(burst, messages - start)):
-                    _STAMP.pack_into(message, 0, clock())
-                    rng.choice(socks).sendall(message)
-                if os.read(go, 1) != b"a":
-                    return time.thread_time_ns()
-    finally:
-        for sock in socks:
-            sock.close()
-    return time.thread_time_ns()
 
 
 @register
@@ -126,7 +98,7 @@ class ZeroByteRecv(Experiment):
             maximum=100_000,
         ),
         size_param("recv_buffer", (65536,), "Receive buffer size B per posted buffer.", minimum=16),
-        size_param("msg_size", (512,), "Bytes per message (at most RECV_BUFFER).", minimum=_STAMP.size),
+        size_param("msg_size", (512,), "Bytes per message (at most RECV_BUFFER).", minimum=STAMP.size),
         Param(
             "messages", Kind.INT, (2000,), "Messages per repetition.", sweep=True, minimum=1, maximum=10**7
         ),
@@ -520,8 +492,8 @@ class ZeroByteRecv(Experiment):
                         part = earlier + bytes(buffer[:got])
                         stamp = None
                     else:
-                        head = earlier + bytes(buffer[: _STAMP.size]) if earlier else buffer
-                        stamp = _STAMP.unpack_from(head)[0]
+                        head = earlier + bytes(buffer[: STAMP.size]) if earlier else buffer
+                        stamp = STAMP.unpack_from(head)[0]
                         part = b""
                 finally:
                     pool.append(buffer)
@@ -613,7 +585,7 @@ class ZeroByteRecv(Experiment):
                     if have[index] < msg:
                         continue
                     have[index] = 0
-                    stamp = _STAMP.unpack_from(views[index])[0]
+                    stamp = STAMP.unpack_from(views[index])[0]
                 else:  # zero-byte: borrow a pool buffer only now that data is there
                     buffer = pool.pop()
                     try:
@@ -626,8 +598,8 @@ class ZeroByteRecv(Experiment):
                             partial[index] = earlier + bytes(buffer[:got])
                             self.partial_peak = max(self.partial_peak, sum(map(len, partial.values())))
                             continue
-                        head = earlier + bytes(buffer[: _STAMP.size]) if earlier else buffer
-                        stamp = _STAMP.unpack_from(head)[0]
+                        head = earlier + bytes(buffer[: STAMP.size]) if earlier else buffer
+                        stamp = STAMP.unpack_from(head)[0]
                     finally:
                         pool.append(buffer)
                 latencies[done] = clock() - stamp

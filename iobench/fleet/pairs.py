@@ -23,7 +23,7 @@ from typing import Any
 from iobench.errors import ClusterError, ParamError
 from iobench.fleet.cluster import Host, live_addresses
 from iobench.fleet.task import SERVE_START_S, SERVE_STOP_S
-from iobench.peer.client import PeerAddress, parse_peer
+from iobench.peer.address import PeerAddress, parse_peer
 
 #: Seconds, beyond the serve's own bounds, that the start and stop tasks may take to come back
 #: (scheduling, a worker importing iobench for the first time).

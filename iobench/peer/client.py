@@ -11,21 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import re
 import select
 import socket
-from dataclasses import dataclass, field
 from typing import Any
 
 from iobench import __version__
-from iobench.errors import IobenchError, ParamError, UnsupportedCase
+from iobench.errors import IobenchError, UnsupportedCase
 from iobench.osutil.sockets import SOCKET_TIMEOUT_S, set_blocking_timeouts, set_buffers
 from iobench.peer import protocol
-from iobench.peer.netns import NETNS, NetnsPeer, PeerUnavailable
+from iobench.peer.address import NETNS, PeerAddress, PeerUnavailable
 from iobench.peer.protocol import ProtocolError
-from iobench.peer.server import DEFAULT_PORT, boot_id
-
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+from iobench.peer.server import boot_id
 
 
 class PeerRefused(IobenchError):
@@ -34,55 +30,6 @@ class PeerRefused(IobenchError):
 
 class PeerError(RuntimeError):
     """A role run on the peer failed, or the peer broke the protocol, during a case."""
-
-
-@dataclass(frozen=True)
-class PeerAddress:
-    """Where a peer server listens; ``str()`` is the ``peer`` column's HOST:PORT."""
-
-    host: str
-    port: int = DEFAULT_PORT
-    #: The shared token (never printed: left out of repr and str).
-    token: str | None = field(default=None, repr=False, compare=False)
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-def parse_peer(value: str | None, token: str | None = None) -> PeerAddress | NetnsPeer | None:
-    """``--peer`` as an address: ``HOST``, ``HOST:PORT``, ``[IPv6]:PORT`` or a bare IPv6 address,
-    or ``netns`` (a virtual host on this machine: ``peer.netns``); None or "" means no peer
-    (everything on this host). ParamError names what is wrong."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    if text == NETNS:
-        return NetnsPeer()
-    host, port_text = text, None
-    if text.startswith("["):
-        close = text.find("]")
-        if close < 0:
-            raise ParamError(f"--peer {text}: an IPv6 address in brackets needs its ']'")
-        host, rest = text[1:close], text[close + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise ParamError(f"--peer {text}: expected [ADDRESS]:PORT")
-            port_text = rest[1:]
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    port = DEFAULT_PORT
-    if port_text is not None:
-        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-            raise ParamError(f"--peer {text}: the port must be a number from 1 to 65535")
-        port = int(port_text)
-    try:
-        host = str(ipaddress.ip_address(host))
-    except ValueError:
-        if not _HOSTNAME.match(host):
-            raise ParamError(f"--peer {text}: {host!r} is not a host name or an IP address") from None
-    if token is not None and not token:
-        raise ParamError("--peer-token: give a non-empty token (or leave it out)")
-    return PeerAddress(host, port, token)
 
 
 class LocalPeer:

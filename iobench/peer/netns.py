@@ -17,23 +17,19 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from iobench.params import Kind, Param
+from iobench.peer.address import NETNS, NetnsPeer, PeerAddress, PeerUnavailable
 
 if TYPE_CHECKING:
     from iobench.netemu import VirtualLink
-    from iobench.peer.client import PeerAddress
 
-#: The value of ``--peer`` that asks for the virtual host.
-NETNS = "netns"
 
 #: The emulated link, as parameters of every experiment whose peer can be remote (added by the
 #: registry: ``experiments.register``). At their defaults they are left out of case ids, so
@@ -75,28 +71,6 @@ LINK_PARAM_NAMES = frozenset(p.name for p in LINK_PARAMS)
 #: How long ``iobench serve`` may take to say it listens inside the namespace.
 SERVE_START_S = 20.0
 _LISTENING = re.compile(r"listening on (\S+):(\d+) ")
-
-
-@dataclass(frozen=True)
-class NetnsPeer:
-    """The run's peer is the virtual host; ``token`` is the run's own secret for its server."""
-
-    token: str = field(default_factory=lambda: secrets.token_hex(16), repr=False, compare=False)
-
-    def __str__(self) -> str:
-        return NETNS
-
-
-@dataclass(frozen=True)
-class PeerUnavailable:
-    """The peer a case needs cannot exist here: the case is unsupported with ``reason``
-    (``failed``: building it went wrong, and the case is recorded failed instead)."""
-
-    reason: str
-    failed: bool = False
-
-    def __str__(self) -> str:
-        return NETNS
 
 
 def link_values(case: dict[str, Any]) -> tuple[int, int, float]:
@@ -171,7 +145,6 @@ class NetnsLinks:
 
     def _open(self, key: tuple[int, int, float]) -> None:
         from iobench.netemu import LinkSpec, VirtualLink, measure_link
-        from iobench.peer.client import PeerAddress
 
         rtt_ns, rate_bps, loss_pct = key
         link = VirtualLink(LinkSpec(rtt_ns, rate_bps or None, loss_pct / 100))

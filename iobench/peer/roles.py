@@ -24,6 +24,16 @@ from iobench.osutil.sockets import (
     raise_fd_limit,
     set_buffers,
 )
+from iobench.peer.loops import (
+    INFLIGHT_MODES,
+    URING_MODES,
+    drive_echo,
+    message_sizes,
+    receive_all,
+    send_traffic,
+    stream_size,
+    verify_frames,
+)
 
 
 class RoleError(ValueError):
@@ -143,15 +153,8 @@ _IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 MAX_HELD_BYTES = 1 << 30
 #: Most round trips the echo driver records (8 bytes each).
 MAX_ROUND_TRIPS = 1 << 24
-#: async-send's modes whose receiver checks frames (kept in step by tests/test_peer_roles.py).
-FRAME_MODES = (
-    "inflight-100-200-150",
-    "inflight-random",
-    "uring-unlinked",
-    "uring-linked",
-    "uring-unlinked-waitall",
-    "uring-linked-waitall",
-)
+#: async-send's modes whose receiver checks frames.
+FRAME_MODES = INFLIGHT_MODES + URING_MODES
 _PORT = IntRule(1, 65535)
 
 
@@ -200,7 +203,6 @@ def zero_byte_sender(sync: socket.socket, params: dict[str, Any]) -> dict[str, A
     """zero-byte-recv's sender: CONNECTIONS connections to the client's listener, ``c`` on the
     sync connection once they are up, then the forked sender's loop with the go (``g``, ``p``,
     ``a``) bytes read from the sync connection; it ends at EOF there. Result: its CPU ns."""
-    from iobench.experiments.zero_byte_recv import send_traffic
 
     raise_fd_limit(params["connections"] + _SPARE_FDS)
     socks = dial_back(sync, params["connections"])
@@ -220,7 +222,6 @@ def echo_driver(sync: socket.socket, params: dict[str, Any]) -> dict[str, Any]:
     closed loop of MESSAGES round trips of MSG_SIZE bytes once ``g`` comes on the sync
     connection (the forked driver's loop). Result: RTT percentiles, round trips, its context
     switches during the loop."""
-    from iobench.experiments.async_send import drive_echo
 
     check_limits("echo-driver", params)
     raise_fd_limit(params["connections"] + _SPARE_FDS)
@@ -231,7 +232,6 @@ def echo_driver(sync: socket.socket, params: dict[str, Any]) -> dict[str, Any]:
 def receive_frames(sock: socket.socket, params: dict[str, Any]) -> dict[str, Any]:
     """async-send's receiver of the in-flight and io_uring modes: receive the whole stream (the
     forked receiver's loop) and check it here, where the bytes are: order, sizes, count."""
-    from iobench.experiments.async_send import message_sizes, receive_all, stream_size, verify_frames
 
     check_limits("receive-frames", params)
     sizes = message_sizes(params["mode"], params["messages"], params["msg_size"])
@@ -248,8 +248,6 @@ def check_limits(role: str, params: dict[str, Any]) -> None:
             f"echo-driver records at most {MAX_ROUND_TRIPS:,} round trips (connections x messages)"
         )
     if role == "receive-frames":
-        from iobench.experiments.async_send import message_sizes, stream_size
-
         total = stream_size(message_sizes(params["mode"], params["messages"], params["msg_size"]))
         if total > MAX_HELD_BYTES:
             raise RoleError(

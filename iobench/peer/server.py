@@ -32,12 +32,10 @@ from iobench.errors import ParamError
 from iobench.osutil.children import Child, ChildError, fork_child
 from iobench.osutil.sockets import set_blocking_timeouts
 from iobench.peer import protocol
+from iobench.peer.address import DEFAULT_PORT
 from iobench.peer.protocol import ProtocolError
 from iobench.peer.roles import Role, RoleError, dial, role_listener, rusage_report, validate
 
-#: The default control port. iperf3 took 5201; 7300 is not in /etc/services, is below the
-#: ephemeral range (32768+) so the kernel never hands it to a client socket, and needs no root.
-DEFAULT_PORT = 7300
 #: Seconds a whole frame, an idle gap between messages, or a role's accept may take.
 DEFAULT_TIMEOUT_S = 30.0
 #: A role may run this many timeouts at most (its socket reads already time out when idle).
