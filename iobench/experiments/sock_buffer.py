@@ -49,7 +49,8 @@ class SockBuffer(Experiment):
         choice_param(
             "transport",
             ("tcp", "unix"),
-            "tcp: loopback TCP (127.0.0.1); unix: an AF_UNIX stream socketpair.",
+            "tcp: TCP to the peer (127.0.0.1, or the --peer host); unix: an AF_UNIX stream socketpair "
+            "(this host only).",
         ),
         choice_param(
             "buffers",
