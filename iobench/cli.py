@@ -510,8 +510,8 @@ def sysinfo_command(target_dir: Path, as_json: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
 def clean_command(target_dir: Path, out_dir: Path, dry_run: bool) -> None:
     """Remove what killed runs left behind: scratch folders (their test files) under --dir,
-    system settings they changed (written back, as root), and mark their runs under --out as
-    crashed. Folders of running iobench processes are never
+    system settings they changed (written back, as root), the network namespaces of --peer netns
+    runs (as root), and mark their runs under --out as crashed. Folders of running iobench processes are never
     touched (each holds a lock).
 
     Example: iobench clean --dir /mnt/disk
@@ -531,6 +531,8 @@ def clean_command(target_dir: Path, out_dir: Path, dry_run: bool) -> None:
     else:
         for line in scratch.restore_left_settings():
             click.echo(line)
+    for name in _stale_namespaces(dry_run):
+        click.echo(f"{'would remove' if dry_run else 'removed'} network namespace {name} and its processes")
     for path in list_runs(out_dir):
         try:
             meta = read_meta(path)
@@ -538,6 +540,18 @@ def clean_command(target_dir: Path, out_dir: Path, dry_run: bool) -> None:
             continue
         if not dry_run and mark_if_crashed(path, meta):
             click.echo(f"marked {path} crashed (continue it with: iobench run sweep --resume {path})")
+
+
+def _stale_namespaces(dry_run: bool) -> list[str]:
+    """The virtual hosts (--peer netns) of killed runs: listed, or removed with what runs in
+    them; nothing without root or ``ip``."""
+    import os
+
+    from iobench.netemu import ns
+
+    if os.geteuid() != 0 or ns.ip_command() is None:
+        return []
+    return ns.stale() if dry_run else ns.cleanup_stale()
 
 
 class RunGroup(click.Group):

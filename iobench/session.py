@@ -30,7 +30,7 @@ from iobench.interrupts import Terminated, termination_raises
 from iobench.loops.engines import native_available, native_unavailable_reason
 from iobench.peer.address import NetnsPeer, PeerAddress, parse_peer
 from iobench.peer.client import RemotePeer
-from iobench.peer.netns import link_requested
+from iobench.peer.netns import link_problem, link_requested
 from iobench.plan import CaseSpec, Lookup, PlanEntry, plan_cases
 from iobench.record import MemorySink, Sink, with_context
 from iobench.results import COLUMNS_DOC, RunStore
@@ -224,6 +224,10 @@ def _prepare(request: RunRequest, peer: PeerAddress | NetnsPeer | None = None) -
     cpu = pin_cpu(request.cpu)
     done = request.resume.finished_cases() if request.resume is not None else set()
     specs = plan_cases(request.entries, done, cpu, peer)
+    for spec in specs:
+        problem = link_problem(spec.params)
+        if problem:
+            raise ParamError(f"{spec.label}: {problem}")
     if not isinstance(peer, NetnsPeer):
         linked = next((spec for spec in specs if link_requested(spec.params)), None)
         if linked is not None:

@@ -9,11 +9,13 @@ are those that never load dask (a refused scheduler is found by a TCP check firs
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -251,6 +253,46 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_2(tmp_path: Path) -> None
     )  # fmt: skip
     assert done.returncode == 2 and done.stderr == expected
     assert list(tmp_path.iterdir()) == []
+
+
+@needs_dask
+def test_a_scheduler_address_where_something_else_answers_is_one_line(tmp_path: Path) -> None:
+    """An HTTP server where the scheduler should be: its reply's first bytes read as a frame
+    length of gigabytes (MemoryError inside dask): one line, exit 2, never "not enough memory"."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        address = f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+        stop = threading.Event()
+
+        def answer() -> None:
+            listener.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                with conn:
+                    conn.settimeout(2)
+                    with contextlib.suppress(OSError):
+                        conn.recv(4096)
+                        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        try:
+            done = _iobench(
+                "run", "syscall", *TINY, "--cluster", address, "--cluster-timeout", "3", timeout=60
+            )
+        finally:
+            stop.set()
+            thread.join(5)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert "memory" not in line
+    assert line.startswith(f"Error: {address} does not answer as a Dask scheduler (") or line.startswith(
+        f"Error: cannot reach the Dask scheduler at {address} within 3 s ("
+    )
 
 
 @needs_dask

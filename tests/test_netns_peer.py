@@ -256,3 +256,47 @@ def test_sigint_during_a_netns_run_leaves_no_namespace_or_process(tmp_path: Path
     (run,) = list(out.iterdir())
     assert json.loads((run / "meta.json").read_text())["status"] == "interrupted"
     assert os.path.exists(run / "meta.json")
+
+
+def test_a_rate_below_the_slowest_link_is_refused_with_one_line(tmp_path: Path) -> None:
+    args = ["run", "sock-buffer", "--peer", "netns", "--rate", "1bit", "--transport", "tcp", "--buffers", "unset",
+            "--dir", str(tmp_path), "--out", str(tmp_path / "out")]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    (line,) = result.output.strip().splitlines()
+    assert line.endswith("--rate 1bit is below the slowest link iobench emulates (64kbit; 0 for no limit)")
+    assert not (tmp_path / "out").exists()
+
+
+@needs_link
+def test_after_sigkill_the_server_ends_and_clean_removes_the_namespaces(tmp_path: Path) -> None:
+    """SIGKILL leaves no handler to tear down: the server inside sees its stdin close and ends;
+    the namespaces wait for `iobench clean` (or the next link)."""
+    argv = [
+        sys.executable, "-m", "iobench", "run", "sock-buffer", "--peer", "netns", "--rtt", "50ms",
+        "--transport", "tcp", "--buffers", "rcvbuf", "--bufsize", "64KiB", "--transfer", "4MiB",
+        "--warmup", "0", "--min-reps", "5", "--max-reps", "5", "--dir", str(tmp_path), "--out", str(tmp_path / "out"), "-q",
+    ]  # fmt: skip
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not _serve_processes() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _serve_processes(), "the virtual host never started"
+    finally:
+        process.kill()
+        process.wait()
+    mine = [name for name in _namespaces() if name.startswith(f"iobench-{process.pid}-")]
+    assert len(mine) == 2
+    deadline = time.monotonic() + 10
+    while _serve_processes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _serve_processes() == []
+    done = subprocess.run(
+        [sys.executable, "-m", "iobench", "clean", "--dir", str(tmp_path), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for name in mine:
+        assert f"removed network namespace {name} and its processes" in done.stdout
+    assert not set(mine) & set(_namespaces())

@@ -14,9 +14,11 @@ import select
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -561,3 +563,61 @@ def test_msg_zerocopy_over_a_peer(served: Served) -> None:
     assert by_method["zerocopy"]["zc_sends"] > 0
     assert by_method["zerocopy-unprivileged"]["status"] == "unsupported"
     assert "cannot reach a peer host (--peer)" in by_method["zerocopy-unprivileged"]["status_reason"]
+
+
+def test_a_peer_that_goes_away_mid_run_fails_the_cases_left_not_the_run(tmp_path: Path) -> None:
+    """After the run's handshake the server dies (SIGKILL, as a crashed peer host would): every
+    case still to run is recorded failed with the reason, and the run ends with exit status 3
+    (a failed case), not as if the peer had never been reachable."""
+    served = start_server()
+    events: list[Any] = []
+
+    def kill_at_start(event: Any) -> None:
+        events.append(event)
+        if type(event).__name__ == "RunStarted":
+            served.proc.kill()
+            served.proc.wait()
+
+    run = iobench.run(
+        "sock-buffer", transport="tcp", buffers="unset,rcvbuf", bufsize="64KiB", transfer="64KiB",
+        peer=served.address, progress=kill_at_start, dir=tmp_path, out=tmp_path / "out",
+        warmup=0, min_reps=1, max_reps=1,
+    )  # fmt: skip
+    served.stop()
+    statuses = [row["status"] for row in run.records()]
+    assert statuses == ["failed", "failed"]
+    assert all(f"cannot reach the peer {served.address}" in row["status_reason"] for row in run.records())
+    assert run.status == "complete"
+
+
+def test_a_peer_address_that_is_not_iobench_says_so_in_one_line(tmp_path: Path) -> None:
+    """An HTTP server where the peer should be: its reply reads as a 1.2 GB frame."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+
+        def answer() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(1024)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        args = [
+            "run",
+            "sock-buffer",
+            "--transport",
+            "tcp",
+            "--peer",
+            f"127.0.0.1:{port}",
+            "--out",
+            str(tmp_path),
+            "-q",
+        ]
+        result = CliRunner().invoke(cli, args)
+        thread.join(5)
+    assert result.exit_code == 2
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith(f"Error: the peer 127.0.0.1:{port} does not answer as an 'iobench serve' (")

@@ -106,6 +106,11 @@ def connect(address: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Any:
         raise ClusterError(
             f"cannot reach the Dask scheduler at {address} within {timeout_s:g} s ({why})"
         ) from None
+    except Exception as exc:
+        # bytes read as a frame length ask for gigabytes: MemoryError); never a traceback
+        raise ClusterError(
+            f"{address} does not answer as a Dask scheduler ({type(exc).__name__}: its reply is not Dask's protocol)"
+        ) from None
 
 
 def workers(client: Any) -> list[Host]:

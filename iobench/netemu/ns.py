@@ -143,16 +143,22 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def cleanup_stale() -> list[str]:
-    """Remove the namespaces (and kill their processes) left by iobench processes that are no
-    longer alive, e.g. after SIGKILL. A live process's links are left alone. Returns the names
-    removed. (A dead process's pid reused by another process hides its leftovers until that
-    one ends too.)"""
-    removed = []
+def stale() -> list[str]:
+    """The namespaces of iobench processes that are no longer alive (e.g. after SIGKILL). (A dead
+    process's pid reused by another process hides its leftovers until that one ends too.)"""
+    found = []
     for name in listed():
         match = _NAME.match(name)
-        if match is None or _alive(int(match.group(1))):
-            continue
+        if match is not None and not _alive(int(match.group(1))):
+            found.append(name)
+    return found
+
+
+def cleanup_stale() -> list[str]:
+    """Remove the namespaces (and kill their processes) left by iobench processes that are no
+    longer alive; a live process's links are left alone. Returns the names removed."""
+    removed = []
+    for name in stale():
         kill_all_in(name)
         delete(name)
         removed.append(name)

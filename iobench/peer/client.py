@@ -81,7 +81,10 @@ class RemotePeer:
                 conn, {"type": "hello", "version": version, "token": self.address.token}, self.timeout_s
             )
             answer = protocol.receive(conn, self.timeout_s)
-        except (ProtocolError, OSError) as exc:
+        except ProtocolError as exc:
+            conn.close()
+            raise PeerRefused(f"the peer {where} does not answer as an 'iobench serve' ({exc})") from None
+        except OSError as exc:
             conn.close()
             raise PeerRefused(f"the peer {where} did not complete the handshake: {exc}") from None
         if answer["type"] == "welcome":
@@ -101,7 +104,11 @@ class RemotePeer:
         raise PeerRefused(f"the peer {where} answered the handshake with {answer['type']}")
 
     def _control(self) -> socket.socket:
-        self.connect()
+        try:
+            self.connect()
+        except PeerRefused as exc:
+            # Past the run's first handshake a peer that went away fails this case, not the run.
+            raise PeerError(str(exc)) from None
         assert self._conn is not None
         return self._conn
 

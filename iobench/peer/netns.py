@@ -82,6 +82,19 @@ def link_values(case: dict[str, Any]) -> tuple[int, int, float]:
     )
 
 
+#: Slowest --rate accepted (bits/s): below it a 1500-byte packet takes longer than the link's
+#: set-up and measuring are allowed, and the case could only time out.
+MIN_RATE_BPS = 64_000
+
+
+def link_problem(case: dict[str, Any]) -> str | None:
+    """Why a case's link settings cannot make a usable link (None: they can)."""
+    rate = int(case.get("rate") or 0)
+    if 0 < rate < MIN_RATE_BPS:
+        return f"--rate {rate}bit is below the slowest link iobench emulates (64kbit; 0 for no limit)"
+    return None
+
+
 def link_requested(case: dict[str, Any]) -> bool:
     """Whether a case asks for a link property other than the defaults."""
     return link_values(case) != (0, 0, 0.0)
@@ -190,11 +203,16 @@ MEASURED_COLUMNS = ("link_rtt_measured_ns", "link_rtt_min_ns", "link_bulk_bytes_
 
 def _start_serve(link: VirtualLink, token: str) -> int:
     """Start ``iobench serve`` in the peer namespace; the port it listens on."""
-    argv = [sys.executable, "-m", "iobench", "serve", "--bind", link.peer_address, "--port", "0"]
+    # --exit-on-stdin-eof: stdin is a pipe only this process holds, so the server ends with it,
+    # even when this process is killed outright (the namespaces then wait for `iobench clean`).
+    argv = [
+        sys.executable, "-m", "iobench", "serve", "--bind", link.peer_address, "--port", "0",
+        "--exit-on-stdin-eof",
+    ]  # fmt: skip
     env = {**os.environ, "IOBENCH_PEER_TOKEN": token}  # not in argv: ps would show it
     # Its stderr goes to an unnamed file: read only when it fails to start (never a full pipe).
     with tempfile.TemporaryFile() as errors:
-        process = link.spawn(argv, stdout=subprocess.PIPE, stderr=errors, env=env)
+        process = link.spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, env=env)
         assert process.stdout is not None
         line = _first_line(process, SERVE_START_S)
         found = _LISTENING.search(line.decode(errors="replace"))
