@@ -19,24 +19,15 @@ from pathlib import Path
 import pytest
 
 from iobench.errors import LinkUnsupported
-from iobench.netemu import LinkSpec, VirtualLink, check_support, cleanup_stale, ns, relay
+from iobench.netemu import LinkSpec, VirtualLink, cleanup_stale, ns, relay
 from iobench.netemu.measure import ProbeServer, bulk, ping_pong
 from iobench.netemu.window import expected_window_bytes, kernel_has_scaling_ratio, window_from_space
 from iobench.osutil.children import run_in_child
 
+from .netns_support import needs_link
+
 MS = 1_000_000
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _unsupported_reason() -> str | None:
-    try:
-        check_support()
-    except LinkUnsupported as exc:
-        return str(exc)
-    return None
-
-
-needs_link = pytest.mark.skipif(_unsupported_reason() is not None, reason=_unsupported_reason() or "")
 
 
 def _leftovers(names: tuple[str, ...] = ()) -> dict[str, object]:

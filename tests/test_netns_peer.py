@@ -21,11 +21,10 @@ from click.testing import CliRunner
 import iobench
 from iobench.cli import cli
 from iobench.engine.protocol import Protocol
-from iobench.errors import LinkUnsupported
 from iobench.execute import LocalExecutor
 from iobench.experiments import get_experiment
 from iobench.experiments.base import Experiment
-from iobench.netemu import check_support, ns
+from iobench.netemu import ns
 from iobench.osutil.children import run_in_child
 from iobench.params import Kind, Param
 from iobench.peer.address import NetnsPeer, parse_peer
@@ -33,19 +32,10 @@ from iobench.peer.netns import LINK_PARAM_NAMES, LINK_PARAMS
 from iobench.plan import PlanEntry, plan_cases
 from iobench.units import UnitError, format_bitrate, parse_bitrate
 
+from .netns_support import needs_link
+
 MS = 1_000_000
 TINY = {"warmup": 0, "min_reps": 3, "max_reps": 3}
-
-
-def _unsupported_reason() -> str | None:
-    try:
-        check_support()
-    except LinkUnsupported as exc:
-        return str(exc)
-    return None
-
-
-needs_link = pytest.mark.skipif(_unsupported_reason() is not None, reason=_unsupported_reason() or "")
 
 
 def _namespaces() -> list[str]:
