@@ -1284,7 +1284,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="iobench")
     finally:
-        # The command is done (its results written, its status chosen): a SIGTERM or SIGHUP
-        # during the interpreter's own shutdown would only turn a finished exit into a kill.
-        for signum in TERMINATING:
+        # The command is done (its results written, its status and message chosen): a SIGINT,
+        # SIGTERM or SIGHUP during the interpreter's own shutdown (a few hundred ms once pandas
+        # and pyarrow are loaded) would only turn a finished exit into a silent kill (-2).
+        for signum in (signal.SIGINT, *TERMINATING):
             signal.signal(signum, signal.SIG_IGN)
