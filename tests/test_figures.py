@@ -485,3 +485,24 @@ def test_mmap_touch_is_not_ranked_by_bytes_per_second() -> None:
     spec = next(s for s in get_experiment("mmap-read").report_figures() if s.kind == "throughput")
     methods = dict(spec.where)["method"]
     assert "mmap-touch" not in methods and {"mmap-copy", "read", "readinto"} <= set(methods)
+
+
+def test_sock_buffer_draws_throughput_against_rtt_only_when_the_run_swept_it() -> None:
+    """The bandwidth-delay figure: x is the emulated link's RTT, spelled as durations; a loopback
+    run (one RTT: 0) has no such figure at all."""
+    experiment = get_experiment("sock-buffer")
+    spec = next(s for s in experiment.report_figures() if s.x == "rtt")
+    cases = [
+        {"transport": "tcp", "buffers": "rcvbuf", "bufsize": 65536, "rtt": rtt, "bytes": 4 << 20,
+         "elapsed_ns": [elapsed] * 5}
+        for rtt, elapsed in ((1_000_000, 3.5e8), (10_000_000, 6.0e8), (50_000_000, 2.8e9))
+    ]  # fmt: skip
+    frame = _rows(experiment, cases)
+    figure = render_figure(experiment, summarize(frame), spec)
+    assert figure is not None
+    FigureCanvasAgg(figure).draw()
+    ax = figure.axes[0]
+    assert _labels_shown(ax.xaxis) == ["1 ms", "10 ms", "50 ms"]
+    assert ax.get_xlabel() == "rtt (log2 scale)"
+    loopback = _rows(experiment, [{**cases[0], "rtt": 0}])
+    assert render_figure(experiment, summarize(loopback), spec) is None

@@ -77,6 +77,9 @@ class FigureSpec:
     #: False the case is drawn as a refusal mark with ``refusal_reason``'s value, never a value.
     succeeded: str = ""
     refusal_reason: str = ""
+    #: Draw only when ``x`` takes several values among the cases (sock-buffer's RTT figure: a
+    #: loopback run has one RTT, and a figure against it would say nothing).
+    only_if_varies: bool = False
 
 
 #: TLPI Table 13-1's columns plus the counters that prove what happened.

@@ -102,6 +102,10 @@ class SockBuffer(Experiment):
             where=(("transport", ("unix",)),),
         ),
         FigureSpec(
+            "throughput", title="TCP throughput vs the emulated link's round-trip time (--peer netns)",
+            x="rtt", where=(("transport", ("tcp",)),), only_if_varies=True,
+        ),
+        FigureSpec(
             "stacked_cpu", title="Sender CPU per GiB: user vs system", per="bytes", scale=GIB,
             y_label="sender CPU per GiB",
         ),

@@ -13,7 +13,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullForm
 
 from iobench.metrics import param_named
 from iobench.params import Kind
-from iobench.units import format_size
+from iobench.units import format_duration, format_size
 
 #: Log axes get tick marks from the first of these ladders that labels at least two values.
 _LADDERS = ((1.0,), (1.0, 2.0, 5.0), (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0))
@@ -107,7 +107,12 @@ def log2_x(ax: Any, experiment: Any, x: str, ticks: list[float]) -> None:
     ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_minor_locator(NullLocator())
     param = param_named(experiment, x)
-    spell = format_size if param is not None and param.kind is Kind.SIZE else (lambda v: f"{v:g}")
+    if param is not None and param.kind is Kind.SIZE:
+        spell: Any = format_size
+    elif param is not None and param.kind is Kind.DURATION:
+        spell = format_duration
+    else:
+        spell = lambda v: f"{v:g}"  # noqa: E731
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: spell(int(v)) if v == int(v) else spell(v)))
     if len(ticks) > 6:
         ax.tick_params(axis="x", labelrotation=30)

@@ -670,7 +670,7 @@ def _numeric_axis(experiment: Any, rows: pd.DataFrame, x: str | None) -> str | N
         return None
     relevant = rows[~rows.apply(lambda r: x in _irrelevant(experiment, r), axis=1)]
     kind = getattr(param_named(experiment, x), "kind", None)
-    return x if kind in (Kind.SIZE, Kind.INT) and relevant[x].nunique() > 1 else None
+    return x if kind in (Kind.SIZE, Kind.INT, Kind.DURATION) and relevant[x].nunique() > 1 else None
 
 
 def _y_label(spec: FigureSpec, metrics: list[tuple[str, str]], unit_label: str) -> str:
@@ -1073,6 +1073,8 @@ def render_figure(
     marks += _not_run_marks(not_run, spec)
     if rows.empty:
         return None
+    if spec.only_if_varies and (spec.x not in rows or rows[spec.x].nunique() < 2):
+        return None  # a figure against x says nothing where x took one value
     if spec.kind == "throughput":
         if "bytes_per_s" not in rows or rows["bytes_per_s"].isna().all():
             return None
