@@ -6,18 +6,16 @@ executor for other machines implements the same ``map``; experiments never know 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from iobench.engine.events import CaseStarted, Events
 from iobench.engine.runner import CaseResult, run_case
 from iobench.peer.address import NetnsPeer
 from iobench.peer.netns import NetnsLinks
 from iobench.plan import CaseSpec, Lookup
-
-if TYPE_CHECKING:
-    from iobench.experiments.base import Experiment
 
 
 class Executor(Protocol):
@@ -46,48 +44,27 @@ class LocalExecutor:
         self.links: NetnsLinks | None = None
 
     def run(self, spec: CaseSpec) -> CaseResult:
-        """Measure one case (CaseSpaceError propagates: the disk under --dir is full)."""
+        """Measure one case (CaseSpaceError propagates: the disk under --dir is full). A peer
+        case of a ``--peer netns`` run runs over its emulated link, this thread in the client
+        namespace, and its rows record the link."""
         experiment = self.lookup(spec.experiment)
         self.events.emit(CaseStarted(spec.index, spec.total, spec.label, spec.experiment, spec.case_id))
-        if isinstance(spec.peer, NetnsPeer):
-            return self._run_linked(spec, experiment)
-        result = run_case(
-            experiment,
-            spec.params,
-            spec.protocol,
-            self.scratch,
-            self.events,
-            self.target_fs,
-            self.clock_origin_ns,
-            spec.peer,
-        )
-        result.index = spec.index
-        return result
-
-    def _run_linked(self, spec: CaseSpec, experiment: type[Experiment]) -> CaseResult:
-        """A case of a ``--peer netns`` run: over its emulated link when it has a peer (this
-        thread in the client namespace), as usual otherwise; rows record the link."""
-        assert isinstance(spec.peer, NetnsPeer)
-        if not experiment.uses_peer(spec.params):
-            result = run_case(
-                experiment, spec.params, spec.protocol, self.scratch, self.events, self.target_fs,
-                self.clock_origin_ns,
-            )  # fmt: skip
-            result.index = spec.index
-            return result
-        if self.links is None:
-            self.links = NetnsLinks(spec.peer)
-        peer = self.links.peer_for(spec.params)
-        with self.links.client():
+        peer = spec.peer
+        links = None
+        if isinstance(peer, NetnsPeer):
+            peer = None  # a case without a peer runs as usual, here
+            if experiment.uses_peer(spec.params):
+                links = self.links = self.links or NetnsLinks(spec.peer)
+                peer = links.peer_for(spec.params)
+        with links.client() if links is not None else contextlib.nullcontext():
             result = run_case(
                 experiment, spec.params, spec.protocol, self.scratch, self.events, self.target_fs,
                 self.clock_origin_ns, peer,
             )  # fmt: skip
-        columns = self.links.row_columns
-        for row in result.rows:
-            row.update(columns)
-        if columns:
-            result.summary["link"] = self.links.facts
+        if links is not None and (columns := links.row_columns):
+            for row in result.rows:
+                row.update(columns)
+            result.summary["link"] = links.facts
         result.index = spec.index
         return result
 

@@ -125,3 +125,17 @@ def cmdline(pid: int) -> str:
 def serves_below(pid: int) -> list[int]:
     """The ``iobench serve`` processes below ``pid`` (a worker's pair serves and their handlers)."""
     return [child for child in descendants(pid) if "iobench serve" in cmdline(child)]
+
+
+def run_iobench(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """``iobench ARGS`` as a real process (a fleet client: dask never loads into pytest)."""
+    from tests.helpers import IOBENCH
+
+    env = {**os.environ, "IOBENCH_PARQUET": "0"}
+    return subprocess.run([*IOBENCH, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def case_rows(run_folder: Path) -> list[dict]:
+    """Every row a run folder recorded (cases.jsonl)."""
+    lines = (run_folder / "cases.jsonl").read_text().splitlines()
+    return [row for line in lines for row in json.loads(line)["rows"]]

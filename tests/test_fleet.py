@@ -27,7 +27,7 @@ import iobench
 from iobench.cli import cli
 from iobench.errors import ClusterError
 from iobench.fleet.cluster import Host, choose_hosts
-from tests.dask_processes import DASK, DaskProcesses, needs_dask
+from tests.dask_processes import DASK, DaskProcesses, case_rows, needs_dask, run_iobench
 
 BIN = Path(sys.executable).parent
 IOBENCH = BIN / "iobench"
@@ -57,22 +57,12 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskProce
         cluster.stop()
 
 
-def _iobench(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    env = {**os.environ, "IOBENCH_PARQUET": "0"}
-    return subprocess.run([str(IOBENCH), *args], capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def _rows(run_folder: Path) -> list[dict]:
-    lines = (run_folder / "cases.jsonl").read_text().splitlines()
-    return [row for line in lines for row in json.loads(line)["rows"]]
-
-
 @needs_dask
 def test_a_fleet_run_measures_every_case_on_each_host_and_reports_per_host(
     dask_cluster: DaskProcesses, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    done = _iobench(
+    done = run_iobench(
         "run", "syscall", *TINY, "--cluster", dask_cluster.address, "--hosts", "h*",
         "--dir", str(tmp_path), "--out", str(out),
     )  # fmt: skip
@@ -91,7 +81,7 @@ def test_a_fleet_run_measures_every_case_on_each_host_and_reports_per_host(
         # the profiler and the system monitor were stopped on the worker, and it is recorded
         assert {"profile", "monitor"} <= set(meta["fleet"]["dask"]["stopped"])
         assert meta["fleet"]["dask"]["distributed"]
-        rows = _rows(run)
+        rows = case_rows(run)
         assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
         assert {(r["host"], r["worker"]) for r in rows} == {(name, host["worker"])}
         assert "host,worker" in (run / "results.csv").read_text().splitlines()[0]
@@ -117,7 +107,7 @@ def test_a_fleet_run_measures_every_case_on_each_host_and_reports_per_host(
     assert set(loaded.frame["host"]) == {"h1", "h2"}
 
     # a second fleet run, compared host by host
-    again = _iobench(
+    again = run_iobench(
         "run", "syscall", *TINY, "--cluster", dask_cluster.address, "--hosts", "h1,h2",
         "--dir", str(tmp_path), "--out", str(out), "-q",
     )  # fmt: skip
@@ -193,7 +183,7 @@ def test_a_worker_killed_mid_case_fails_that_case_and_resume_reruns_only_what_is
     assert "- `k2: call=getppid,calls=1000002`: not run: worker lost earlier in the run" in text
 
     dask_cluster.workers(("k2", None))  # the host comes back (a new worker, same name)
-    resumed = _iobench("run", "sweep", "--resume", str(fleet), "--cluster", dask_cluster.address)
+    resumed = run_iobench("run", "sweep", "--resume", str(fleet), "--cluster", dask_cluster.address)
     assert resumed.returncode == 0, resumed.stderr
     ran = [line for line in resumed.stderr.splitlines() if line.startswith("[")]
     assert len(ran) == 2 and all("] k2: " in line for line in ran), resumed.stderr
@@ -216,7 +206,7 @@ def test_a_worker_with_another_iobench_is_refused_before_any_case(
     dask_cluster: DaskProcesses, tmp_path: Path, hosts: str, expected: str
 ) -> None:
     out = tmp_path / "out"
-    done = _iobench(
+    done = run_iobench(
         "run", "syscall", *TINY, "--cluster", dask_cluster.address, "--hosts", hosts,
         "--dir", str(tmp_path), "--out", str(out),
     )  # fmt: skip
@@ -281,7 +271,7 @@ def test_a_scheduler_address_where_something_else_answers_is_one_line(tmp_path: 
         thread = threading.Thread(target=answer, daemon=True)
         thread.start()
         try:
-            done = _iobench(
+            done = run_iobench(
                 "run", "syscall", *TINY, "--cluster", address, "--cluster-timeout", "3", timeout=60
             )
         finally:
@@ -302,7 +292,9 @@ def test_a_scheduler_that_accepts_but_never_answers_times_out_within_the_bound(t
         silent.listen(8)
         address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
         started = time.monotonic()
-        done = _iobench("run", "syscall", *TINY, "--cluster", address, "--cluster-timeout", "1", timeout=30)
+        done = run_iobench(
+            "run", "syscall", *TINY, "--cluster", address, "--cluster-timeout", "1", timeout=30
+        )
         took = time.monotonic() - started
     assert done.returncode == 2
     (line,) = done.stderr.splitlines()

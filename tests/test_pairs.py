@@ -24,7 +24,16 @@ from click.testing import CliRunner
 from iobench.cli import cli
 from iobench.errors import ParamError
 from iobench.fleet.pairs import Pair, parse_pairs
-from tests.dask_processes import DASK, DaskProcesses, cmdline, descendants, needs_dask, serves_below
+from tests.dask_processes import (
+    DASK,
+    DaskProcesses,
+    case_rows,
+    cmdline,
+    descendants,
+    needs_dask,
+    run_iobench,
+    serves_below,
+)
 
 IOBENCH = Path(sys.executable).parent / "iobench"
 #: One tiny TCP case: 256 KiB twice to the peer.
@@ -47,16 +56,6 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskProce
         cluster.stop()
 
 
-def _iobench(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    env = {**os.environ, "IOBENCH_PARQUET": "0"}
-    return subprocess.run([str(IOBENCH), *args], capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def _rows(run_folder: Path) -> list[dict]:
-    lines = (run_folder / "cases.jsonl").read_text().splitlines()
-    return [row for line in lines for row in json.loads(line)["rows"]]
-
-
 def _wait_until(condition, timeout_s: float) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -71,7 +70,7 @@ def test_a_paired_run_measures_against_a_serve_on_the_peer_host_and_stops_it(
     dask_cluster: DaskProcesses, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    done = _iobench(*["run", *CASE], "--cluster", dask_cluster.address, "--pairs", "h1:h2",
+    done = run_iobench(*["run", *CASE], "--cluster", dask_cluster.address, "--pairs", "h1:h2",
                     "--dir", str(tmp_path), "--out", str(out))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "host h1: complete, 1 of 1 recorded cases ok" in done.stderr
@@ -92,7 +91,7 @@ def test_a_paired_run_measures_against_a_serve_on_the_peer_host_and_stops_it(
     assert ADDRESS.match(peer["address"]) and peer["peer_host"] == "h2"
     assert peer["worker"] == data["hosts"]["h1"]["peer"]["worker"] != data["hosts"]["h1"]["worker"]
     assert meta["fleet"]["peer_host"] == "h2"
-    rows = _rows(run)
+    rows = case_rows(run)
     assert len(rows) == 2
     assert {(r["status"], r["peer"], r["peer_host"], r["host"], r["integrity_ok"]) for r in rows} == {
         ("ok", peer["address"], "h2", "h1", True)
@@ -188,7 +187,7 @@ def test_an_unknown_host_is_refused_with_one_line_before_any_case(
     dask_cluster: DaskProcesses, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    done = _iobench(*["run", *CASE], "--cluster", dask_cluster.address, "--pairs", "h1:nope",
+    done = run_iobench(*["run", *CASE], "--cluster", dask_cluster.address, "--pairs", "h1:nope",
                     "--dir", str(tmp_path), "--out", str(out))  # fmt: skip
     assert done.returncode == 2
     assert done.stderr == "Error: --pairs h1:nope: no worker is named 'nope' (workers: h1, h2, h3)\n"
