@@ -97,3 +97,23 @@ def test_a_warm_file_is_counted_once_per_repetition(disk_dir: Path, monkeypatch)
     monkeypatch.setattr(cache, "_resident_pages", lambda fd, size: counts.append(size) or real(fd, size))
     assert cache.cache_metrics(path, "warm") == {"resident_before": 1.0, "cache_verified": True}
     assert len(counts) == 1
+
+
+def test_an_open_file_is_counted_through_its_descriptor(disk_dir: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Between repetitions a reader already holds the file open: the count goes through that fd
+    (no second open), and sees the same pages as a count by path, cold or partly read."""
+    path = _partly_read(disk_dir)
+    fd = os.open(path, os.O_RDONLY)
+    opened: list[object] = []
+    real_open = os.open
+    try:
+        by_path = cache.resident_fraction(path)
+        monkeypatch.setattr(
+            cache.os, "open", lambda *args, **kwargs: opened.append(args) or real_open(*args, **kwargs)
+        )
+        assert cache.resident_fraction(path, fd) == by_path
+        assert cache.cache_metrics(path, "warm", fd) == {"resident_before": 1.0, "cache_verified": True}
+        assert opened == [(path, os.O_RDONLY | os.O_CLOEXEC)]  # make_warm's read; no count opened one
+        assert cache.resident_fraction(path, fd) == 1.0
+    finally:
+        os.close(fd)

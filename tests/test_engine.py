@@ -14,16 +14,28 @@ from iobench.engine.protocol import Protocol
 from iobench.engine.runner import CaseSpaceError, run_case
 from iobench.errors import InsufficientSpaceError, ParamError, UnsupportedCase
 from iobench.experiments.base import Experiment
+from iobench.loops.engines import native_available, native_module
 from iobench.params import Kind, Param
 from iobench.stats import ci_halfwidth_pct
 
+#: How a probe reads its counters: one thread's in C (the extension's thread_counters) or in
+#: Python (the fallback without the extension), or the whole process's.
+PROBES = ["thread", "thread-python", "process"]
 
-@pytest.mark.parametrize("scope", ["thread", "process"])
-def test_probe_counts_exactly_the_reads_and_writes_made(scope: str) -> None:
+
+def _probe(kind: str) -> CounterProbe:
+    probe = CounterProbe("process" if kind == "process" else "thread", native=kind != "thread-python")
+    assert (probe._thread_counters is not None) == (kind == "thread" and native_available())
+    return probe
+
+
+@pytest.mark.parametrize("kind", PROBES)
+def test_probe_counts_exactly_the_reads_and_writes_made(kind: str) -> None:
+    scope = "process" if kind == "process" else "thread"
     reader = os.open("/dev/zero", os.O_RDONLY)
     writer = os.open("/dev/null", os.O_WRONLY)
     try:
-        with CounterProbe(scope) as probe:  # type: ignore[arg-type]
+        with _probe(kind) as probe:
             before = probe.before()
             for _ in range(37):
                 os.read(reader, 8)
@@ -38,17 +50,20 @@ def test_probe_counts_exactly_the_reads_and_writes_made(scope: str) -> None:
     assert 0 < delta.cpu_ns <= delta.time_ns * (2 if scope == "process" else 1) + 1_000_000
 
 
-def test_probe_reports_nothing_for_nothing() -> None:
-    with CounterProbe("thread") as probe:
+@pytest.mark.parametrize("kind", PROBES)
+def test_probe_reports_nothing_for_nothing(kind: str) -> None:
+    with _probe(kind) as probe:
         delta = probe.after(probe.before())
     assert (delta.syscalls_read, delta.syscalls_write, delta.disk_read_bytes) == (0, 0, 0)
+    assert (delta.chars_read, delta.chars_written) == (0, 0)
 
 
-def test_probe_counts_minor_faults_of_first_touch() -> None:
+@pytest.mark.parametrize("kind", ["thread", "thread-python"])
+def test_probe_counts_minor_faults_of_first_touch(kind: str) -> None:
     import mmap
 
     pages = 64
-    with CounterProbe("thread") as probe:
+    with _probe(kind) as probe:
         mapping = mmap.mmap(-1, pages * mmap.PAGESIZE)
         before = probe.before()
         for page in range(pages):
@@ -56,6 +71,50 @@ def test_probe_counts_minor_faults_of_first_touch() -> None:
         delta = probe.after(before)
         mapping.close()
     assert pages <= delta.minflt <= pages + 8
+
+
+@pytest.mark.skipif(not native_available(), reason="the C extension is not built")
+def test_native_thread_counters_are_the_kernels_numbers() -> None:
+    """thread_counters reads /proc/thread-self/io with one pread (counted: 1 read, its bytes)
+    and RUSAGE_THREAD exactly (microseconds as ns), in CounterProbe's field order."""
+    import resource
+
+    native = native_module()
+    assert native is not None
+    fd = os.open("/proc/thread-self/io", os.O_RDONLY)
+    try:
+        first = native.thread_counters(fd)
+        second = native.thread_counters(fd)
+        text = os.pread(fd, 512, 0)
+        usage = resource.getrusage(resource.RUSAGE_THREAD)
+    finally:
+        os.close(fd)
+    user_ns, sys_ns, minflt, majflt, nvcsw, nivcsw, syscr, syscw, rchar, wchar, _, _ = second
+    assert syscr - first[6] == 1 and syscw == first[7]  # its own pread, nothing written
+    assert rchar - first[8] == len(text)  # the bytes of that pread (same text length)
+    assert wchar == first[9]
+    fields = dict(zip(text.split()[0::2], text.split()[1::2], strict=False))
+    assert int(fields[b"syscr:"]) == syscr + 1  # the pread above
+    assert user_ns % 1000 == 0 and sys_ns % 1000 == 0
+    assert (
+        0 <= round(usage.ru_utime * 1e9) - user_ns < 1e8 and 0 <= round(usage.ru_stime * 1e9) - sys_ns < 1e8
+    )
+    later = (usage.ru_minflt, usage.ru_majflt, usage.ru_nvcsw, usage.ru_nivcsw)
+    assert all(0 <= b - a < 1000 for a, b in zip((minflt, majflt, nvcsw, nivcsw), later, strict=True))
+
+
+@pytest.mark.skipif(not native_available(), reason="the C extension is not built")
+def test_native_thread_counters_refuse_text_that_is_not_an_io_file(tmp_path: Path) -> None:
+    native = native_module()
+    assert native is not None
+    other = tmp_path / "io"
+    other.write_bytes(b"rchar: 1\nwchar: 2\nsyscr: x\n")
+    fd = os.open(other, os.O_RDONLY)
+    try:
+        with pytest.raises(ValueError, match="unexpected io text at syscr: x"):
+            native.thread_counters(fd)
+    finally:
+        os.close(fd)
 
 
 def test_ci_halfwidth() -> None:

@@ -44,6 +44,13 @@ def _spin(us: int) -> None:
         pass
 
 
+def _objects(us: int) -> None:
+    """About ``us`` microseconds of interpreter work that makes and drops small objects."""
+    end = time.perf_counter_ns() + us * 1000
+    while time.perf_counter_ns() < end:
+        [{"rep": index, "bytes": index * 2} for index in range(20)]
+
+
 def _residency(call: str, path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -68,7 +75,7 @@ def measure(args: argparse.Namespace) -> dict[str, list[int]]:
             instance.loops = loops
             instance.prepare()
             probe = CounterProbe("thread")
-            base = runner._base_row(experiment, case, "", args.engine)
+            base = runner._base_row(experiment, case, "", args.engine, "")
             running = RunningMean()
             try:
                 for index in range(args.passes):
@@ -117,6 +124,11 @@ def _one_pass(
     }
     if kind.startswith("spin"):
         _spin(int(kind[4:]))
+    elif kind.startswith("objects"):
+        _objects(int(kind[7:]))
+    elif kind.startswith("snap"):
+        for _ in range(int(kind[4:])):
+            probe._raw()
     elif kind.startswith("sleep"):
         time.sleep(int(kind[5:]) / 1e6)
     else:

@@ -1,15 +1,18 @@
 """``make bench-fidelity``: does iobench report what a plain C loop measures?
 
 For each buffer size from 1 B to 1 MiB, warm sequential read and write: the same work timed by a
-plain C loop (cloop.c, gcc -O2), by iobench's rw-buffer experiment through its public API
-(``iobench.api.run``: the session, the engine's repetition protocol, counters and checks, as
-``iobench run`` does) with each engine, and by ``fio --ioengine=psync`` when fio is installed.
+plain C loop (cloop.c, gcc -O2), by iobench's rw-buffer experiment through the engine's
+``run_case`` (the repetition protocol, counters and checks: what ``iobench run`` and
+``iobench.api.run`` call for every case) with each engine, and by ``fio --ioengine=psync`` when
+fio is installed.
 The target: native >= 0.95 of the C loop at every size (exit status 1 if missed).
 
 Like with like (see benchmarks/fidelity/README.md for the measurements behind each point):
 
-- Files: every tool reads a new file per round, made by iobench's own ``create_random_file``
-  (1 MiB writes of random bytes, then fsync). How a file was written decides the size of its
+- Files: each round makes one new file with iobench's own ``create_random_file`` (1 MiB writes
+  of random bytes, then fsync) and every tool reads that file (iobench's case through a hard
+  link: the same page-cache pages). Where a file's pages land moves a warm pass by tens of
+  percent from file to file; reading one file per round takes that out of the ratio. How a file was written decides the size of its
   page-cache folios (one 32 MiB write: 2 MiB folios; 1 MiB writes: 1 MiB; 4 KiB writes: 4 KiB,
   and 64 KiB reads of those ran at a third of the speed here), and a file just written without
   fsync is being written back while it is read.
@@ -23,9 +26,10 @@ Like with like (see benchmarks/fidelity/README.md for the measurements behind ea
   (a warm pass is served from the cache, the regime most sensitive to work between passes); the
   DRAM rows read a file 4x the cache. Each row says which.
 - Order: the tools take turns within each round, rotating who goes first; each tool's figure is
-  the median of all its passes; native/C is the Hodges-Lehmann ratio of the rounds' median elapsed
-  times (C over native) with its 95% interval. The target is on the ratio itself; the interval
-  says whether a miss is a measurable difference or this run's noise.
+  the median of all its passes; native/C is the median over rounds of the round's ratio (C's
+  median elapsed over native's: one file, one moment), with a distribution-free 95% interval
+  (order statistics). The target is on the ratio itself; the interval says whether a miss is a
+  measurable difference or this run's noise.
 """
 
 from __future__ import annotations
@@ -47,10 +51,16 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from iobench import api, hostinfo
+from iobench import hostinfo
+from iobench.engine.protocol import Protocol
+from iobench.engine.runner import run_case
+from iobench.experiments.rw_buffer import RwBuffer
+from iobench.hostinfo import working_set
+from iobench.loops.buffers import page_aligned_buffer
 from iobench.loops.engines import native_available
 from iobench.osutil.files import create_random_file
-from iobench.stats import difference
+from iobench.params import expand_cases, resolve
+from iobench.stats import median, median_interval
 from iobench.units import format_rate, format_size, parse_size
 
 HERE = Path(__file__).resolve().parent
@@ -111,31 +121,55 @@ def c_loop(binary: Path, spec: Spec, path: Path, reps: int) -> list[int]:
     return [int(elapsed) for elapsed, _ in lines]
 
 
-def iobench_loop(engine: str, spec: Spec, reps: int, scratch: Path) -> tuple[list[int], Any]:
-    """Elapsed ns per repetition as iobench records them (rw-buffer, warm), and the threads the
-    measuring process had when timing began (the case record's ``process_threads``)."""
-    run = api.run(
-        "rw-buffer",
-        mode=spec.mode,
-        file_size=spec.file_size,
-        bs=spec.bs,
-        cache="warm",
-        dir=scratch,
-        out=None,
+class _RoundFile(RwBuffer):
+    """rw-buffer as iobench runs it, reading the round's file instead of a file of its own.
+
+    ``prepare`` is the only change: the case's source is a hard link to the round's file (one
+    inode, so the very page-cache pages the C loop reads), made in place of writing a new one.
+    Everything timed and everything between repetitions is the engine's and the experiment's own.
+    """
+
+    round_file: Path | None = None
+
+    def prepare(self) -> None:
+        if not self.reads_source or self.round_file is None:
+            super().prepare()
+            return
+        self.buffer = page_aligned_buffer(self.block)
+        self._working_set = working_set(self.space_needed() + self.block)
+        os.link(self.round_file, self.source_path)
+
+
+def iobench_loop(
+    engine: str, spec: Spec, reps: int, scratch: Path, round_file: Path | None
+) -> tuple[list[int], Any]:
+    """Elapsed ns per repetition as iobench records them (rw-buffer, warm; read mode: of
+    ``round_file``), and the threads the measuring process had when timing began (the case
+    record's ``process_threads``).
+
+    Through the engine's ``run_case``, which ``iobench run`` and ``iobench.api.run`` call for
+    every case (in this process: the session around it times nothing).
+    """
+    given = {"mode": spec.mode, "file_size": spec.file_size, "bs": spec.bs, "cache": "warm"}
+    (case,) = expand_cases(RwBuffer.params, resolve(RwBuffer.params, given))
+    protocol = Protocol(
         warmup=spec.warmup,
         min_reps=reps,
         max_reps=reps,
-        max_case_time="3600s",
+        max_case_time=3600 * 10**9,
         target_ci=0,
         engine=engine,
     )
-    rows = run.records()
-    (case,) = run.meta["cases"]
-    if case.get("status") != "ok" or not all(row.get("integrity_ok") for row in rows):
-        raise RuntimeError(f"iobench {engine} case failed: {case}")
+    _RoundFile.round_file = round_file
+    result = run_case(_RoundFile, case, protocol, scratch)
+    rows = result.rows
+    if result.summary.get("status") != "ok" or not all(row.get("integrity_ok") for row in rows):
+        raise RuntimeError(f"iobench {engine} case failed: {result.summary}")
     if any(row["engine"] != engine for row in rows):
         raise RuntimeError(f"asked for {engine}, rows say {rows[0]['engine']}")
-    return [int(row["elapsed_ns"]) for row in rows], case.get("process_threads")
+    if spec.mode == "read" and not all(row.get("cache_verified") for row in rows):
+        raise RuntimeError(f"iobench {engine}: the round's file was not all in the page cache")
+    return [int(row["elapsed_ns"]) for row in rows], result.summary.get("process_threads")
 
 
 def fio_loop(spec: Spec, path: Path, reps: int) -> float | None:
@@ -180,22 +214,26 @@ def measure_spec(spec: Spec, args: argparse.Namespace, work: Path, binary: Path)
     fio_rates: list[float] = []
     threads: set[Any] = set()
     for round_index in range(spec.rounds):
+        # Reads: one new file per round, read by every tool (the same inode, so the same page-cache
+        # pages): where a file's pages land moves a warm pass by tens of percent from file to file,
+        # and pairing by file takes that out of the ratio. Writes: each tool writes files of its own.
+        shared = _new_file(work, spec, "round.bin") if spec.mode == "read" else None
         turn = round_index % len(tools)
         for tool in tools[turn:] + tools[:turn]:
             if tool == "c":
-                path = _new_file(work, spec, "c.bin")
+                path = shared or _new_file(work, spec, "c.bin")
                 samples["c"] += c_loop(binary, spec, path, args.reps)
             elif tool == "fio":
                 if shutil.which("fio") is not None:
-                    path = _new_file(work, spec, "fio.bin")
+                    path = shared or _new_file(work, spec, "fio.bin")
                     rate = fio_loop(spec, path, args.reps)
                     if rate is not None:
                         fio_rates.append(rate)
             else:
-                times, seen = iobench_loop(tool, spec, args.reps, work)
+                times, seen = iobench_loop(tool, spec, args.reps, work, shared)
                 samples[tool] += times
                 threads.add(seen)
-        for name in ("c.bin", "fio.bin"):
+        for name in ("round.bin", "c.bin", "fio.bin"):
             (work / name).unlink(missing_ok=True)
     row: dict[str, Any] = {
         "mode": spec.mode,
@@ -212,13 +250,20 @@ def measure_spec(spec: Spec, args: argparse.Namespace, work: Path, binary: Path)
         row[f"{tool}_bytes_per_s"] = spec.file_size / (statistics.median(times) / 1e9)
         row[f"{tool}_elapsed_ns"] = times
         if tool != "c":
-            # Throughput ratio tool/C = C's elapsed over the tool's: b=C against a=tool. One sample
-            # per round (its median pass): passes of one round share a file and a moment, so
-            # pooling them would give an interval narrower than the data supports.
-            found = difference(_round_medians(times, args.reps), _round_medians(samples["c"], args.reps))
-            row[f"{tool}_ratio"] = None if found is None else found.ratio
-            row[f"{tool}_ratio_low"] = None if found is None else found.low
-            row[f"{tool}_ratio_high"] = None if found is None else found.high
+            # Throughput ratio tool/C = C's elapsed over the tool's, one per round (each side's
+            # median pass): the tools of one round read one file at one moment, so the round is the
+            # pair. Its median over the rounds, with a distribution-free 95% interval.
+            ratios = [
+                c / mine
+                for c, mine in zip(
+                    _round_medians(samples["c"], args.reps), _round_medians(times, args.reps), strict=True
+                )
+            ]
+            interval = median_interval(ratios)
+            row[f"{tool}_ratio"] = median(ratios)
+            row[f"{tool}_ratio_low"] = interval.low
+            row[f"{tool}_ratio_high"] = interval.high
+            row[f"{tool}_ratio_confidence"] = interval.confidence
     row["fio_bytes_per_s"] = statistics.median(fio_rates) if fio_rates else None
     row["fio_ratio"] = row["fio_bytes_per_s"] / row["c_bytes_per_s"] if fio_rates else None
     return row
@@ -253,8 +298,9 @@ def _ratio_text(row: dict[str, Any], tool: str, interval: bool = False) -> str:
     low, high = row.get(f"{tool}_ratio_low"), row.get(f"{tool}_ratio_high")
     if not interval or low is None or high is None:
         return f"{ratio:.3f}"
-    if not low > 0 or high == float("inf"):
-        return f"{ratio:.3f} (too few rounds for an interval)"
+    confidence = row.get(f"{tool}_ratio_confidence", 0.95)
+    if confidence < 0.95:
+        return f"{ratio:.3f} ({low:.2f}–{high:.2f}, only {confidence:.0%}: few rounds)"
     return f"{ratio:.3f} ({low:.2f}–{high:.2f})"
 
 
@@ -320,11 +366,11 @@ def describe(info: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
         f"load average at start {' '.join(f'{v:.2f}' for v in info['load_average_start'])}, at end "
         f"{' '.join(f'{v:.2f}' for v in info['load_average_end'])}; "
         + (f"pinned to CPU {info['pinned_cpu']}" if info["pinned_cpu"] is not None else "not pinned"),
-        "Each tool reads/writes a new file per round made the same way (iobench's create_random_file: "
+        "Each round's tools read one new file, writes make their own (iobench's create_random_file: "
         "1 MiB writes + fsync), into a page-aligned random-filled buffer; untimed warm-up passes (1 below "
         f"4 KiB, {info['warmup']} from 4 KiB up; fio: none), then back-to-back timed "
         "passes. working set = file + buffer: (LLC) fits the last-level cache, (DRAM) does not. native/C: "
-        "Hodges-Lehmann ratio of C's to native's elapsed (one median per round), with its 95% interval.",
+        "median over rounds of C's median elapsed / native's (both read the round's file), 95% interval.",
         f"threads in the measuring process when timing began (iobench's process_threads): {', '.join(threads)}",
     ]
 

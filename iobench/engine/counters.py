@@ -23,6 +23,8 @@ from typing import Literal
 
 import psutil
 
+from iobench.loops.engines import native_module
+
 Scope = Literal["thread", "process"]
 
 _THREAD_IO = "/proc/thread-self/io"
@@ -30,7 +32,7 @@ _IO_FIELDS = ("rchar", "wchar", "syscr", "syscw", "read_bytes", "write_bytes")
 _IO_KEYS = tuple(f"{name}:".encode() for name in _IO_FIELDS)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Snapshot:
     """Counter values at one instant; subtract two to get what happened in between."""
 
@@ -58,19 +60,38 @@ class Snapshot:
 _SNAPSHOT_FIELDS = tuple(Snapshot.__dataclass_fields__)
 #: All fields as a tuple in one C call: the probe's work runs between repetitions, kept short.
 _values = operator.attrgetter(*_SNAPSHOT_FIELDS)
+_NO_IO = (0, 0, 0, 0, 0, 0)
 
 
 def _rusage_ns(value_s: float) -> int:
     return round(value_s * 1e9)
 
 
-class CounterProbe:
-    """Takes snapshots for one scope; open it before the timed section, close it after the case."""
+def _io_in_order(text: bytes) -> bool:
+    """Whether the kernel lists _IO_FIELDS first and in that order (every Linux since 2.6.20),
+    so that a snapshot can take every other word instead of looking each name up."""
+    return tuple(text.split()[0 : 2 * len(_IO_KEYS) : 2]) == _IO_KEYS
 
-    def __init__(self, scope: Scope = "thread") -> None:
+
+class CounterProbe:
+    """Takes snapshots for one scope; open it before the timed section, close it after the case.
+
+    A snapshot is taken twice per repetition, between repetitions, so it is kept short (a few
+    microseconds, measured by tests/test_counter_window.py): the time between two passes is time
+    in which a warm file's lines leave a last-level cache shared with other machines'
+    work (benchmarks/fidelity/README.md: after a 300 us pause the next 8 MiB pass ran at 0.8-0.9
+    of back-to-back speed on this project's VM).
+    """
+
+    def __init__(self, scope: Scope = "thread", native: bool = True) -> None:
+        """``native=False`` reads a thread's counters in Python even when the C extension is
+        built (as it must where it is not; the tests run both)."""
         self.scope = scope
         self._fd: int | None = None
         self._process: psutil.Process | None = None
+        self._in_order = False
+        #: The C extension's one-call snapshot of a thread's counters (None: read them in Python).
+        self._thread_counters = None
         self.source = ""
         #: Why IO counters cannot be read here (None when they can); rows then carry NaN.
         self.unavailable: str | None = None
@@ -78,10 +99,15 @@ class CounterProbe:
             try:
                 # A fixed fd read with one pread: exactly one counted read per snapshot.
                 self._fd = os.open(_THREAD_IO, os.O_RDONLY | os.O_CLOEXEC)
+                self._in_order = _io_in_order(os.pread(self._fd, 512, 0))
                 self.source = _THREAD_IO
+                module = native_module() if native else None
+                if self._in_order and module is not None:
+                    self._thread_counters = module.thread_counters
             except OSError as exc:
                 # e.g. a process that changed its user id is not dumpable: /proc/self is root's
                 self.unavailable = f"{_THREAD_IO}: {exc.strerror}"
+                self.close()
         if self._fd is None:
             try:
                 self._process = psutil.Process()
@@ -116,14 +142,16 @@ class CounterProbe:
             }
         )
 
-    def _io(self) -> tuple[int, int, int, int, int, int]:
-        if self._fd is None and self._process is None:
-            return (0, 0, 0, 0, 0, 0)  # unavailable: the runner records NaN, never these zeros
+    def _io(self) -> tuple[int, ...]:
+        """(rchar, wchar, syscr, syscw, read_bytes, write_bytes) now."""
         if self._fd is not None:
             words = os.pread(self._fd, 512, 0).split()  # b"rchar: 123 wchar: 45 ..."
+            if self._in_order:
+                return tuple(map(int, words[1 : 2 * len(_IO_KEYS) : 2]))
             fields = dict(zip(words[0::2], words[1::2], strict=True))
-            return tuple(int(fields[name]) for name in _IO_KEYS)  # type: ignore[return-value]
-        assert self._process is not None
+            return tuple(int(fields[name]) for name in _IO_KEYS)
+        if self._process is None:
+            return _NO_IO  # unavailable: the runner records NaN, never these zeros
         io = self._process.io_counters()
         return (
             getattr(io, "read_chars", 0),
@@ -136,6 +164,8 @@ class CounterProbe:
 
     def _raw(self, time_ns: int = 0, cpu_ns: int = 0) -> Snapshot:
         """Counters now, stamped with clocks the caller read (so windows can nest)."""
+        if self._thread_counters is not None:
+            return Snapshot(time_ns, cpu_ns, *self._thread_counters(self._fd))
         if self.scope == "thread":
             usage = resource.getrusage(resource.RUSAGE_THREAD)
             user, system = usage.ru_utime, usage.ru_stime
@@ -153,20 +183,20 @@ class CounterProbe:
             cpu_ns += _rusage_ns(children.ru_utime + children.ru_stime)
         rchar, wchar, syscr, syscw, read_bytes, write_bytes = self._io()
         return Snapshot(
-            time_ns=time_ns,
-            cpu_ns=cpu_ns,
-            user_ns=_rusage_ns(user),
-            sys_ns=_rusage_ns(system),
-            minflt=minflt,
-            majflt=majflt,
-            ctx_vol=nvcsw,
-            ctx_invol=nivcsw,
-            syscalls_read=syscr,
-            syscalls_write=syscw,
-            chars_read=rchar,
-            chars_written=wchar,
-            disk_read_bytes=read_bytes,
-            disk_write_bytes=write_bytes,
+            time_ns,
+            cpu_ns,
+            round(user * 1e9),
+            round(system * 1e9),
+            minflt,
+            majflt,
+            nvcsw,
+            nivcsw,
+            syscr,
+            syscw,
+            rchar,
+            wchar,
+            read_bytes,
+            write_bytes,
         )
 
     def before(self) -> Snapshot:
@@ -176,26 +206,28 @@ class CounterProbe:
         the timed code alone (and one attribute store): whatever runs in it is timed with every
         repetition. The thread CPU clock is a real syscall (~1 us each on this project's VM): read
         inside the wall window, the two reads were 1.1% of a 190 us warm read (measured paired, see
-        benchmarks/fidelity/README.md), and building the snapshot there (``dataclasses.replace``)
-        another ~4 us. The CPU window holds the wall window, so it may count up to one CPU-clock
+        benchmarks/fidelity/README.md), and building a snapshot there ~4 us more. The CPU window holds the wall window, so it may count up to one CPU-clock
         read more than the timed code used; ``after`` caps one thread's CPU at the wall time, which
         is all it can have used inside the wall window. The counter reads lie outside both windows.
         """
         snap = self._raw()
-        object.__setattr__(snap, "cpu_ns", snap.cpu_ns + self._cpu_clock())  # snap is new and ours
-        wall = time.perf_counter_ns()
-        object.__setattr__(snap, "time_ns", wall)
+        snap.cpu_ns += self._cpu_clock()  # snap is new and ours
+        snap.time_ns = time.perf_counter_ns()
         return snap
 
     def after(self, before: Snapshot) -> Snapshot:
         """Delta since ``before`` with this probe's own reading cost removed."""
         wall = time.perf_counter_ns()
         cpu = self._cpu_clock()
-        snap = self._raw(time_ns=wall, cpu_ns=cpu)
-        delta = snap - before - self._overhead
+        delta = self._raw(time_ns=wall, cpu_ns=cpu) - before
+        overhead = self._overhead
+        delta.syscalls_read -= overhead.syscalls_read
+        delta.syscalls_write -= overhead.syscalls_write
+        delta.chars_read -= overhead.chars_read
+        delta.chars_written -= overhead.chars_written
         if self.scope == "thread" and delta.cpu_ns > delta.time_ns:
             # The excess is the clock reads just outside the wall window (see before()).
-            object.__setattr__(delta, "cpu_ns", delta.time_ns)
+            delta.cpu_ns = delta.time_ns
         return delta
 
     def close(self) -> None:

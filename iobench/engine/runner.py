@@ -115,6 +115,7 @@ def run_case(
             instance.run_once()
             instance.after_rep()
         times: list[int] = []
+        measured: list[tuple[Any, dict[str, Any], dict[str, Any], dict[str, Any], int]] = []
         running = RunningMean()
         # Only whole-process counters see a display thread's writes; pause it for those.
         pause = experiment.counter_scope == "process"
@@ -144,14 +145,18 @@ def run_case(
             post = instance.after_rep()
             times.append(delta.time_ns)
             running.add(delta.time_ns)
-            row = _row(base, len(times), delta, work, pre, post, io_known=probe.unavailable is None)
-            row["t_start_ns"] = before.time_ns - origin
-            rows.append(row)
+            # Rows are built after the last repetition: time between two passes is time in which a
+            # warm file's lines leave a last-level cache that other machines share (a 300 us pause
+            # cost the next pass 10-20% here, benchmarks/fidelity/README.md), so keep it short.
+            measured.append((delta, work, pre, post, before.time_ns - origin))
             ci = running.ci_halfwidth_pct()
             events.emit(RepDone(len(times), protocol.max_reps, ci))
             stop_reason = _stop_reason(protocol, len(times), time.perf_counter_ns() - started, ci)
             if stop_reason:
                 break
+        io_known = probe.unavailable is None
+        for rep, (delta, work, pre, post, t_start_ns) in enumerate(measured, start=1):
+            rows.append({**_row(base, rep, delta, work, pre, post, io_known), "t_start_ns": t_start_ns})
         summary.update(
             status="ok",
             reps=len(times),

@@ -31,6 +31,11 @@ def native_available() -> bool:
     return _load_native()[0] is not None
 
 
+def native_module() -> ModuleType | None:
+    """The C extension, or None when it is not built (for helpers beside the loops)."""
+    return _load_native()[0]
+
+
 def native_unavailable_reason() -> str:
     """Why the native engine cannot run here ("" when it can)."""
     return _load_native()[1]
