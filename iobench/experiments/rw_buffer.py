@@ -16,7 +16,7 @@ from iobench.hostinfo import working_set
 from iobench.loops.buffers import page_aligned_buffer
 from iobench.metrics import CACHE_VERIFIED, FITS_LLC, INTEGRITY_OK, RESIDENT_BEFORE, WORKING_SET
 from iobench.osutil.files import create_random_file, open_new
-from iobench.osutil.verify import file_digest, file_matches_pattern
+from iobench.osutil.verify import PatternCheck, file_digest
 from iobench.params import Kind, Param, choice_param, size_param
 
 if TYPE_CHECKING:
@@ -128,6 +128,7 @@ class RwBuffer(Experiment):
         self.source_digest = b""
         self._source: int | None = None  # an fd: opened and closed between repetitions, kept cheap
         self._dest: io.FileIO | None = None
+        self._pattern: PatternCheck | None = None  # the write check's buffers, made once
         self._last: dict[str, Any] = {}
         self._working_set: dict[str, Any] = {}
 
@@ -207,7 +208,9 @@ class RwBuffer(Experiment):
         if self.mode == "copy":
             return file_digest(self.dest_path) == self.source_digest
         if self.mode == "write":
-            return file_matches_pattern(self.dest_path, self.buffer, self.size)
+            if self._pattern is None:
+                self._pattern = PatternCheck(self.buffer)
+            return self._pattern.matches(self.dest_path, self.size)
         return True
 
     def teardown(self) -> None:
