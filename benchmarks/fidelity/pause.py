@@ -29,6 +29,8 @@ from pathlib import Path
 
 from fidelity import _RoundFile  # the engine's path as bench-fidelity takes it
 
+from iobench.engine import cache
+from iobench.engine.counters import CounterProbe
 from iobench.engine.protocol import Protocol
 from iobench.engine.runner import run_case
 from iobench.experiments.rw_buffer import RwBuffer
@@ -38,6 +40,8 @@ from iobench.osutil.files import create_random_file
 from iobench.params import expand_cases, resolve
 from iobench.units import format_size, parse_size
 
+PROBE = CounterProbe("thread")
+PATH: list[Path] = []
 #: The engine's time from the end of one timed pass to the start of the next, every round's.
 GAPS_NS: list[int] = []
 
@@ -49,8 +53,18 @@ def _wait(kind: str) -> None:
             pass
     elif kind.startswith("sleep"):
         time.sleep(int(kind[5:]) / 1e6)
+    elif kind.startswith("objects"):
+        end = time.perf_counter_ns() + int(kind[7:]) * 1000
+        while time.perf_counter_ns() < end:
+            [{"rep": index, "bytes": index * 2} for index in range(20)]
+    elif kind == "probe":
+        PROBE.after(PROBE.before())
+    elif kind == "cachestat":
+        fd = os.open(PATH[0], os.O_RDONLY | os.O_CLOEXEC)
+        cache.resident_fraction(PATH[0], fd)
+        os.close(fd)
     elif kind != "none":
-        raise SystemExit(f"unknown kind {kind!r} (none, spinN, sleepN, engine)")
+        raise SystemExit(f"unknown kind {kind!r} (none, spinN, sleepN, objectsN, probe, cachestat, engine)")
 
 
 def passes(kind: str, path: Path, args: argparse.Namespace, scratch: Path) -> list[int]:
@@ -105,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="iobench-pause-") as folder:
         work = Path(folder)
         path = work / "round.bin"
+        PATH.append(path)
         for round_index in range(args.rounds):
             path.unlink(missing_ok=True)
             create_random_file(path, args.file_size)
