@@ -1,4 +1,4 @@
-"""fio, iobench's native engine and a plain C loop (psync only: qd1_pread.c) reading the SAME
+"""fio, iobench's native engine and a plain C loop (qd1_pread.c: pread, AIO, io_uring) reading the SAME
 O_DIRECT file at queue depth 1, interleaved in rotating order: whether a QD1 gap to fio is the
 file, iobench's harness, or something fio does that a hand-written C loop does not.
 
@@ -18,6 +18,7 @@ from pathlib import Path
 import iobench.experiments.async_io as async_io
 from iobench import api
 from iobench.osutil.files import create_random_file
+from iobench.stats import median, median_interval
 
 HERE = Path(__file__).resolve().parent
 
@@ -33,9 +34,10 @@ def fio(path: Path, size: int, engine: str) -> float:
     return float(json.loads(out[out.index("{") :])["jobs"][0]["read"]["iops"])
 
 
-def c_loop(binary: Path, path: Path, size: int) -> float:
-    """The C loop's median IOPS of two passes."""
-    out = subprocess.run([str(binary), str(path), str(size), "2"], capture_output=True, text=True, check=True)
+def c_loop(binary: Path, path: Path, size: int, kind: str) -> float:
+    """The C loop's median IOPS of two passes (qd1_pread.c's ENGINE: pread, aio, uring, uring2)."""
+    args = [str(binary), str(path), str(size), "2", "4096", kind]
+    out = subprocess.run(args, capture_output=True, text=True, check=True)
     return statistics.median(float(line) for line in out.stdout.split())
 
 
@@ -72,10 +74,12 @@ def main() -> None:
             "fio": lambda: fio(shared, args.size, args.engine),
             "iobench": lambda: iobench(folder, args.size, args.engine),
         }
-        if args.engine == "psync":
-            binary = folder / "qd1_pread"
-            subprocess.run(["gcc", "-O2", "-o", str(binary), str(HERE / "qd1_pread.c")], check=True)
-            tools["c"] = lambda: c_loop(binary, shared, args.size)
+        binary = folder / "qd1_pread"
+        subprocess.run(["gcc", "-O2", "-o", str(binary), str(HERE / "qd1_pread.c")], check=True)
+        # The C loop's calls: one per IO, and for io_uring also fio's two (submit, then wait).
+        kinds = {"psync": {"c": "pread"}, "libaio": {"c": "aio"}, "io_uring": {"c": "uring", "c2": "uring2"}}
+        for name, kind in kinds[args.engine].items():
+            tools[name] = lambda kind=kind: c_loop(binary, shared, args.size, kind)
         found: dict[str, list[float]] = {name: [] for name in tools}
         order = list(tools)
         for index in range(args.rounds):
@@ -84,11 +88,15 @@ def main() -> None:
     medians = {name: statistics.median(values) for name, values in found.items()}
     for name, values in found.items():
         print(f"{name:8} median {medians[name]:,.0f} IOPS  rounds {[round(v) for v in values]}")
-    for name in medians:
-        if name != "fio":
-            print(f"{name}/fio {medians[name] / medians['fio']:.3f}")
-    if "c" in medians:
-        print(f"iobench/c {medians['iobench'] / medians['c']:.3f}")
+    # One ratio per round (same file, same minute), its median and a distribution-free 95% interval.
+    pairs = [(name, "fio") for name in found if name != "fio"] + [("iobench", "c")]
+    for name, other in pairs:
+        ratios = [mine / theirs for mine, theirs in zip(found[name], found[other], strict=True)]
+        interval = median_interval(ratios)
+        print(
+            f"{name}/{other} {median(ratios):.3f} per round ({interval.low:.3f}-{interval.high:.3f}, "
+            f"{interval.confidence:.0%}); of the medians {medians[name] / medians[other]:.3f}"
+        )
 
 
 if __name__ == "__main__":
