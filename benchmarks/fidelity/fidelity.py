@@ -53,7 +53,7 @@ from rich.table import Table
 
 from iobench import hostinfo
 from iobench.engine.protocol import Protocol
-from iobench.engine.runner import run_case
+from iobench.engine.runner import CaseResult, run_case
 from iobench.experiments.rw_buffer import RwBuffer
 from iobench.hostinfo import working_set
 from iobench.loops.buffers import page_aligned_buffer
@@ -140,31 +140,49 @@ class _RoundFile(RwBuffer):
         os.link(self.round_file, self.source_path)
 
 
-def iobench_loop(
-    engine: str, spec: Spec, reps: int, scratch: Path, round_file: Path | None
-) -> tuple[list[int], Any]:
-    """Elapsed ns per repetition as iobench records them (rw-buffer, warm; read mode: of
-    ``round_file``), and the threads the measuring process had when timing began (the case
-    record's ``process_threads``).
-
-    Through the engine's ``run_case``, which ``iobench run`` and ``iobench.api.run`` call for
-    every case (in this process: the session around it times nothing).
-    """
-    given = {"mode": spec.mode, "file_size": spec.file_size, "bs": spec.bs, "cache": "warm"}
+def run_round_case(
+    engine: str,
+    mode: str,
+    file_size: int,
+    bs: int,
+    warmup: int,
+    reps: int,
+    scratch: Path,
+    round_file: Path | None,
+) -> CaseResult:
+    """One warm rw-buffer case through the engine's ``run_case`` (what ``iobench run`` and
+    ``iobench.api.run`` call for every case, in this process: the session around it times
+    nothing), exactly ``reps`` repetitions after ``warmup``; read mode reads ``round_file``.
+    Raises RuntimeError if the case did not finish ok."""
+    given = {"mode": mode, "file_size": file_size, "bs": bs, "cache": "warm"}
     (case,) = expand_cases(RwBuffer.params, resolve(RwBuffer.params, given))
     protocol = Protocol(
-        warmup=spec.warmup,
+        warmup=warmup,
         min_reps=reps,
         max_reps=reps,
         max_case_time=3600 * 10**9,
         target_ci=0,
         engine=engine,
     )
-    _RoundFile.round_file = round_file
-    result = run_case(_RoundFile, case, protocol, scratch)
-    rows = result.rows
-    if result.summary.get("status") != "ok" or not all(row.get("integrity_ok") for row in rows):
+    experiment = type("_RoundFile", (_RoundFile,), {"round_file": round_file})
+    result = run_case(experiment, case, protocol, scratch)
+    if result.summary.get("status") != "ok":
         raise RuntimeError(f"iobench {engine} case failed: {result.summary}")
+    return result
+
+
+def iobench_loop(
+    engine: str, spec: Spec, reps: int, scratch: Path, round_file: Path | None
+) -> tuple[list[int], Any]:
+    """Elapsed ns per repetition as iobench records them (rw-buffer, warm; read mode: of
+    ``round_file``), and the threads the measuring process had when timing began (the case
+    record's ``process_threads``)."""
+    result = run_round_case(
+        engine, spec.mode, spec.file_size, spec.bs, spec.warmup, reps, scratch, round_file
+    )
+    rows = result.rows
+    if not all(row.get("integrity_ok") for row in rows):
+        raise RuntimeError(f"iobench {engine} case failed its integrity check: {result.summary}")
     if any(row["engine"] != engine for row in rows):
         raise RuntimeError(f"asked for {engine}, rows say {rows[0]['engine']}")
     if spec.mode == "read" and not all(row.get("cache_verified") for row in rows):

@@ -27,26 +27,21 @@ import tempfile
 import time
 from pathlib import Path
 
-from fidelity import _RoundFile  # the engine's path as bench-fidelity takes it
+from fidelity import run_round_case  # the engine's path as bench-fidelity takes it
 
 from iobench.engine import cache
 from iobench.engine.counters import CounterProbe
-from iobench.engine.protocol import Protocol
-from iobench.engine.runner import run_case
-from iobench.experiments.rw_buffer import RwBuffer
 from iobench.loops.buffers import page_aligned_buffer
 from iobench.loops.engines import loops_for
 from iobench.osutil.files import create_random_file
-from iobench.params import expand_cases, resolve
 from iobench.units import format_size, parse_size
 
 PROBE = CounterProbe("thread")
-PATH: list[Path] = []
 #: The engine's time from the end of one timed pass to the start of the next, every round's.
 GAPS_NS: list[int] = []
 
 
-def _wait(kind: str) -> None:
+def _wait(kind: str, path: Path) -> None:
     if kind.startswith("spin"):
         end = time.perf_counter_ns() + int(kind[4:]) * 1000
         while time.perf_counter_ns() < end:
@@ -60,8 +55,8 @@ def _wait(kind: str) -> None:
     elif kind == "probe":
         PROBE.after(PROBE.before())
     elif kind == "cachestat":
-        fd = os.open(PATH[0], os.O_RDONLY | os.O_CLOEXEC)
-        cache.resident_fraction(PATH[0], fd)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        cache.resident_fraction(path, fd)
         os.close(fd)
     elif kind != "none":
         raise SystemExit(f"unknown kind {kind!r} (none, spinN, sleepN, objectsN, probe, cachestat, engine)")
@@ -70,15 +65,7 @@ def _wait(kind: str) -> None:
 def passes(kind: str, path: Path, args: argparse.Namespace, scratch: Path) -> list[int]:
     """Elapsed ns of each pass of one kind over the round's file."""
     if kind == "engine":
-        given = {"mode": "read", "file_size": args.file_size, "bs": args.bs, "cache": "warm"}
-        (case,) = expand_cases(RwBuffer.params, resolve(RwBuffer.params, given))
-        protocol = Protocol(
-            warmup=0, min_reps=args.passes, max_reps=args.passes, target_ci=0, engine="native"
-        )
-        _RoundFile.round_file = path
-        result = run_case(_RoundFile, case, protocol, scratch)
-        if result.summary.get("status") != "ok":
-            raise RuntimeError(f"engine case failed: {result.summary}")
+        result = run_round_case("native", "read", args.file_size, args.bs, 0, args.passes, scratch, path)
         rows = result.rows
         GAPS_NS.extend(
             later["t_start_ns"] - row["t_start_ns"] - row["elapsed_ns"]
@@ -89,7 +76,7 @@ def passes(kind: str, path: Path, args: argparse.Namespace, scratch: Path) -> li
     buffer = page_aligned_buffer(args.bs)
     elapsed = []
     for _ in range(args.passes):
-        _wait(kind)
+        _wait(kind, path)
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         start = time.perf_counter_ns()
         native.read_all(fd, buffer)
@@ -119,7 +106,6 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="iobench-pause-") as folder:
         work = Path(folder)
         path = work / "round.bin"
-        PATH.append(path)
         for round_index in range(args.rounds):
             path.unlink(missing_ok=True)
             create_random_file(path, args.file_size)

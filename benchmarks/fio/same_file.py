@@ -34,6 +34,13 @@ def fio(path: Path, size: int, engine: str) -> float:
     return float(json.loads(out[out.index("{") :])["jobs"][0]["read"]["iops"])
 
 
+def build_c_loop(folder: Path) -> Path:
+    """qd1_pread.c compiled into ``folder``."""
+    binary = folder / "qd1_pread"
+    subprocess.run(["gcc", "-O2", "-o", str(binary), str(HERE / "qd1_pread.c")], check=True)
+    return binary
+
+
 def c_loop(binary: Path, path: Path, size: int, kind: str) -> float:
     """The C loop's median IOPS of two passes (qd1_pread.c's ENGINE: pread, aio, uring, uring2)."""
     args = [str(binary), str(path), str(size), "2", "4096", kind]
@@ -74,8 +81,7 @@ def main() -> None:
             "fio": lambda: fio(shared, args.size, args.engine),
             "iobench": lambda: iobench(folder, args.size, args.engine),
         }
-        binary = folder / "qd1_pread"
-        subprocess.run(["gcc", "-O2", "-o", str(binary), str(HERE / "qd1_pread.c")], check=True)
+        binary = build_c_loop(folder)
         # The C loop's calls: one per IO, and for io_uring also fio's two (submit, then wait).
         kinds = {"psync": {"c": "pread"}, "libaio": {"c": "aio"}, "io_uring": {"c": "uring", "c2": "uring2"}}
         for name, kind in kinds[args.engine].items():

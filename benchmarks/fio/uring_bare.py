@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import tempfile
 from pathlib import Path
+
+from same_file import build_c_loop, c_loop  # the same C loop, built the same way
 
 from iobench.experiments.async_io import io_pattern
 from iobench.loops import histogram
@@ -23,8 +24,6 @@ from iobench.loops.buffers import page_aligned_buffer
 from iobench.loops.engines import native_module
 from iobench.osutil.files import create_random_file
 from iobench.stats import median, median_interval
-
-HERE = Path(__file__).resolve().parent
 
 
 def bare(path: Path, size: int) -> float:
@@ -46,12 +45,6 @@ def bare(path: Path, size: int) -> float:
         os.close(fd)
 
 
-def c_loop(binary: Path, path: Path, size: int) -> float:
-    args = [str(binary), str(path), str(size), "2", "4096", "uring"]
-    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
-    return statistics.median(float(line) for line in out.split())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=12)
@@ -65,13 +58,12 @@ def main() -> None:
         folder = Path(name)
         path = folder / "shared.bin"
         create_random_file(path, args.size)
-        binary = folder / "qd1_pread"
-        subprocess.run(["gcc", "-O2", "-o", str(binary), str(HERE / "qd1_pread.c")], check=True)
+        binary = build_c_loop(folder)
         found: dict[str, list[float]] = {"bare": [], "c": []}
         for index in range(args.rounds):
             for tool in ("bare", "c") if index % 2 == 0 else ("c", "bare"):
                 found[tool].append(
-                    bare(path, args.size) if tool == "bare" else c_loop(binary, path, args.size)
+                    bare(path, args.size) if tool == "bare" else c_loop(binary, path, args.size, "uring")
                 )
     ratios = [mine / theirs for mine, theirs in zip(found["bare"], found["c"], strict=True)]
     interval = median_interval(ratios)

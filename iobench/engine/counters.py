@@ -185,8 +185,8 @@ class CounterProbe:
         return Snapshot(
             time_ns,
             cpu_ns,
-            round(user * 1e9),
-            round(system * 1e9),
+            _rusage_ns(user),
+            _rusage_ns(system),
             minflt,
             majflt,
             nvcsw,
@@ -206,9 +206,10 @@ class CounterProbe:
         the timed code alone (and one attribute store): whatever runs in it is timed with every
         repetition. The thread CPU clock is a real syscall (~1 us each on this project's VM): read
         inside the wall window, the two reads were 1.1% of a 190 us warm read (measured paired, see
-        benchmarks/fidelity/README.md), and building a snapshot there ~4 us more. The CPU window holds the wall window, so it may count up to one CPU-clock
-        read more than the timed code used; ``after`` caps one thread's CPU at the wall time, which
-        is all it can have used inside the wall window. The counter reads lie outside both windows.
+        benchmarks/fidelity/README.md), and building a snapshot there ~4 us more. The CPU window
+        holds the wall window, so it may count up to one CPU-clock read more than the timed code
+        used; ``after`` caps one thread's CPU at the wall time, which is all it can have used inside
+        the wall window. The counter reads lie outside both windows.
         """
         snap = self._raw()
         snap.cpu_ns += self._cpu_clock()  # snap is new and ours

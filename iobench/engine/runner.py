@@ -114,14 +114,13 @@ def run_case(
             instance.before_rep()
             instance.run_once()
             instance.after_rep()
-        times: list[int] = []
         measured: list[tuple[Any, dict[str, Any], dict[str, Any], dict[str, Any], int]] = []
         running = RunningMean()
         # Only whole-process counters see a display thread's writes; pause it for those.
         pause = experiment.counter_scope == "process"
         while True:
             pre = instance.before_rep()
-            if not times and not experiment.has_peers:
+            if not measured and not experiment.has_peers:
                 # Threads of the measuring process when timing starts. An experiment without peers
                 # should have exactly one: any other thread (a display ticker, a BLAS pool an import
                 # started) shares the file table, and then every read()/write() takes a file
@@ -143,15 +142,14 @@ def run_case(
                 if gc_was_enabled:
                     gc.enable()
             post = instance.after_rep()
-            times.append(delta.time_ns)
             running.add(delta.time_ns)
             # Rows are built after the last repetition: time between two passes is time in which a
             # warm file's lines leave a last-level cache that other machines share (a 300 us pause
             # cost the next pass 10-20% here, benchmarks/fidelity/README.md), so keep it short.
             measured.append((delta, work, pre, post, before.time_ns - origin))
             ci = running.ci_halfwidth_pct()
-            events.emit(RepDone(len(times), protocol.max_reps, ci))
-            stop_reason = _stop_reason(protocol, len(times), time.perf_counter_ns() - started, ci)
+            events.emit(RepDone(len(measured), protocol.max_reps, ci))
+            stop_reason = _stop_reason(protocol, len(measured), time.perf_counter_ns() - started, ci)
             if stop_reason:
                 break
         io_known = probe.unavailable is None
@@ -159,10 +157,10 @@ def run_case(
             rows.append({**_row(base, rep, delta, work, pre, post, io_known), "t_start_ns": t_start_ns})
         summary.update(
             status="ok",
-            reps=len(times),
+            reps=len(measured),
             stop_reason=stop_reason,
             ci_halfwidth_pct=None if ci == float("inf") else round(ci, 3),
-            median_elapsed_ns=int(statistics.median(times)),
+            median_elapsed_ns=int(statistics.median(delta.time_ns for delta, *_ in measured)),
         )
     except UnsupportedCase as exc:
         rows = [{**base, "rep": 0, "status": "unsupported", "status_reason": str(exc)}]
