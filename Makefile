@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml setup.py $(NATIVE_SOURCES) | $(BIN)/python
 	@# an editable install leaves byte-compiling to the first import, which never writes it
 	@# under PYTHONDONTWRITEBYTECODE=1: compile now, as a wheel install does (start-up time)
 	$(BIN)/python -m compileall -q iobench
+	$(BIN)/python tools/check_native.py
 	touch $@
 
 install: $(STAMP)
@@ -59,8 +60,8 @@ test: install browser
 ## lint: ruff, and the GitHub workflows against GitHub's workflow schema (check-jsonschema ships it:
 ## no network needed)
 lint: install
-	$(BIN)/ruff check iobench tests benchmarks
-	$(BIN)/ruff format --check iobench tests benchmarks
+	$(BIN)/ruff check iobench tests benchmarks tools
+	$(BIN)/ruff format --check iobench tests benchmarks tools
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 ## tlpi: book scale (TLPI Table 13-1); takes about 20 minutes

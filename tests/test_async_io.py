@@ -322,6 +322,54 @@ def test_io_patterns() -> None:
 # ------------------------------------------------------------------ what the kernel saw
 
 
+@needs_native
+def test_reap_one_takes_one_completion_per_wait_as_fio_does(tmp_path: Path) -> None:
+    """reap=1 is fio's loop (iodepth_batch_complete_max=1): one completion taken per wait, its
+    replacement submitted before the next is taken; reap=0 takes every completion there is after
+    every call. Cached buffered reads finish inside the call that submits them, so the counts are
+    exact."""
+    _blocks_file(tmp_path / "f", 64)
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    offsets, writes = array("q", [i * BS for i in range(64)]), bytes(64)
+    buffer = page_aligned_buffer(8 * BS)
+    found: dict[tuple[str, int], dict[str, Any]] = {}
+    try:
+        os.pread(fd, 64 * BS, 0)  # cached
+        for reap in (0, 1):
+            aio = native.Aio(8)
+            found["libaio", reap] = aio.run_file(
+                fd, buffer, BS, offsets, writes, 8, histogram.new(), batch=1, reap=reap
+            )
+            aio.close()
+            ring = native.Uring(8)
+            found["io_uring", reap] = ring.run_file(
+                fd, buffer, BS, offsets, writes, 8, histogram.new(), batch=1, reap=reap
+            )
+            ring.close()
+    finally:
+        buffer.close()
+        os.close(fd)
+    for result in found.values():
+        assert (result["ios"], result["bytes"], result["submit_calls"]) == (64, 64 * BS, 64)
+    # libaio: io_submit did each read; io_getevents then returns all 8 at once, or one at a time.
+    assert (found["libaio", 0]["looks"], found["libaio", 0]["reap_calls"]) == (8, 8)
+    assert (found["libaio", 1]["looks"], found["libaio", 1]["reap_calls"]) == (64, 64)
+    # io_uring: one enter per IO either way, and one completion per look either way (each read
+    # finishes inside its own call). reap=0 takes it right after that call, so no two IOs are
+    # ever outstanding together; reap=1 looks only once the 8 slots are full, so from then on 8
+    # are outstanding, the finished ones waiting in the ring while the loop submits.
+    for reap in (0, 1):
+        result = found["io_uring", reap]
+        assert (result["enter_calls"], result["reap_calls"], result["looks"]) == (64, 0, 64)
+
+    def in_flight(result: dict[str, Any]) -> float:
+        return result["lat_sum_ns"] / result["loop_ns"]  # Little's law
+
+    assert in_flight(found["io_uring", 0]) <= 1.0
+    assert in_flight(found["io_uring", 1]) > 4.0
+
+
+@needs_native
 @pytest.mark.timeout(60)
 def test_io_uring_submits_through_io_uring_enter_and_sqpoll_with_fewer(tmp_path: Path) -> None:
     if native is None:
@@ -368,8 +416,14 @@ def test_libaio_and_psync_system_calls_are_the_counted_ones(tmp_path: Path) -> N
     each = traced_window("async-io", case | {"method": "libaio", "submit": "each"}, tmp_path / "each")
     assert len(each.made("io_submit", ", 1, ")) == int(each.row["submit_syscalls"]) == 16
     assert len(each.made("io_getevents")) == int(each.row["reap_syscalls"]) == 4
+    # fio's loop: one completion per io_getevents(min 1, max 1), each IO its own call both ways.
+    one = traced_window("async-io", case | {"method": "libaio", "reap": "one"}, tmp_path / "one")
+    assert len(one.made("io_getevents", ", 1, 1, ")) == int(one.row["reap_syscalls"]) == 16
+    assert len(one.made("io_submit", ", 1, ")) == int(one.row["submit_syscalls"]) == 16
+    assert one.row["completions_per_look"] == 1.0 and each.row["completions_per_look"] == 4.0
     psync = traced_window("async-io", case | {"method": "psync"}, tmp_path / "psync")
     assert len(psync.made("pread64")) == int(psync.row["submit_syscalls"]) == 16
+    assert psync.row["completions_per_look"] == 1.0
 
 
 # ------------------------------------------------------------------ refusals
@@ -459,3 +513,11 @@ print(json.dumps(out))
     assert out["io_uring"][:2] == ["unsupported", out["uring"]]
     assert out["libaio"][:2] == ["unsupported", out["aio"]]
     assert out["psync"] == ["ok", "", "native"]
+
+
+def test_submit_and_reap_apply_only_where_the_loop_submits_and_reaps() -> None:
+    experiment = get_experiment("async-io")
+    for method in METHODS:
+        ignored = experiment.irrelevant_params(_case(method=method))
+        looped = method in ("libaio", "io_uring", "io_uring-fixed")
+        assert ("reap" in ignored, "submit" in ignored) == (not looped, not looped), method

@@ -115,6 +115,16 @@ class AsyncIo(Experiment):
             default=("each",),
         ),
         choice_param(
+            "reap",
+            ("all", "one"),
+            "libaio, io_uring, io_uring-fixed: all: the loop takes every completion there is after every "
+            "call, so an IO's latency ends when its completion is first there to see; one: fio's loop "
+            "(iodepth_batch_complete_max defaults to 1): it looks only once the queue is full and takes one "
+            "completion, then submits its replacement before taking the next, so finished IOs can wait in "
+            "the ring and their latency includes that wait, as fio's does.",
+            default=("all",),
+        ),
+        choice_param(
             "advice",
             ("pattern", "none"),
             "pattern: posix_fadvise(RANDOM) for the rand* patterns, SEQUENTIAL for read/write, as fio does "
@@ -215,6 +225,13 @@ class AsyncIo(Experiment):
         ),
         M("syscalls_per_io", "Syscalls per IO", "ratio", "(submit + reap calls) / IOs.", "lower"),
         M(
+            "completions_per_look",
+            "Completions per look",
+            "ratio",
+            "Mean completions the loop took each time it took any (fio's 'IO depths: complete'): 1 for "
+            "psync, threads, asyncio and reap=one; with reap=all, how many finished together.",
+        ),
+        M(
             "sqpoll_wakeups",
             "SQPOLL wake-ups",
             "count",
@@ -312,7 +329,8 @@ class AsyncIo(Experiment):
             # O_DIRECT reads the device (each repetition starts cold anyway), with no readahead.
             ignored.update(("cache", "advice"))
         if case["method"] not in ("libaio", "io_uring", "io_uring-fixed"):
-            ignored.add("submit")  # one call per IO (psync, threads, asyncio) or the SQPOLL thread
+            # one call per IO (psync, threads, asyncio) or the SQPOLL thread
+            ignored.update(("submit", "reap"))
         return frozenset(ignored)
 
     def space_needed(self) -> int:
@@ -476,10 +494,13 @@ class AsyncIo(Experiment):
         )
         stamp = self._generation
         batch = 1 if self.case["submit"] == "each" else 0  # 0: as many as the free slots allow
+        reap = 1 if self.case["reap"] == "one" else 0  # 0: every completion there is
         if self.method == "psync":
             return self.loops.psync_run(fd, view[:bs], bs, offsets, writes, hist, stamp)
         if self.method == "libaio":
-            return self._aio.run_file(fd, view, bs, offsets, writes, self.qd, hist, stamp=stamp, batch=batch)
+            return self._aio.run_file(
+                fd, view, bs, offsets, writes, self.qd, hist, stamp=stamp, batch=batch, reap=reap
+            )
         if self.method in URING_METHODS:
             fixed_file = self.method == "io_uring-fixed" or (
                 self.method == "io_uring-sqpoll" and not self._ring.features & rings.FEAT_SQPOLL_NONFIXED
@@ -497,6 +518,7 @@ class AsyncIo(Experiment):
                 stamp=stamp,
                 spin_ns=SQPOLL_SPIN_NS,
                 batch=batch,
+                reap=reap,
             )
         if self.method == "threads":
             return self._run_pool()
@@ -515,7 +537,7 @@ class AsyncIo(Experiment):
         results = [r for r in self._results if r is not None]
         total = {
             key: sum(r[key] for r in results)
-            for key in ("bytes", "ios", "short", "submit_calls", "lat_sum_ns")
+            for key in ("bytes", "ios", "short", "submit_calls", "lat_sum_ns", "looks")
         }
         return total | {
             "reap_calls": 0,
@@ -568,6 +590,7 @@ class AsyncIo(Experiment):
             "ios": len(offsets),
             "submit_calls": len(offsets),
             "reap_calls": None,  # the loop's wake-ups (futex, self-pipe, epoll) are not counted
+            "looks": len(offsets),  # each await returns its own IO
             "enter_calls": 0,
             "wakeups": 0,
             "submit_ns": 0,
@@ -596,6 +619,7 @@ class AsyncIo(Experiment):
             "submit_syscalls": result["submit_calls"],
             "reap_syscalls": reap,
             "syscalls_per_io": (result["submit_calls"] + reap) / ios if ios and reap is not None else None,
+            "completions_per_look": ios / result["looks"] if result["looks"] else None,
             "short_ios": result["short"],
         }
         if self.method == "libaio":
@@ -708,8 +732,9 @@ def _ring_flags(flags: int) -> str:
 def _regimes(summary: pd.DataFrame) -> list[dict[str, Any]]:
     """The (rw, bs, direct, cache, file_size) combinations the run measured, in order."""
     keys = [k for k in ("rw", "bs", "direct", "cache", "file_size", "rwmix_read") if k in summary]
-    if "submit" in summary and summary["submit"].nunique() > 1:
-        keys.append("submit")  # each and batch side by side: separate sentences
+    for key in ("submit", "reap"):
+        if key in summary and summary[key].nunique() > 1:
+            keys.append(key)  # each and batch (all and one) side by side: separate sentences
     if not keys or "method" not in summary:
         return []
     seen = summary[keys].drop_duplicates()
@@ -723,7 +748,10 @@ def _regime_label(experiment: Any, regime: dict[str, Any]) -> str:
     submit = {"each": ", one IO per submitting call", "batch": ", batched submission"}.get(
         regime.get("submit"), ""
     )
-    return f"{regime.get('rw')} bs={ex.fmt(experiment, 'bs', regime.get('bs'))} {io}{submit}"
+    reap = {"all": ", every completion reaped at once", "one": ", one completion per wait (fio's loop)"}.get(
+        regime.get("reap"), ""
+    )
+    return f"{regime.get('rw')} bs={ex.fmt(experiment, 'bs', regime.get('bs'))} {io}{submit}{reap}"
 
 
 def _depths(summary: pd.DataFrame, method: str, regime: dict[str, Any]) -> list[Any]:

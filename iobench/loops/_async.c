@@ -109,6 +109,7 @@ struct job {
     Py_ssize_t next, done;
     unsigned inflight;
     long long bytes, shorts, submit_calls, reap_calls, enter_calls, wakeups, retries;
+    long long looks; /* times completions were taken (one or more each): ios / looks per look */
     int64_t submit_ns, loop_start, loop_end;
     int err;
     Py_ssize_t err_index;
@@ -270,12 +271,12 @@ job_result(struct job *j, const char *engine)
         }
         return NULL;
     }
-    return Py_BuildValue("{s:L,s:n,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L}", "bytes", j->bytes, "ios",
+    return Py_BuildValue("{s:L,s:n,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:L}", "bytes", j->bytes, "ios",
                          j->done, "short", j->shorts, "submit_calls", j->submit_calls, "reap_calls",
                          j->reap_calls, "enter_calls", j->enter_calls, "wakeups", j->wakeups, "submit_ns",
                          (long long)j->submit_ns, "loop_ns", (long long)(j->loop_end - j->loop_start),
                          "lat_sum_ns", (long long)j->lat.sum, "lat_max_ns", (long long)j->lat.max,
-                         "lat_min_ns", (long long)j->lat.min, "retries", j->retries);
+                         "lat_min_ns", (long long)j->lat.min, "retries", j->retries, "looks", j->looks);
 }
 
 /* OSError(err, "what: strerror") with the errno's own subclass. */
@@ -354,6 +355,7 @@ psync_step(void *unused, struct job *j, long long budget)
             return EINTR;
         }
         complete(j, slot, moved < 0 ? -(long long)saved : (long long)moved, end);
+        j->looks++; /* each call returns its own IO */
     }
     return 0;
 }
@@ -722,25 +724,27 @@ struct uring_file {
     int fixed_file, fixed_buffer, sqpoll;
     int64_t spin_ns;
     unsigned batch; /* most SQEs handed over per io_uring_enter (0: every free slot's) */
+    unsigned reap;  /* most CQEs taken per look (0: all; 1: fio's one per wait, see run_file) */
 };
 
 
-/* Reap every CQE there is now; returns how many. */
+/* Reap the CQEs there are now, at most `limit` (0: every one); returns how many. */
 static unsigned
-reap_file(UringObject *r, struct job *j)
+reap_file(UringObject *r, struct job *j, unsigned limit)
 {
     unsigned head = *r->cq_head, tail = LOAD_ACQ(r->cq_tail), seen = 0;
     if (head == tail)
         return 0;
     int64_t now = clock_ns();
     unsigned mask = *r->cq_mask;
-    while (head != tail) {
+    while (head != tail && (!limit || seen < limit)) {
         struct io_uring_cqe *cqe = &r->cqes[head & mask];
         complete(j, (unsigned)cqe->user_data, cqe->res, now);
         head++;
         seen++;
     }
     STORE_REL(r->cq_head, head);
+    j->looks++;
     return seen;
 }
 
@@ -790,11 +794,11 @@ uring_file_step(void *engine, struct job *j, long long budget)
                 if (rc < 0 && errno != EINTR)
                     return errno;
             }
-            unsigned got = reap_file(r, j);
+            unsigned got = reap_file(r, j, 0);
             if (!got && j->inflight) {
                 /* Poll the completion ring for spin_ns, then sleep in io_uring_enter. */
                 int64_t until = clock_ns() + u->spin_ns;
-                while (!(got = reap_file(r, j)) && clock_ns() < until)
+                while (!(got = reap_file(r, j, 0)) && clock_ns() < until)
                     ;
                 if (!got) {
                     int rc = sys_io_uring_enter(r->fd, 0, 1, IORING_ENTER_GETEVENTS);
@@ -802,7 +806,7 @@ uring_file_step(void *engine, struct job *j, long long budget)
                     j->reap_calls++;
                     if (rc < 0 && errno != EINTR && errno != EAGAIN && errno != EBUSY)
                         return errno;
-                    got = reap_file(r, j);
+                    got = reap_file(r, j, 0);
                     if (rc < 0 && errno == EINTR)
                         return EINTR;
                 }
@@ -816,6 +820,11 @@ uring_file_step(void *engine, struct job *j, long long budget)
         /* Wait for a completion only when nothing more can be queued; until then each call
          * hands its batch over and returns (GETEVENTS still posts what has completed). */
         unsigned wait = to_submit && can_queue(j) ? 0 : 1;
+        if (u->reap && wait && !to_submit && *r->cq_head != LOAD_ACQ(r->cq_tail)) {
+            /* fio's loop: a completion already in the ring is taken without a call. */
+            budget -= reap_file(r, j, u->reap);
+            continue;
+        }
         int rc = sys_io_uring_enter(r->fd, to_submit, wait, IORING_ENTER_GETEVENTS);
         int saved = errno;
         j->enter_calls++;
@@ -825,7 +834,8 @@ uring_file_step(void *engine, struct job *j, long long budget)
             j->reap_calls++;
         /* What the kernel took is what it moved the SQ head past. */
         r->sq_submitted = LOAD_ACQ(r->sq_head);
-        unsigned got = reap_file(r, j);
+        /* Taking `reap` at a time, the loop looks only when it waited (fio looks only when full). */
+        unsigned got = u->reap && !wait ? 0 : reap_file(r, j, u->reap);
         budget -= got ? got : 1;
         if (rc < 0) {
             if (saved == EINTR)
@@ -842,7 +852,7 @@ uring_file_step(void *engine, struct job *j, long long budget)
 
 /*
  * run_file(fd, buffer, bs, offsets, writes, qd, hist, fixed_file=False, fixed_buffer=False,
- *          stamp=0, spin_ns=50000, batch=0) -> dict (stamp: see struct job)
+ *          stamp=0, spin_ns=50000, batch=0, reap=0) -> dict (stamp: see struct job)
  * qd IOs in flight until every offset is done. Without SQPOLL each io_uring_enter hands over up
  * to `batch` queued SQEs (0: all that free slots allow) and returns at once while more could be
  * queued; once the queue is full (or the IOs are all issued) it also waits for a completion.
@@ -850,21 +860,27 @@ uring_file_step(void *engine, struct job *j, long long budget)
  * free. Larger batches make fewer calls, and the block layer plugs a batch of three or more and
  * dispatches it together. With SQPOLL the kernel thread submits, and this thread polls the
  * completion ring for spin_ns before it sleeps in io_uring_enter(GETEVENTS).
+ * reap=0 takes every completion in the ring after every call, so an IO's latency ends when its
+ * completion is first there to see. reap=N (non-SQPOLL) is fio's loop (iodepth_batch_complete_max,
+ * which defaults to 1): the ring is looked at only when the loop must wait, and at most N
+ * completions are taken before the next submission; the others wait in the ring, and their
+ * latency includes that wait, as fio's does.
  */
 static PyObject *
 uring_run_file(UringObject *r, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"fd",         "buffer",       "bs",    "offsets", "writes", "qd",
-                             "hist",       "fixed_file",   "fixed_buffer", "stamp", "spin_ns", "batch", NULL};
+                             "hist",       "fixed_file",   "fixed_buffer", "stamp", "spin_ns", "batch",
+                             "reap",       NULL};
     int fd, fixed_file = 0, fixed_buffer = 0;
-    unsigned qd, batch = 0;
+    unsigned qd, batch = 0, reap = 0;
     Py_ssize_t bs;
     long long spin = 50000, stamp = 0;
     struct job_buffers b = {0};
     if (!uring_open(r) ||
-        !PyArg_ParseTupleAndKeywords(args, kwds, "iw*ny*y*Iw*|ppLLI:run_file", kwlist, &fd, &b.buffer, &bs,
+        !PyArg_ParseTupleAndKeywords(args, kwds, "iw*ny*y*Iw*|ppLLII:run_file", kwlist, &fd, &b.buffer, &bs,
                                      &b.offsets, &b.writes, &qd, &b.hist, &fixed_file, &fixed_buffer, &stamp,
-                                     &spin, &batch))
+                                     &spin, &batch, &reap))
         return NULL;
     PyObject *result = NULL;
     struct job j;
@@ -879,7 +895,7 @@ uring_run_file(UringObject *r, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "fixed_file: no files are registered");
     } else if (init_job(&j, &b, fd, bs, qd, stamp) == 0) {
         struct uring_file u = {r, fixed_file, fixed_buffer, (r->setup_flags & IORING_SETUP_SQPOLL) != 0, spin,
-                               batch};
+                               batch, reap};
         if (drive(&u, &j, uring_file_step) == 0)
             result = job_result(&j, "io_uring");
         free_job(&j);
@@ -922,7 +938,8 @@ static PyMethodDef uring_methods[] = {
     {"register_files", (PyCFunction)uring_register_files, METH_VARARGS,
      "register_files([fd, ...]): register fixed files (SQEs name them by index)."},
     {"run_file", (PyCFunction)(void (*)(void))uring_run_file, METH_VARARGS | METH_KEYWORDS,
-     "run_file(fd, buffer, bs, offsets, writes, qd, hist, fixed_file, fixed_buffer, stamp, spin_ns, batch) -> dict"},
+     "run_file(fd, buffer, bs, offsets, writes, qd, hist, fixed_file, fixed_buffer, stamp, spin_ns, batch, reap) "
+     "-> dict"},
     URING_NET_METHODS
     {NULL, NULL, 0, NULL},
 };
@@ -1011,6 +1028,7 @@ aio_close(AioObject *a, PyObject *unused)
 struct aio_file {
     AioObject *aio;
     unsigned batch; /* most iocbs per io_submit (0: every free slot's) */
+    unsigned reap;  /* most events per io_getevents (0: every IO in flight) */
     struct iocb *iocbs;
     struct iocb **pending;
     unsigned npending;
@@ -1075,7 +1093,8 @@ aio_file_step(void *engine, struct job *j, long long budget)
         unsigned submitted = j->inflight - e->npending;
         if (!submitted)
             continue;
-        long got = syscall(__NR_io_getevents, e->aio->ctx, 1L, (long)submitted, e->events, NULL);
+        long most = e->reap && e->reap < submitted ? (long)e->reap : (long)submitted;
+        long got = syscall(__NR_io_getevents, e->aio->ctx, 1L, most, e->events, NULL);
         int saved = errno;
         j->reap_calls++;
         if (got < 0) {
@@ -1086,40 +1105,43 @@ aio_file_step(void *engine, struct job *j, long long budget)
         int64_t now = clock_ns();
         for (long i = 0; i < got; i++)
             complete(j, (unsigned)e->events[i].data, (long long)e->events[i].res, now);
+        if (got > 0)
+            j->looks++;
         budget -= got ? got : 1;
     }
     return 0;
 }
 
 /*
- * run_file(fd, buffer, bs, offsets, writes, qd, hist, stamp=0, batch=0) -> dict
+ * run_file(fd, buffer, bs, offsets, writes, qd, hist, stamp=0, batch=0, reap=0) -> dict
  * qd IOs in flight: io_submit of up to `batch` iocbs at a time (0: every free slot's) until the
- * queue is full or every IO is issued, then io_getevents(min 1, max in flight).
+ * queue is full or every IO is issued, then io_getevents(min 1, max: every IO in flight, or
+ * `reap` when it is not 0: fio's iodepth_batch_complete_max, 1 by default).
  * submit_ns is the time spent inside io_submit: where the kernel does the IO synchronously
  * (buffered files), it is nearly all of the loop.
  */
 static PyObject *
 aio_run_file(AioObject *a, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"fd", "buffer", "bs", "offsets", "writes", "qd", "hist", "stamp", "batch", NULL};
+    static char *kwlist[] = {"fd", "buffer", "bs", "offsets", "writes", "qd", "hist", "stamp", "batch", "reap", NULL};
     int fd;
     long long stamp = 0;
-    unsigned qd, batch = 0;
+    unsigned qd, batch = 0, reap = 0;
     Py_ssize_t bs;
     struct job_buffers b = {0};
     if (!a->ctx) {
         PyErr_SetString(PyExc_ValueError, "the AIO context is closed");
         return NULL;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iw*ny*y*Iw*|LI:run_file", kwlist, &fd, &b.buffer, &bs,
-                                     &b.offsets, &b.writes, &qd, &b.hist, &stamp, &batch))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iw*ny*y*Iw*|LII:run_file", kwlist, &fd, &b.buffer, &bs,
+                                     &b.offsets, &b.writes, &qd, &b.hist, &stamp, &batch, &reap))
         return NULL;
     PyObject *result = NULL;
     struct job j;
     if (qd > a->nr) {
         PyErr_Format(PyExc_ValueError, "qd %u exceeds the AIO context (%u)", qd, a->nr);
     } else if (init_job(&j, &b, fd, bs, qd, stamp) == 0) {
-        struct aio_file e = {a, batch, calloc(qd, sizeof(struct iocb)), calloc(qd, sizeof(struct iocb *)), 0,
+        struct aio_file e = {a, batch, reap, calloc(qd, sizeof(struct iocb)), calloc(qd, sizeof(struct iocb *)), 0,
                              calloc(qd, sizeof(struct io_event))};
         if (!e.iocbs || !e.pending || !e.events) {
             PyErr_NoMemory();
@@ -1138,7 +1160,7 @@ aio_run_file(AioObject *a, PyObject *args, PyObject *kwds)
 static PyMethodDef aio_methods[] = {
     {"close", (PyCFunction)aio_close, METH_NOARGS, "close(): io_destroy."},
     {"run_file", (PyCFunction)(void (*)(void))aio_run_file, METH_VARARGS | METH_KEYWORDS,
-     "run_file(fd, buffer, bs, offsets, writes, qd, hist, stamp=0, batch=0) -> dict"},
+     "run_file(fd, buffer, bs, offsets, writes, qd, hist, stamp=0, batch=0, reap=0) -> dict"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -220,6 +220,7 @@ def psync_run(
         "lat_max_ns": lat_max,
         "lat_min_ns": lat_min,
         "retries": 0,
+        "looks": len(offsets),  # each call returns its own IO
     }
 
 

@@ -1,0 +1,99 @@
+"""benchmarks/fio/bench_fio.py's own logic: which rows pass, and the file both tools read.
+
+The benchmark itself needs fio and minutes; these check what decides its exit status and that
+iobench's case really reads fio's file (the same blocks), without running either tool.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import iobench.experiments.async_io as async_io
+
+HERE = Path(__file__).resolve().parent.parent / "benchmarks" / "fio"
+
+
+@pytest.fixture(scope="module")
+def bench() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_fio", HERE / "bench_fio.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_fio"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(regime: str, engine: str, iops: float, p50: float, high: float | None = None) -> dict[str, Any]:
+    return {
+        "regime": regime,
+        "engine": engine,
+        "qd": 1,
+        "iops_ratio": iops,
+        "iops_high": high,
+        "p50_ratio": p50,
+    }
+
+
+def test_verdict_checks_iops_everywhere_and_p50_on_the_disk(bench: Any) -> None:
+    assert bench.verdict(_row("disk", "io_uring", 0.95, 1.10)) == ""
+    assert bench.verdict(_row("disk", "io_uring", 0.949, 1.0, high=0.99)) == "IOPS 0.949 of fio's"
+    noisy = bench.verdict(_row("disk", "libaio", 0.94, 1.0, high=1.02))
+    assert noisy.startswith("IOPS 0.940 of fio's") and "not a measurable difference" in noisy
+    assert bench.verdict(_row("disk", "libaio", 1.0, 0.89)) == "p50 0.890x fio's"
+    assert bench.verdict(_row("disk", "libaio", 0.9, 1.2)) == "IOPS 0.900 of fio's; p50 1.200x fio's"
+    # Without the device fio's own per-IO work is much of its latency: p50 is not checked there.
+    assert bench.verdict(_row("cache", "io_uring", 1.4, 0.6)) == ""
+    assert bench.verdict(_row("tmpfs", "io_uring", 0.9, 0.6)) == "IOPS 0.900 of fio's"
+    assert bench.verdict(_row("disk", "psync", 0.5, 2.0)) == ""  # the yardstick, not a target
+
+
+def test_iobench_reads_the_rounds_file_and_it_goes_afterwards(bench: Any, tmp_path: Path) -> None:
+    made = async_io.create_random_file
+    shared = tmp_path / "round.bin"
+    with bench.shared_file(shared, 64 << 10):
+        case_file = tmp_path / "case" / "async-io.bin"
+        case_file.parent.mkdir()
+        async_io.create_random_file(case_file, 64 << 10)  # what the case calls in prepare()
+        assert os.stat(case_file).st_ino == os.stat(shared).st_ino
+        assert shared.stat().st_size == 64 << 10
+    assert async_io.create_random_file is made and not shared.exists()
+    with pytest.raises(RuntimeError), bench.shared_file(shared, 4096):
+        raise RuntimeError("a tool failed")
+    assert async_io.create_random_file is made and not shared.exists()
+
+
+def test_rounds_are_paired_ratios_with_an_interval(
+    bench: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """measure() divides each round's iobench by the same round's fio, both on one file."""
+    seen: list[tuple[str, Path]] = []
+    fio = iter([100.0, 200.0, 100.0, 100.0, 100.0, 100.0])
+    mine = iter([90.0, 210.0, 95.0, 100.0, 97.0, 99.0])
+
+    def fio_round(job: Any, path: Path, size: int, loops: int, runtime: int) -> dict[str, float]:
+        seen.append(("fio", path))
+        value = next(fio)
+        return {"iops": value, "p50": 1e6 / value, "p99": 2e6 / value, "ios": 16.0}
+
+    def iobench_round(job: Any, size: int, reps: int, folder: Path) -> dict[str, float]:
+        seen.append(("iobench", folder / "round.bin"))
+        value = next(mine)
+        return {"iops": value, "p50": 1e6 / value, "p99": 2e6 / value, "ios": 16.0}
+
+    monkeypatch.setattr(bench, "fio_round", fio_round)
+    monkeypatch.setattr(bench, "iobench_round", iobench_round)
+    args = type("Args", (), {"rounds": 6, "size": 4096, "reps": 1, "runtime": 5})()
+    row = bench.measure(bench.Job("disk", tmp_path, "io_uring", 1), args)
+    assert [tool for tool, _ in seen] == ["fio", "iobench", "iobench", "fio"] * 3  # order alternates
+    assert all(seen[i][1] == seen[i + 1][1] for i in range(0, 12, 2))  # one file per round, both tools
+    assert row["iops_ratios"] == pytest.approx([0.9, 1.05, 0.95, 1.0, 0.97, 0.99])
+    assert row["iops_ratio"] == pytest.approx(0.98)  # median of the per-round ratios
+    assert (row["iops_low"], row["iops_high"]) == pytest.approx((0.9, 1.05))  # 6 rounds: min-max, 96.9%
+    assert row["iops_coverage"] == pytest.approx(0.96875)
+    assert row["fio_iops"] == 100.0 and row["iobench_iops"] == pytest.approx(98.0)

@@ -1,0 +1,58 @@
+"""After `make install`: say so, and fail, when a C extension did not build although it could.
+
+setup.py marks the extensions optional so that a machine without a compiler or Python's headers
+still installs (iobench then runs its pure-Python loops). The cost is that a compile error is
+only a warning, hidden by ``pip --quiet``, and an edited C file silently leaves the old module in
+place. Where a compiler and Python.h are both present, each module must be newer than its sources.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import sysconfig
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MODULES = {
+    "iobench/loops/_native": (
+        "iobench/loops/_native.c",
+        "iobench/loops/_async.c",
+        "iobench/loops/_async.h",
+        "iobench/loops/_uring_net.c",
+    ),
+    "iobench/netemu/_relay": ("iobench/netemu/_relay.c",),
+}
+
+
+def stale_modules() -> list[str]:
+    """The modules missing or older than one of their sources."""
+    suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+    stale = []
+    for module, sources in MODULES.items():
+        built = ROOT / f"{module}{suffix}"
+        newest = max((ROOT / source).stat().st_mtime for source in sources)
+        if not built.exists() or built.stat().st_mtime < newest:
+            stale.append(module.replace("/", "."))
+    return stale
+
+
+def main() -> int:
+    compiler = shutil.which(os.environ.get("CC", "cc"))
+    headers = Path(sysconfig.get_paths()["include"], "Python.h").exists()
+    if not compiler or not headers:
+        return 0  # the pure-Python loops, as setup.py intends; `--engine native` says why
+    stale = stale_modules()
+    if stale:
+        print(
+            f"install: {', '.join(stale)} did not build from the current sources (a compile error?); "
+            f"see the compiler's messages with: {sys.executable} -m pip install -e . -v",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
