@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +132,60 @@ def test_a_miss_within_the_noise_gets_more_rounds(
     assert len(bench.measure(job, _args(6, 24))["iops_ratios"]) == 6
     _fake_tools(bench, monkeypatch, [100] * 6, [60, 60, 60, 100, 60, 60])
     assert len(bench.measure(bench.Job("disk", tmp_path, "psync", 1), _args(6, 24))["iops_ratios"]) == 6
+
+
+def test_the_busy_regime_is_queue_depth_1_on_the_disk(bench: Any, tmp_path: Path) -> None:
+    args = type("Args", (), {"dir": str(tmp_path), "tmpfs": "/dev/shm", "qd": [1, 4, 16]})()
+    args.regimes, args.engines = ["disk", "busy"], ["psync", "io_uring"]
+    jobs = [(job.regime, job.engine, job.qd, job.direct) for job in bench.plan(args)]
+    assert jobs == [
+        ("disk", "psync", 1, True),
+        ("disk", "io_uring", 1, True),
+        ("disk", "io_uring", 4, True),
+        ("disk", "io_uring", 16, True),
+        ("busy", "psync", 1, True),
+        ("busy", "io_uring", 1, True),
+    ]
+
+
+def test_the_spinner_idles_at_sched_idle_and_goes(bench: Any) -> None:
+    with bench.busy_cpu(True):
+        children = _children()
+        assert len(children) == 1
+        (pid,) = children
+        deadline = time.monotonic() + 10
+        while os.sched_getscheduler(pid) != os.SCHED_IDLE and time.monotonic() < deadline:
+            time.sleep(0.01)  # it sets its own policy once its interpreter is up
+        assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+    assert not _children()
+    with bench.busy_cpu(False):
+        assert not _children()
+
+
+def _children() -> list[int]:
+    found = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
+    return [int(pid) for pid in found]
+
+
+def test_a_qd1_miss_is_excused_only_by_a_busy_row_that_meets_the_target(bench: Any) -> None:
+    disk = {**_row("disk", "io_uring", 0.92, 1.05), "qd": 1}
+    busy = {**_row("busy", "io_uring", 1.2, 0.8), "qd": 1}
+    assert "1.200: the gap is the virtual CPU's wake-up" in bench.idle_wakeup(disk, [disk, busy])
+    assert bench.idle_wakeup(disk, [disk, {**busy, "iops_ratio": 0.93}]) == ""  # the loop, then
+    assert bench.idle_wakeup(disk, [disk]) == ""  # no busy row: nothing excuses it
+    assert bench.idle_wakeup({**disk, "p50_ratio": 1.2}, [disk, busy]) == ""  # p50 is not excused
+    assert bench.idle_wakeup({**disk, "qd": 4}, [disk, {**busy, "qd": 4}]) == ""  # QD 1 only
+    assert bench.idle_wakeup({**disk, "engine": "libaio"}, [disk, busy]) == ""  # its own engine's row
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--regimes", "disk,floppy"], "unknown regime floppy"),
+        (["--regimes", "busy"], "the busy regime needs --cpu"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(bench: Any, argv: list[str], message: str, capsys: Any) -> None:
+    assert bench.main(argv) == 2  # before anything runs, fio installed or not
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
