@@ -2,11 +2,13 @@
  * The plainest QD1 O_DIRECT random reader: pread() of bs bytes at every block of FILE once per
  * pass, in a fresh random order each pass; prints each pass's IOPS. The third party of
  * benchmarks/fio/same_file.py: what a hand-written C loop gets on the same file as fio and
- * iobench. Usage: qd1_pread FILE SIZE PASSES [BS [ENGINE]]
+ * iobench. Usage: qd1_pread FILE SIZE PASSES [BS [ENGINE [SPIN_NS]]]
  * ENGINE: pread (the default); aio: Linux AIO by raw system calls, io_submit of one iocb then
  * io_getevents(min 1), as fio's libaio engine does at iodepth=1; uring: io_uring by raw system
  * calls with fio's ring flags, one io_uring_enter(1, 1, GETEVENTS) per IO (iobench's pattern);
- * uring2: two calls per IO, submit then wait, as fio does.
+ * uring2: two calls per IO, submit then wait, as fio does. SPIN_NS (uring2 only): busy-wait that
+ * long between the two calls, so the CPU idles that much less of each IO: on a virtual machine
+ * whose CPU is slow to wake from idle, IOPS then rise (the README's QD 1 paragraph).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -69,7 +71,7 @@ static long enter(int fd, unsigned submit, unsigned wait)
 }
 
 /* One read through the ring; 0 when it moved bs bytes. */
-static int ring_read(struct ring *r, int fd, void *buffer, long bs, long offset, int two_calls)
+static int ring_read(struct ring *r, int fd, void *buffer, long bs, long offset, int two_calls, long spin_ns)
 {
     unsigned tail = *r->sq_tail, index = tail & *r->sq_mask;
     struct io_uring_sqe *sqe = &r->sqes[index];
@@ -81,8 +83,16 @@ static int ring_read(struct ring *r, int fd, void *buffer, long bs, long offset,
     sqe->off = (unsigned long long)offset;
     r->sq_array[index] = index;
     __atomic_store_n(r->sq_tail, tail + 1, __ATOMIC_RELEASE);
-    if (two_calls ? enter(r->fd, 1, 0) != 1 || enter(r->fd, 0, 1) < 0 : enter(r->fd, 1, 1) != 1)
+    if (two_calls) {
+        if (enter(r->fd, 1, 0) != 1)
+            return -1;
+        for (long long until = now_ns() + spin_ns; spin_ns && now_ns() < until;)
+            ;
+        if (enter(r->fd, 0, 1) < 0)
+            return -1;
+    } else if (enter(r->fd, 1, 1) != 1) {
         return -1;
+    }
     unsigned head = *r->cq_head;
     while (head == __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE))
         if (enter(r->fd, 0, 1) < 0)
@@ -102,6 +112,7 @@ int main(int argc, char **argv)
     const char *engine = argc > 5 ? argv[5] : "pread";
     int aio = strcmp(engine, "aio") == 0, uring = strncmp(engine, "uring", 5) == 0;
     int two_calls = strcmp(engine, "uring2") == 0;
+    long spin_ns = argc > 6 ? atol(argv[6]) : 0;
     struct ring ring = {0};
     if (uring && ring_init(&ring) < 0) {
         perror("io_uring_setup");
@@ -137,7 +148,7 @@ int main(int argc, char **argv)
         long long start = now_ns();
         for (long i = 0; i < blocks; i++) {
             if (uring) {
-                if (ring_read(&ring, fd, buffer, bs, offsets[i], two_calls) < 0) {
+                if (ring_read(&ring, fd, buffer, bs, offsets[i], two_calls, spin_ns) < 0) {
                     perror("io_uring");
                     return 1;
                 }
