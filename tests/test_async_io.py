@@ -370,6 +370,56 @@ def test_reap_one_takes_one_completion_per_wait_as_fio_does(tmp_path: Path) -> N
 
 
 @needs_native
+@pytest.mark.parametrize("engine", ["libaio", "io_uring"])
+def test_reap_one_with_o_direct_waits_for_the_device_and_takes_one_each_time(
+    engine: str, tmp_path: Path
+) -> None:
+    """O_DIRECT completions come later, from the device: the loop waits with an empty ring and
+    still takes exactly one completion per look, every block landing in its slot's buffer."""
+    data = _blocks_file(tmp_path / "f", 64)
+    try:
+        fd = os.open(tmp_path / "f", os.O_RDONLY | os.O_DIRECT)
+    except OSError as exc:
+        pytest.skip(f"O_DIRECT refused here: {exc}")
+    offsets = array("q", [i * BS for i in range(64)])
+    buffer = page_aligned_buffer(8 * BS)
+    try:
+        hist = histogram.new()
+        if engine == "libaio":
+            aio = native.Aio(8)
+            result = aio.run_file(fd, buffer, BS, offsets, bytes(64), 8, hist, batch=1, reap=1)
+            aio.close()
+        else:
+            ring = native.Uring(8)
+            result = ring.run_file(fd, buffer, BS, offsets, bytes(64), 8, hist, batch=1, reap=1)
+            ring.close()
+        last = bytes(buffer[(63 % 8) * BS : (63 % 8 + 1) * BS])
+    finally:
+        buffer.close()
+        os.close(fd)
+    assert (result["ios"], result["bytes"], result["short"], result["looks"]) == (64, 64 * BS, 0, 64)
+    assert histogram.total(hist) == 64 and last in data  # a whole block, read from the file
+
+
+@needs_native
+def test_reap_is_refused_with_sqpoll_whose_loop_polls_the_ring(tmp_path: Path) -> None:
+    _blocks_file(tmp_path / "f", 8)
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    buffer = page_aligned_buffer(BS)
+    try:
+        ring = native.Uring(1, sqpoll=True)
+    except OSError as exc:
+        pytest.skip(f"SQPOLL refused here: {exc}")
+    try:
+        with pytest.raises(ValueError, match="reap: with SQPOLL"):
+            ring.run_file(fd, buffer, BS, array("q", [0]), bytes(1), 1, histogram.new(), reap=1)
+    finally:
+        ring.close()
+        buffer.close()
+        os.close(fd)
+
+
+@needs_native
 @pytest.mark.timeout(60)
 def test_io_uring_submits_through_io_uring_enter_and_sqpoll_with_fewer(tmp_path: Path) -> None:
     if native is None:

@@ -9,9 +9,11 @@ place. Where a compiler and Python.h are both present, each module must be newer
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sys
 import sysconfig
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,14 +34,20 @@ def stale_modules() -> list[str]:
     stale = []
     for module, sources in MODULES.items():
         built = ROOT / f"{module}{suffix}"
-        newest = max((ROOT / source).stat().st_mtime for source in sources)
+        # A source dated in the future (clock skew, an unpacked archive) says nothing: left out, it
+        # cannot make every build stale forever.
+        now = time.time()
+        dates = [(ROOT / source).stat().st_mtime for source in sources]
+        newest = max((date for date in dates if date <= now), default=0.0)
         if not built.exists() or built.stat().st_mtime < newest:
             stale.append(module.replace("/", "."))
     return stale
 
 
 def main() -> int:
-    compiler = shutil.which(os.environ.get("CC", "cc"))
+    # The compiler setuptools uses: $CC, else the one Python was built with ("ccache gcc" -> ccache).
+    command = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+    compiler = shutil.which(command[0]) if command else None
     headers = Path(sysconfig.get_paths()["include"], "Python.h").exists()
     if not compiler or not headers:
         return 0  # the pure-Python loops, as setup.py intends; `--engine native` says why

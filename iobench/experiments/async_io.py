@@ -229,7 +229,8 @@ class AsyncIo(Experiment):
             "Completions per look",
             "ratio",
             "Mean completions the loop took each time it took any (fio's 'IO depths: complete'): 1 for "
-            "psync, threads, asyncio and reap=one; with reap=all, how many finished together.",
+            "psync, threads, asyncio and reap=one; with reap=all, how many it found at once (io_uring "
+            "looks after every call, libaio only after io_getevents).",
         ),
         M(
             "sqpoll_wakeups",
@@ -494,7 +495,8 @@ class AsyncIo(Experiment):
         )
         stamp = self._generation
         batch = 1 if self.case["submit"] == "each" else 0  # 0: as many as the free slots allow
-        reap = 1 if self.case["reap"] == "one" else 0  # 0: every completion there is
+        # 0: every completion there is (and always with SQPOLL, whose loop polls the ring)
+        reap = 1 if self.case["reap"] == "one" and self.method != "io_uring-sqpoll" else 0
         if self.method == "psync":
             return self.loops.psync_run(fd, view[:bs], bs, offsets, writes, hist, stamp)
         if self.method == "libaio":
@@ -619,7 +621,7 @@ class AsyncIo(Experiment):
             "submit_syscalls": result["submit_calls"],
             "reap_syscalls": reap,
             "syscalls_per_io": (result["submit_calls"] + reap) / ios if ios and reap is not None else None,
-            "completions_per_look": ios / result["looks"] if result["looks"] else None,
+            "completions_per_look": ios / result["looks"] if result.get("looks") else None,
             "short_ios": result["short"],
         }
         if self.method == "libaio":

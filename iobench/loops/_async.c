@@ -893,6 +893,8 @@ uring_run_file(UringObject *r, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "fixed_buffer: the buffer is not inside the registered one");
     } else if (fixed_file && !r->files_registered) {
         PyErr_SetString(PyExc_ValueError, "fixed_file: no files are registered");
+    } else if (reap && (r->setup_flags & IORING_SETUP_SQPOLL)) {
+        PyErr_SetString(PyExc_ValueError, "reap: with SQPOLL the loop takes every completion it finds");
     } else if (init_job(&j, &b, fd, bs, qd, stamp) == 0) {
         struct uring_file u = {r, fixed_file, fixed_buffer, (r->setup_flags & IORING_SETUP_SQPOLL) != 0, spin,
                                batch, reap};
