@@ -32,8 +32,9 @@ rounds' ratios (each round's iobench over the same round's fio) with its distrib
 interval (order statistics; with fewer than 6 rounds it is min-max and says its coverage).
 Targets: IOPS >= 0.95 of fio's for libaio and io_uring at every depth, and on the disk p50 latency
 within 10% (in the cache, tmpfs and busy regimes fio's own per-IO work is much of what it times);
-exit status 1 when one is missed, except a disk row at QD 1 whose busy row meets the target: the
-report then says the gap is the virtual CPU's wake-up, not the loop.
+exit status 1 when one is missed, except a disk row at QD 1 that misses by less than 15% while a
+plain C loop on the same files does no better and its busy row meets the targets: the report then
+says the gap is the virtual CPU's wake-up, not iobench's loop.
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ CHECKED = ("libaio", "io_uring")
 P50_CHECKED = ("disk",)
 #: The busy regime: QD 1 only (at depth the CPU seldom idles), the CPU kept busy by a spinner.
 BUSY_QD = 1
+#: A QD 1 disk miss is excused (see idle_wakeup) only down to this IOPS ratio (and p50 up to 2 - it).
+EXCUSE_FLOOR = 0.85
 
 
 @dataclass(frozen=True)
@@ -320,21 +323,26 @@ def verdict(row: dict[str, Any]) -> str:
 
 
 def idle_wakeup(row: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    """For a disk row at QD 1 that missed only on IOPS: a sentence when the miss is not iobench's
-    loop, else "". Both must hold: on the same files a plain C loop is no faster than iobench
-    (iobench/C >= 0.95), and with the CPU kept busy (the busy row) iobench meets the target."""
-    if row["regime"] != "disk" or row["qd"] != BUSY_QD or _p50_off(row["p50_ratio"]):
+    """For a disk row at QD 1 that missed: a sentence when the miss is not iobench's loop, else "".
+    All must hold: a plain C loop on the same files is no faster than iobench (iobench/C >= 0.95);
+    with the CPU kept busy (the busy row) iobench meets both targets; and the miss is within
+    EXCUSE_FLOOR (IOPS >= 0.85 of fio's, p50 <= 1.2x), so a gross regression is never excused."""
+    if row["regime"] != "disk" or row["qd"] != BUSY_QD:
         return ""
     c_ratio = row.get("c_iops_ratio")
     if c_ratio is None or c_ratio < IOPS_TARGET:
         return ""
+    if row["iops_ratio"] < EXCUSE_FLOOR or (
+        row["p50_ratio"] is not None and row["p50_ratio"] > 2 - EXCUSE_FLOOR
+    ):
+        return ""
     for other in rows:
         same = (other["regime"], other["engine"], other["qd"]) == ("busy", row["engine"], row["qd"])
-        if same and other["iops_ratio"] >= IOPS_TARGET:
+        if same and other["iops_ratio"] >= IOPS_TARGET and not _p50_off(other["p50_ratio"]):
             return (
                 f"a plain C loop on the same files did no better (iobench/C {c_ratio:.3f}), and with the CPU "
-                f"kept busy iobench/fio is {other['iops_ratio']:.3f}: the gap is the virtual CPU's wake-up "
-                "from idle, not iobench's loop"
+                f"kept busy iobench/fio is {other['iops_ratio']:.3f}, p50 {other['p50_ratio']:.3f}x: the gap is "
+                "the virtual CPU's wake-up from idle, not iobench's loop"
             )
     return ""
 
