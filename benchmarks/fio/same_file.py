@@ -15,12 +15,12 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import bench_fio  # the C loop's build (this folder is on sys.path when run as a script)
+
 import iobench.experiments.async_io as async_io
 from iobench import api
 from iobench.osutil.files import create_random_file
 from iobench.stats import median, median_interval
-
-HERE = Path(__file__).resolve().parent
 
 
 def fio(path: Path, size: int, engine: str) -> float:
@@ -35,9 +35,10 @@ def fio(path: Path, size: int, engine: str) -> float:
 
 
 def build_c_loop(folder: Path) -> Path:
-    """qd1_pread.c compiled into ``folder``."""
-    binary = folder / "qd1_pread"
-    subprocess.run(["gcc", "-O2", "-o", str(binary), str(HERE / "qd1_pread.c")], check=True)
+    """qd1_pread.c compiled into ``folder``, as bench_fio.py builds it."""
+    binary = bench_fio.build_c_loop(folder)
+    if binary is None:
+        raise SystemExit("same_file.py: no C compiler (gcc or cc) to build qd1_pread.c")
     return binary
 
 
