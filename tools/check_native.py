@@ -3,7 +3,8 @@
 setup.py marks the extensions optional so that a machine without a compiler or Python's headers
 still installs (iobench then runs its pure-Python loops). The cost is that a compile error is
 only a warning, hidden by ``pip --quiet``, and an edited C file silently leaves the old module in
-place. Where a compiler and Python.h are both present, each module must be newer than its sources.
+place. Where a compiler and Python.h are both present, each module must be newer than its sources:
+every C source and header in its folder (each folder builds one module; setup.py names them).
 """
 
 from __future__ import annotations
@@ -17,27 +18,21 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = {
-    "iobench/loops/_native": (
-        "iobench/loops/_native.c",
-        "iobench/loops/_async.c",
-        "iobench/loops/_async.h",
-        "iobench/loops/_uring_net.c",
-    ),
-    "iobench/netemu/_relay": ("iobench/netemu/_relay.c",),
-}
+MODULES = ("iobench/loops/_native", "iobench/netemu/_relay")
 
 
 def stale_modules() -> list[str]:
     """The modules missing or older than one of their sources."""
     suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
     stale = []
-    for module, sources in MODULES.items():
+    for module in MODULES:
         built = ROOT / f"{module}{suffix}"
+        folder = built.parent
+        sources = [*folder.glob("*.c"), *folder.glob("*.h")]
         # A source dated in the future (clock skew, an unpacked archive) says nothing: left out, it
         # cannot make every build stale forever.
         now = time.time()
-        dates = [(ROOT / source).stat().st_mtime for source in sources]
+        dates = [source.stat().st_mtime for source in sources]
         newest = max((date for date in dates if date <= now), default=0.0)
         if not built.exists() or built.stat().st_mtime < newest:
             stale.append(module.replace("/", "."))

@@ -229,11 +229,17 @@ def build_c_loop(folder: Path) -> Path | None:
     return binary
 
 
+def c_loop_iops(binary: Path, path: Path, size: int, passes: int, kind: str) -> float:
+    """The C loop's median IOPS of ``passes`` passes over the file (qd1_pread.c's ENGINE ``kind``:
+    pread, aio, uring, uring2)."""
+    args = [str(binary), str(path), str(size), str(passes), str(BS), kind]
+    out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=600).stdout
+    return statistics.median(float(line) for line in out.split())
+
+
 def c_round(binary: Path, job: Job, path: Path, size: int, passes: int) -> dict[str, float]:
     """The plain C loop's IOPS (median of ``passes`` passes) over the file at QD 1."""
-    args = [str(binary), str(path), str(size), str(passes), str(BS), C_KINDS[job.engine]]
-    out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=600).stdout
-    return {"iops": statistics.median(float(line) for line in out.split())}
+    return {"iops": c_loop_iops(binary, path, size, passes, C_KINDS[job.engine])}
 
 
 def measure(job: Job, args: argparse.Namespace) -> dict[str, Any]:

@@ -8,18 +8,18 @@ file, iobench's harness, or something fio does that a hand-written C loop does n
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-import bench_fio  # the C loop's build (this folder is on sys.path when run as a script)
+import bench_fio  # the C loop, its build and the shared file (this folder is on sys.path)
 
-import iobench.experiments.async_io as async_io
 from iobench import api
-from iobench.osutil.files import create_random_file
 from iobench.stats import median, median_interval
 
 
@@ -44,9 +44,24 @@ def build_c_loop(folder: Path) -> Path:
 
 def c_loop(binary: Path, path: Path, size: int, kind: str) -> float:
     """The C loop's median IOPS of two passes (qd1_pread.c's ENGINE: pread, aio, uring, uring2)."""
-    args = [str(binary), str(path), str(size), "2", "4096", kind]
-    out = subprocess.run(args, capture_output=True, text=True, check=True)
-    return statistics.median(float(line) for line in out.stdout.split())
+    return bench_fio.c_loop_iops(binary, path, size, 2, kind)
+
+
+def add_round_args(parser: argparse.ArgumentParser, rounds: int) -> None:
+    """--rounds, --size, --dir, --cpu: what every script here that compares loops on one file takes."""
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--size", type=int, default=64 << 20)
+    parser.add_argument("--dir", default=".")
+    parser.add_argument("--cpu", type=int, default=None, help="pin this process and its children")
+
+
+@contextlib.contextmanager
+def pinned_scratch(args: argparse.Namespace, prefix: str) -> Iterator[Path]:
+    """This process pinned to --cpu (its children inherit it) and a temporary folder in --dir."""
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix=prefix) as name:
+        yield Path(name)
 
 
 def iobench(folder: Path, size: int, engine: str) -> float:
@@ -65,33 +80,30 @@ def iobench(folder: Path, size: int, engine: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engine", choices=("psync", "libaio", "io_uring"), default="psync")
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--size", type=int, default=64 << 20)
-    parser.add_argument("--dir", default=".")
-    parser.add_argument("--cpu", type=int, default=None, help="pin this process and its children")
+    add_round_args(parser, rounds=6)
     args = parser.parse_args()
-    if args.cpu is not None:
-        os.sched_setaffinity(0, {args.cpu})
-    with tempfile.TemporaryDirectory(dir=args.dir, prefix="iobench-same-file-") as name:
-        folder = Path(name)
+    with pinned_scratch(args, "iobench-same-file-") as folder:
         shared = folder / "shared.bin"
-        create_random_file(shared, args.size)
         # The case's own file becomes a link to the shared one: same blocks on the device.
-        async_io.create_random_file = lambda path, size: os.link(shared, path)  # type: ignore[assignment]
-        tools = {
-            "fio": lambda: fio(shared, args.size, args.engine),
-            "iobench": lambda: iobench(folder, args.size, args.engine),
-        }
-        binary = build_c_loop(folder)
-        # The C loop's calls: one per IO, and for io_uring also fio's two (submit, then wait).
-        kinds = {"psync": {"c": "pread"}, "libaio": {"c": "aio"}, "io_uring": {"c": "uring", "c2": "uring2"}}
-        for name, kind in kinds[args.engine].items():
-            tools[name] = lambda kind=kind: c_loop(binary, shared, args.size, kind)
-        found: dict[str, list[float]] = {name: [] for name in tools}
-        order = list(tools)
-        for index in range(args.rounds):
-            for name in order[index % len(order) :] + order[: index % len(order)]:
-                found[name].append(tools[name]())
+        with bench_fio.shared_file(shared, args.size):
+            tools = {
+                "fio": lambda: fio(shared, args.size, args.engine),
+                "iobench": lambda: iobench(folder, args.size, args.engine),
+            }
+            binary = build_c_loop(folder)
+            # The C loop's calls: one per IO, and for io_uring also fio's two (submit, then wait).
+            kinds = {
+                "psync": {"c": "pread"},
+                "libaio": {"c": "aio"},
+                "io_uring": {"c": "uring", "c2": "uring2"},
+            }
+            for name, kind in kinds[args.engine].items():
+                tools[name] = lambda kind=kind: c_loop(binary, shared, args.size, kind)
+            found: dict[str, list[float]] = {name: [] for name in tools}
+            order = list(tools)
+            for index in range(args.rounds):
+                for name in order[index % len(order) :] + order[: index % len(order)]:
+                    found[name].append(tools[name]())
     medians = {name: statistics.median(values) for name, values in found.items()}
     for name, values in found.items():
         print(f"{name:8} median {medians[name]:,.0f} IOPS  rounds {[round(v) for v in values]}")

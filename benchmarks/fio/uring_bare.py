@@ -13,10 +13,9 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import tempfile
 from pathlib import Path
 
-from same_file import build_c_loop, c_loop  # the same C loop, built the same way
+from same_file import add_round_args, build_c_loop, c_loop, pinned_scratch  # same loop, same build
 
 from iobench.experiments.async_io import io_pattern
 from iobench.loops import histogram
@@ -47,15 +46,9 @@ def bare(path: Path, size: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=12)
-    parser.add_argument("--size", type=int, default=64 << 20)
-    parser.add_argument("--dir", default=".")
-    parser.add_argument("--cpu", type=int, default=None, help="pin this process and its children")
+    add_round_args(parser, rounds=12)
     args = parser.parse_args()
-    if args.cpu is not None:
-        os.sched_setaffinity(0, {args.cpu})
-    with tempfile.TemporaryDirectory(dir=args.dir, prefix="iobench-uring-bare-") as name:
-        folder = Path(name)
+    with pinned_scratch(args, "iobench-uring-bare-") as folder:
         path = folder / "shared.bin"
         create_random_file(path, args.size)
         binary = build_c_loop(folder)

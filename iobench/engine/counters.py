@@ -61,6 +61,8 @@ _SNAPSHOT_FIELDS = tuple(Snapshot.__dataclass_fields__)
 #: All fields as a tuple in one C call: the probe's work runs between repetitions, kept short.
 _values = operator.attrgetter(*_SNAPSHOT_FIELDS)
 _NO_IO = (0, 0, 0, 0, 0, 0)
+#: What reading the counters itself adds to them (the pread of /proc/thread-self/io); the rest is 0.
+_OVERHEAD_FIELDS = ("syscalls_read", "syscalls_write", "chars_read", "chars_written")
 
 
 def _rusage_ns(value_s: float) -> int:
@@ -120,11 +122,7 @@ class CounterProbe:
                 self.unavailable = f"{self.unavailable + '; ' if self.unavailable else ''}psutil: {exc}"
         # Children's CPU has no precise clock once reaped; their rusage is added in _raw.
         self._cpu_clock = time.thread_time_ns if scope == "thread" else time.process_time_ns
-        self._overhead = self._zero()
         self._overhead = self._calibrate()
-
-    def _zero(self) -> Snapshot:
-        return Snapshot(*(0 for _ in _SNAPSHOT_FIELDS))
 
     def _calibrate(self) -> Snapshot:
         """Counter cost of one snapshot, from back-to-back snapshots (smallest of a few)."""
@@ -135,9 +133,7 @@ class CounterProbe:
             deltas.append(second - first)
         return Snapshot(
             **{
-                name: min(getattr(d, name) for d in deltas)
-                if name in ("syscalls_read", "syscalls_write", "chars_read", "chars_written")
-                else 0
+                name: min(getattr(d, name) for d in deltas) if name in _OVERHEAD_FIELDS else 0
                 for name in _SNAPSHOT_FIELDS
             }
         )
@@ -221,7 +217,7 @@ class CounterProbe:
         wall = time.perf_counter_ns()
         cpu = self._cpu_clock()
         delta = self._raw(time_ns=wall, cpu_ns=cpu) - before
-        overhead = self._overhead
+        overhead = self._overhead  # its _OVERHEAD_FIELDS, spelled out: this runs between repetitions
         delta.syscalls_read -= overhead.syscalls_read
         delta.syscalls_write -= overhead.syscalls_write
         delta.chars_read -= overhead.chars_read
